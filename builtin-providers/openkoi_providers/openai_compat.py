@@ -1,0 +1,313 @@
+"""OpenAI Chat Completions and embeddings, and every service that speaks the same protocol.
+
+Mapping names (the same in every vendor module): `_map_messages`, `_map_tools` going out;
+`_parse_response`, `_parse_stream_event`, `_map_usage`, `_STOP_REASONS` coming back.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import sys
+from array import array
+from collections.abc import AsyncIterator, Mapping
+from typing import Any
+
+from httpx_sse import EventSource
+from openkoi._errors import MalformedResponseError, ProviderError
+from openkoi._http import classify, extract_error
+from openkoi._provider import HTTPProvider, ProviderSettings
+from openkoi._types import (
+    ChatChunk,
+    ChatRequest,
+    ChatResponse,
+    Message,
+    ModelInfo,
+    StopReason,
+    TokenUsage,
+    ToolCall,
+    ToolCallDelta,
+    ToolDef,
+)
+
+_STOP_REASONS: dict[str, StopReason] = {
+    "stop": "end_turn",
+    "length": "max_tokens",
+    "tool_calls": "tool_use",
+    "function_call": "tool_use",
+    "content_filter": "content_filter",
+    "error": "error",
+}
+
+
+def _map_stop_reason(reason: str | None) -> StopReason | None:
+    if reason is None:
+        return None
+    return _STOP_REASONS.get(reason, "other")
+
+
+def _map_messages(request: ChatRequest) -> list[dict[str, Any]]:
+    out: list[dict[str, Any]] = []
+    if request.system:
+        out.append({"role": "system", "content": request.system})
+    for message in request.messages:
+        out.append(_map_message(message))
+    return out
+
+
+def _map_message(message: Message) -> dict[str, Any]:
+    if message.role == "tool":
+        return {
+            "role": "tool",
+            "tool_call_id": message.tool_call_id or "",
+            "content": message.content or "",
+        }
+    item: dict[str, Any] = {"role": message.role, "content": message.content}
+    if message.role == "assistant" and message.tool_calls:
+        item["tool_calls"] = [
+            {
+                "id": call.id,
+                "type": "function",
+                "function": {"name": call.name, "arguments": call.arguments},
+            }
+            for call in message.tool_calls
+        ]
+    elif item["content"] is None:
+        item["content"] = ""
+    if message.name and message.role == "user":
+        item["name"] = message.name
+    return item
+
+
+def _map_tools(tools: list[ToolDef]) -> list[dict[str, Any]]:
+    return [
+        {
+            "type": "function",
+            "function": {
+                "name": tool.name,
+                "description": tool.description,
+                "parameters": tool.parameters,
+            },
+        }
+        for tool in tools
+    ]
+
+
+def _map_usage(usage: Mapping[str, Any] | None) -> TokenUsage | None:
+    """`input_tokens` counts uncached input: OpenAI's prompt_tokens includes cached tokens."""
+    if not usage:
+        return None
+    details = usage.get("prompt_tokens_details") or {}
+    cache_read = int(details.get("cached_tokens") or 0)
+    cache_write = int(details.get("cache_write_tokens") or 0)
+    prompt = int(usage.get("prompt_tokens") or 0)
+    return TokenUsage(
+        input_tokens=max(0, prompt - cache_read - cache_write),
+        output_tokens=int(usage.get("completion_tokens") or 0),
+        cache_read_tokens=cache_read,
+        cache_write_tokens=cache_write,
+    )
+
+
+def _reasoning_of(message: Mapping[str, Any]) -> str:
+    value = message.get("reasoning_content") or message.get("reasoning") or ""
+    return value if isinstance(value, str) else ""
+
+
+def _parse_response(data: Any, provider: str) -> ChatResponse:
+    if not isinstance(data, dict) or not isinstance(data.get("choices"), list):
+        raise MalformedResponseError("response has no choices", provider=provider)
+    if not data["choices"]:
+        raise MalformedResponseError("response has an empty choices list", provider=provider)
+    choice = next((c for c in data["choices"] if c.get("index", 0) == 0), data["choices"][0])
+    message = choice.get("message") or {}
+    tool_calls = [
+        ToolCall(
+            id=call.get("id") or f"call_{i}",
+            name=(call.get("function") or {}).get("name", ""),
+            arguments=(call.get("function") or {}).get("arguments") or "{}",
+        )
+        for i, call in enumerate(message.get("tool_calls") or [])
+    ]
+    refusal = message.get("refusal")
+    stop = _map_stop_reason(choice.get("finish_reason")) or "end_turn"
+    if refusal and stop == "end_turn":
+        stop = "refusal"
+    return ChatResponse(
+        content=message.get("content") or "",
+        reasoning=_reasoning_of(message),
+        refusal=refusal,
+        tool_calls=tool_calls,
+        usage=_map_usage(data.get("usage")) or TokenUsage(),
+        stop_reason=stop,
+        model=data.get("model") or "",
+    )
+
+
+def _stream_error(data: Mapping[str, Any], provider: str) -> ProviderError:
+    message, code, etype = extract_error(data)
+    status = None
+    raw = data.get("error")
+    if isinstance(raw, dict):
+        for key in ("status_code", "code", "status"):
+            value = raw.get(key)
+            if isinstance(value, int):
+                status = value
+                break
+    error = classify(
+        status,
+        provider=provider,
+        message=message or "the stream reported an error",
+        code=code,
+        etype=etype,
+    )
+    error.partial_usage = _map_usage(data.get("usage"))
+    return error
+
+
+def _parse_stream_event(data: Mapping[str, Any], provider: str) -> ChatChunk | None:
+    """One `chat.completion.chunk` to a neutral chunk; None when it carries nothing."""
+    if data.get("error"):
+        raise _stream_error(data, provider)
+    usage = _map_usage(data.get("usage"))
+    delta_text = ""
+    reasoning = ""
+    refusal = ""
+    tool_deltas: list[ToolCallDelta] = []
+    stop: StopReason | None = None
+    for choice in data.get("choices") or ():
+        if choice.get("index", 0) != 0:
+            continue  # n > 1: the neutral model follows the first choice
+        delta = choice.get("delta") or {}
+        delta_text = delta.get("content") or ""
+        reasoning = _reasoning_of(delta)
+        refusal = delta.get("refusal") or ""
+        for call in delta.get("tool_calls") or ():
+            function = call.get("function") or {}
+            tool_deltas.append(
+                ToolCallDelta(
+                    index=int(call.get("index", 0)),
+                    id=call.get("id"),
+                    name=function.get("name"),
+                    arguments=function.get("arguments") or "",
+                )
+            )
+        stop = _map_stop_reason(choice.get("finish_reason"))
+    if not (delta_text or reasoning or refusal or tool_deltas or stop or usage):
+        return None
+    return ChatChunk(
+        delta=delta_text,
+        reasoning_delta=reasoning,
+        refusal_delta=refusal,
+        tool_calls=tool_deltas,
+        usage=usage,
+        stop_reason=stop,
+        model=data.get("model"),
+    )
+
+
+def _decode_embedding(value: Any) -> list[float]:
+    if isinstance(value, str):
+        floats = array("f")
+        floats.frombytes(base64.b64decode(value))
+        if sys.byteorder == "big":
+            floats.byteswap()
+        return floats.tolist()
+    return [float(x) for x in value]
+
+
+class OpenAICompatibleProvider(HTTPProvider):
+    """Chat Completions over httpx. `options` from config:
+
+    - `max_tokens_field`: `max_completion_tokens` (OpenAI) or `max_tokens` (most compatibles)
+    - `include_usage`: ask for the usage chunk when streaming (default true)
+    """
+
+    def _auth_headers(self) -> dict[str, str]:
+        key = self.settings.api_key
+        return {"authorization": f"Bearer {key.reveal()}"} if key else {}
+
+    def _body(self, request: ChatRequest, *, stream: bool) -> dict[str, Any]:
+        body: dict[str, Any] = {"model": request.model, "messages": _map_messages(request)}
+        if request.tools:
+            body["tools"] = _map_tools(request.tools)
+        if request.max_tokens is not None:
+            field = self.settings.options.get("max_tokens_field", "max_tokens")
+            body[field] = request.max_tokens
+        if request.temperature is not None:
+            body["temperature"] = request.temperature
+        if request.stop:
+            body["stop"] = request.stop
+        if stream:
+            body["stream"] = True
+            if self.settings.options.get("include_usage", True):
+                body["stream_options"] = {"include_usage": True}
+        body.update(request.extra)
+        return body
+
+    async def _chat(self, request: ChatRequest) -> ChatResponse:
+        data = await self._post_json("/chat/completions", self._body(request, stream=False))
+        if isinstance(data, dict) and data.get("error") and not data.get("choices"):
+            raise _stream_error(data, self.id)
+        return _parse_response(data, self.id)
+
+    async def _stream(self, request: ChatRequest) -> AsyncIterator[ChatChunk]:
+        body = self._body(request, stream=True)
+        async with self._open_stream("/chat/completions", body) as response:
+            finished = False
+            async for event in EventSource(response).aiter_sse():
+                if event.data == "[DONE]":
+                    finished = True
+                    break
+                if not event.data:
+                    continue
+                try:
+                    data = json.loads(event.data)
+                except json.JSONDecodeError:
+                    raise MalformedResponseError(
+                        "the stream sent an event that is not JSON", provider=self.id
+                    ) from None
+                if event.event == "error" and not data.get("error"):
+                    data = {"error": data}
+                if not isinstance(data, dict):
+                    continue
+                chunk = _parse_stream_event(data, self.id)
+                if chunk is not None:
+                    yield chunk
+            if not finished:
+                raise MalformedResponseError(
+                    "the stream ended before its final [DONE] event", provider=self.id
+                )
+
+    async def _embed(self, texts: list[str], model: str | None) -> list[list[float]]:
+        if not model:
+            return await super()._embed(texts, model)
+        encoding = self.settings.options.get("embedding_encoding", "float")
+        data = await self._post_json(
+            "/embeddings", {"model": model, "input": texts, "encoding_format": encoding}
+        )
+        items = data.get("data") if isinstance(data, dict) else None
+        if not isinstance(items, list) or len(items) != len(texts):
+            raise MalformedResponseError(
+                f"expected {len(texts)} embeddings in the response", provider=self.id
+            )
+        ordered = sorted(items, key=lambda item: int(item.get("index", 0)))
+        return [_decode_embedding(item.get("embedding")) for item in ordered]
+
+    async def models(self) -> list[ModelInfo]:
+        found = [ModelInfo(id=m, name=m) for m in (self.settings.default_model,) if m]
+        if self.settings.embedding_model:
+            found.append(
+                ModelInfo(
+                    id=self.settings.embedding_model,
+                    name=self.settings.embedding_model,
+                    supports_tools=False,
+                    supports_streaming=False,
+                    supports_embeddings=True,
+                )
+            )
+        return found
+
+
+def create(settings: ProviderSettings) -> OpenAICompatibleProvider:
+    return OpenAICompatibleProvider(settings)

@@ -1,0 +1,157 @@
+"""`~/.openkoi/config.toml`: read and validated with pydantic, written back with tomlkit so a
+user's comments and key order survive, always through a temp file and a rename.
+
+    [models]
+    executor = "openai/gpt-5.2"
+    [models.fallback]
+    executor = ["anthropic/claude-sonnet-4-5", "ollama/llama3.3"]
+
+    [providers.mygateway]          # a custom OpenAI-compatible endpoint, no code needed
+    base_url = "https://llm.example.com/v1"
+    api_key_env = "MYGATEWAY_KEY"
+    default_model = "llama-3.3-70b"
+
+    [plugins]
+    wasm = ["~/.openkoi/plugins/wasm/my-provider.wasm"]
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+
+from openkoi._errors import ConfigError
+from openkoi._fileio import atomic_write_text
+from openkoi._paths import config_path
+
+
+class _Section(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class ProviderEntry(_Section):
+    """`[providers.NAME]`: overrides for a built-in provider, or a custom OpenAI-compatible one."""
+
+    name: str | None = None
+    base_url: str | None = None
+    api_key_env: str | None = None
+    default_model: str | None = None
+    embedding_model: str | None = None
+    headers: dict[str, str] = Field(default_factory=dict)
+    options: dict[str, Any] = Field(default_factory=dict)
+
+    @field_validator("base_url")
+    @classmethod
+    def _check_base_url(cls, value: str | None) -> str | None:
+        if value is None:
+            return value
+        if not value.startswith(("http://", "https://")):
+            raise ValueError("expected an http:// or https:// URL")
+        return value.rstrip("/")
+
+
+class ModelsSection(_Section):
+    executor: str | None = None
+    evaluator: str | None = None
+    planner: str | None = None
+    embedder: str | None = None
+    fallback: dict[str, list[str]] = Field(default_factory=dict)
+
+
+class PluginsSection(BaseModel):
+    """`[plugins]`: `wasm` lists plugin files; `[plugins.<id>]` tables hold per-plugin settings."""
+
+    model_config = ConfigDict(extra="allow")
+    wasm: list[str] = Field(default_factory=list)
+
+
+class Config(_Section):
+    models: ModelsSection = Field(default_factory=ModelsSection)
+    providers: dict[str, ProviderEntry] = Field(default_factory=dict)
+    plugins: PluginsSection = Field(default_factory=PluginsSection)
+    pricing: dict[str, dict[str, Any]] = Field(default_factory=dict)
+    fallback: dict[str, Any] = Field(default_factory=dict)  # chain behaviour (cooldowns)
+
+
+def _describe(error: ValidationError) -> tuple[str, str]:
+    first = error.errors()[0]
+    key = ".".join(str(p) for p in first["loc"])
+    kind = first["type"]
+    if kind == "extra_forbidden":
+        return key, f"unknown key {key!r}"
+    return key, f"{key}: {first['msg'].removeprefix('Value error, ')}"
+
+
+def validate_config(data: dict[str, Any], path: Path | None = None) -> Config:
+    try:
+        return Config.model_validate(data)
+    except ValidationError as exc:
+        key, message = _describe(exc)
+        where = f" in {path}" if path else ""
+        raise ConfigError(f"invalid config{where}: {message}", key=key, path=str(path)) from None
+
+
+class ConfigFile:
+    """A config file on disk: `config` is the validated view, `set()` edits the TOML in place."""
+
+    def __init__(self, path: Path | None = None) -> None:
+        import tomlkit
+
+        self.path = path or config_path()
+        self._document: Any
+        if self.path.exists():
+            text = self.path.read_text(encoding="utf-8")
+            try:
+                self._document = tomlkit.parse(text)
+            except tomlkit.exceptions.ParseError as exc:
+                raise ConfigError(
+                    f"config file {self.path} is not valid TOML: {exc}", path=str(self.path)
+                ) from None
+        else:
+            self._document = tomlkit.document()
+        self.config = validate_config(self._document.unwrap(), self.path)
+
+    def set(self, dotted_key: str, value: Any) -> None:
+        """Set `a.b.c = value`, creating tables as needed; validated before anything is kept."""
+        import tomlkit
+
+        parts = dotted_key.split(".")
+        table = self._document
+        for part in parts[:-1]:
+            if part not in table:
+                table[part] = tomlkit.table()
+            table = table[part]
+        previous = table.get(parts[-1])
+        table[parts[-1]] = value
+        try:
+            self.config = validate_config(self._document.unwrap(), self.path)
+        except ConfigError:
+            if previous is None:
+                del table[parts[-1]]
+            else:
+                table[parts[-1]] = previous
+            raise
+
+    def remove(self, dotted_key: str) -> bool:
+        parts = dotted_key.split(".")
+        table = self._document
+        for part in parts[:-1]:
+            if part not in table:
+                return False
+            table = table[part]
+        if parts[-1] not in table:
+            return False
+        del table[parts[-1]]
+        self.config = validate_config(self._document.unwrap(), self.path)
+        return True
+
+    def save(self) -> None:
+        import tomlkit
+
+        atomic_write_text(self.path, tomlkit.dumps(self._document), mode=0o600)
+
+
+def load_config(path: Path | None = None) -> Config:
+    return ConfigFile(path).config

@@ -1,0 +1,186 @@
+"""Every error openkoi raises, in one tree.
+
+    OpenKoiError
+    ├── ConfigError                  the caller must fix configuration or input
+    │   ├── ModelRefError            `provider/model` malformed or missing its prefix
+    │   ├── UnknownProviderError     no provider with that id
+    │   └── CredentialsMissingError  the provider needs a key nobody gave it
+    ├── InvalidToolArgumentsError    the model wrote tool arguments that are not JSON
+    └── ProviderError                a provider call failed; `transient` says whether to fall back
+        ├── RateLimitedError         429 (transient, honours Retry-After)
+        ├── OverloadedError          529 / 503 (transient)
+        ├── ServerError              other 5xx (transient)
+        ├── ProviderTimeoutError     connect/read timeout (transient)
+        ├── NetworkError             connection refused, reset, DNS (transient)
+        ├── MalformedResponseError   non-JSON, HTML, truncated body or stream (transient)
+        ├── AuthenticationError      401 / 403 (permanent)
+        ├── InvalidRequestError      400 / 404 / 422 (permanent)
+        │   └── ContextOverflowError the prompt does not fit (recognised by code/type)
+        ├── ContentPolicyError       the provider refused on policy grounds (permanent)
+        └── UnsupportedError         the provider cannot do this at all, e.g. embeddings
+
+The fallback chain decides on `ProviderError.transient` alone, never on message text.
+Messages are scrubbed of secrets before they are stored (see `redact`).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from typing import TYPE_CHECKING, ClassVar
+
+if TYPE_CHECKING:
+    from openkoi._types import TokenUsage
+
+_REDACTED = "[REDACTED]"
+
+
+def redact(text: str, secrets: Iterable[str | None]) -> str:
+    """Replace every occurrence of each secret (and of its long prefixes) in `text`."""
+    for secret in secrets:
+        if not secret or len(secret) < 6:
+            continue
+        text = text.replace(secret, _REDACTED)
+    return text
+
+
+class OpenKoiError(Exception):
+    """Base of every openkoi error. `str(err)` is a one-line cause a user can act on."""
+
+
+class ConfigError(OpenKoiError):
+    """Configuration or user input is wrong; `key` names the config key when there is one."""
+
+    def __init__(self, message: str, *, key: str | None = None, path: str | None = None) -> None:
+        super().__init__(message)
+        self.key = key
+        self.path = path
+
+
+class ModelRefError(ConfigError):
+    pass
+
+
+class UnknownProviderError(ConfigError):
+    pass
+
+
+class CredentialsMissingError(ConfigError):
+    def __init__(self, message: str, *, provider: str) -> None:
+        super().__init__(message)
+        self.provider = provider
+
+
+class InvalidToolArgumentsError(OpenKoiError):
+    def __init__(self, message: str, *, tool_call_id: str) -> None:
+        super().__init__(message)
+        self.tool_call_id = tool_call_id
+
+
+class ProviderError(OpenKoiError):
+    """A provider call failed.
+
+    `status` is the HTTP status when there was one, `code` the provider's own error code or type,
+    `retry_after` seconds the server asked us to wait, and `partial_usage` the tokens a stream had
+    consumed before it failed.
+    """
+
+    transient: ClassVar[bool] = False
+    kind: ClassVar[str] = "other"
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        provider: str = "",
+        status: int | None = None,
+        code: str | None = None,
+        retry_after: float | None = None,
+        partial_usage: TokenUsage | None = None,
+    ) -> None:
+        super().__init__(message)
+        self.message = message
+        self.provider = provider
+        self.status = status
+        self.code = code
+        self.retry_after = retry_after
+        self.partial_usage = partial_usage
+
+    def __str__(self) -> str:
+        prefix = f"{self.provider}: " if self.provider else ""
+        status = f" (HTTP {self.status})" if self.status else ""
+        return f"{prefix}{self.message}{status}"
+
+    def __repr__(self) -> str:
+        return (
+            f"{type(self).__name__}(provider={self.provider!r}, status={self.status!r}, "
+            f"code={self.code!r}, retry_after={self.retry_after!r}, message={self.message!r})"
+        )
+
+
+class RateLimitedError(ProviderError):
+    transient = True
+    kind = "rate-limited"
+
+
+class OverloadedError(ProviderError):
+    transient = True
+    kind = "overloaded"
+
+
+class ServerError(ProviderError):
+    transient = True
+    kind = "server"
+
+
+class ProviderTimeoutError(ProviderError):
+    transient = True
+    kind = "timeout"
+
+
+class NetworkError(ProviderError):
+    transient = True
+    kind = "network"
+
+
+class MalformedResponseError(ProviderError):
+    transient = True
+    kind = "malformed-response"
+
+
+class AuthenticationError(ProviderError):
+    kind = "auth"
+
+
+class InvalidRequestError(ProviderError):
+    kind = "invalid-request"
+
+
+class ContextOverflowError(InvalidRequestError):
+    kind = "context-overflow"
+
+
+class ContentPolicyError(ProviderError):
+    kind = "content-policy"
+
+
+class UnsupportedError(ProviderError):
+    kind = "unsupported"
+
+
+ERROR_KINDS: dict[str, type[ProviderError]] = {
+    cls.kind: cls
+    for cls in (
+        ProviderError,
+        RateLimitedError,
+        OverloadedError,
+        ServerError,
+        ProviderTimeoutError,
+        NetworkError,
+        MalformedResponseError,
+        AuthenticationError,
+        InvalidRequestError,
+        ContextOverflowError,
+        ContentPolicyError,
+        UnsupportedError,
+    )
+}

@@ -1,0 +1,250 @@
+"""HTTP plumbing shared by the built-in providers: the client, and turning failures into errors.
+
+Foreign errors are translated in one place: `map_transport_errors` for httpx exceptions and
+`error_from_response` for HTTP error statuses. Both scrub secrets from what they keep.
+"""
+
+from __future__ import annotations
+
+import email.utils
+import json
+import time
+from collections.abc import Callable, Iterable, Iterator, Mapping
+from contextlib import contextmanager
+from typing import Any
+
+import httpx
+
+from openkoi._errors import (
+    AuthenticationError,
+    ContentPolicyError,
+    ContextOverflowError,
+    InvalidRequestError,
+    MalformedResponseError,
+    NetworkError,
+    OverloadedError,
+    ProviderError,
+    ProviderTimeoutError,
+    RateLimitedError,
+    ServerError,
+    redact,
+)
+
+DEFAULT_TIMEOUT = httpx.Timeout(connect=10.0, read=180.0, write=30.0, pool=30.0)
+
+# Provider error codes/types that mean "the prompt does not fit". Matched exactly.
+CONTEXT_OVERFLOW_CODES = frozenset(
+    {"context_length_exceeded", "string_above_max_length", "context_window_exceeded"}
+)
+CONTENT_POLICY_CODES = frozenset(
+    {"content_policy_violation", "content_filter", "moderation_blocked", "safety"}
+)
+
+
+def new_client(
+    base_url: str,
+    headers: Mapping[str, str] | None = None,
+    timeout: httpx.Timeout = DEFAULT_TIMEOUT,
+) -> httpx.AsyncClient:
+    """One client per provider: pooled connections, no retries underneath the fallback chain."""
+    return httpx.AsyncClient(
+        base_url=base_url.rstrip("/"),
+        headers=dict(headers or {}),
+        timeout=timeout,
+        transport=httpx.AsyncHTTPTransport(retries=0),
+        follow_redirects=False,
+    )
+
+
+def parse_retry_after(headers: Mapping[str, str], now: float | None = None) -> float | None:
+    """Seconds to wait from `retry-after-ms`, or `Retry-After` as seconds or an HTTP-date."""
+    lowered = {k.lower(): v for k, v in headers.items()}
+    millis = lowered.get("retry-after-ms")
+    if millis:
+        try:
+            return max(0.0, float(millis) / 1000.0)
+        except ValueError:
+            pass
+    value = lowered.get("retry-after")
+    if not value:
+        return None
+    value = value.strip()
+    try:
+        return max(0.0, float(value))
+    except ValueError:
+        pass
+    try:
+        when = email.utils.parsedate_to_datetime(value)
+    except (TypeError, ValueError, IndexError):
+        return None
+    if when is None:
+        return None
+    current = time.time() if now is None else now
+    return max(0.0, when.timestamp() - current)
+
+
+def _short(text: str, limit: int = 300) -> str:
+    text = " ".join(text.split())
+    return text if len(text) <= limit else text[: limit - 1] + "…"
+
+
+def _looks_like_html(text: str) -> bool:
+    head = text.lstrip()[:200].lower()
+    return head.startswith("<!doctype html") or head.startswith("<html") or "<body" in head
+
+
+def extract_error(body: Any) -> tuple[str | None, str | None, str | None]:
+    """(message, code, type) from the common JSON error shapes, or Nones."""
+    if not isinstance(body, dict):
+        return None, None, None
+    err = body.get("error", body)
+    if isinstance(err, str):
+        return err, None, None
+    if isinstance(err, list) and err and isinstance(err[0], dict):
+        err = err[0].get("error", err[0])
+    if not isinstance(err, dict):
+        return None, None, None
+    message = err.get("message") or body.get("message")
+    code = err.get("code")
+    etype = err.get("type") or err.get("status")
+    return (
+        str(message) if message is not None else None,
+        str(code) if code is not None else None,
+        str(etype) if etype is not None else None,
+    )
+
+
+def classify(
+    status: int | None,
+    *,
+    provider: str,
+    message: str,
+    code: str | None = None,
+    etype: str | None = None,
+    retry_after: float | None = None,
+    secrets: Iterable[str | None] = (),
+) -> ProviderError:
+    """Pick the error class from status and the provider's code/type; never from free text."""
+    message = redact(message, secrets)
+    code_or_type = code if code and not code.isdigit() else etype
+    markers = {m for m in (code, etype) if m}
+    kwargs: dict[str, Any] = {
+        "provider": provider,
+        "status": status,
+        "code": code_or_type,
+        "retry_after": retry_after,
+    }
+    if markers & CONTEXT_OVERFLOW_CODES:
+        return ContextOverflowError(message, **kwargs)
+    if markers & CONTENT_POLICY_CODES:
+        return ContentPolicyError(message, **kwargs)
+    if status == 429 or markers & {"rate_limit_exceeded", "rate_limit_error", "RESOURCE_EXHAUSTED"}:
+        if markers & {"insufficient_quota"}:
+            # An exhausted quota will not recover by waiting; treat it as an auth/billing problem.
+            return AuthenticationError(message, **kwargs)
+        return RateLimitedError(message, **kwargs)
+    if status in (529, 503) or markers & {"overloaded_error", "UNAVAILABLE"}:
+        return OverloadedError(message, **kwargs)
+    if status in (401, 403):
+        return AuthenticationError(message, **kwargs)
+    if status is not None and status >= 500:
+        return ServerError(message, **kwargs)
+    if status is not None and 400 <= status < 500:
+        return InvalidRequestError(message, **kwargs)
+    return ProviderError(message, **kwargs)
+
+
+def error_from_response(
+    status: int,
+    headers: Mapping[str, str],
+    body_text: str,
+    *,
+    provider: str,
+    secrets: Iterable[str | None] = (),
+    classifier: Callable[..., ProviderError] = classify,
+) -> ProviderError:
+    """Turn an HTTP error response into the right `ProviderError` with a one-line cause."""
+    secrets = tuple(secrets)
+    retry_after = parse_retry_after(headers)
+    try:
+        parsed: Any = json.loads(body_text) if body_text.strip() else None
+    except json.JSONDecodeError:
+        parsed = None
+    message, code, etype = extract_error(parsed)
+    if message is None:
+        if _looks_like_html(body_text):
+            message = "the server answered with an HTML page instead of an API response"
+            if status < 400:
+                return MalformedResponseError(message, provider=provider, status=status)
+        elif body_text.strip():
+            message = _short(body_text)
+        else:
+            message = f"HTTP {status} with an empty body"
+    return classifier(
+        status,
+        provider=provider,
+        message=_short(message),
+        code=code,
+        etype=etype,
+        retry_after=retry_after,
+        secrets=secrets,
+    )
+
+
+def json_body(response_text: str, *, provider: str, status: int | None = None) -> Any:
+    """Parse a successful JSON body; anything else is a `MalformedResponseError`."""
+    try:
+        return json.loads(response_text)
+    except json.JSONDecodeError as exc:
+        what = (
+            "an HTML page"
+            if _looks_like_html(response_text)
+            else ("an empty body" if not response_text.strip() else "a body that is not JSON")
+        )
+        raise MalformedResponseError(
+            f"expected JSON but got {what} ({exc.msg} at char {exc.pos})",
+            provider=provider,
+            status=status,
+        ) from None
+
+
+@contextmanager
+def map_transport_errors(provider: str, secrets: Iterable[str | None] = ()) -> Iterator[None]:
+    """Translate httpx exceptions raised inside the block into `ProviderError`s.
+
+    The request URL is never included: a provider that puts a key in a URL must not leak it.
+    """
+    secrets = tuple(secrets)
+    try:
+        yield
+    except httpx.TimeoutException as exc:
+        raise ProviderTimeoutError(f"timed out ({type(exc).__name__})", provider=provider) from None
+    except httpx.RemoteProtocolError as exc:
+        raise MalformedResponseError(
+            "the connection closed before the response was complete: "
+            + redact(_short(str(exc), 120), secrets),
+            provider=provider,
+        ) from None
+    except (httpx.NetworkError, httpx.ProxyError, httpx.UnsupportedProtocol) as exc:
+        raise NetworkError(
+            f"could not reach the server ({type(exc).__name__}: "
+            f"{redact(_short(str(exc), 120), secrets)})",
+            provider=provider,
+        ) from None
+    except httpx.DecodingError as exc:
+        raise MalformedResponseError(
+            f"could not decode the response: {redact(_short(str(exc), 120), secrets)}",
+            provider=provider,
+        ) from None
+    except (httpx.TooManyRedirects, httpx.HTTPStatusError, httpx.LocalProtocolError) as exc:
+        raise ProviderError(f"HTTP failure ({type(exc).__name__})", provider=provider) from None
+    except httpx.InvalidURL:
+        raise NetworkError(
+            "the provider's base URL is not a valid URL", provider=provider
+        ) from None
+    except httpx.StreamError as exc:
+        raise ProviderError(
+            f"HTTP stream misuse ({type(exc).__name__})", provider=provider
+        ) from None
+    except httpx.HTTPError as exc:  # anything httpx adds later
+        raise NetworkError(f"HTTP failure ({type(exc).__name__})", provider=provider) from None

@@ -1,0 +1,244 @@
+"""The provider interface: what every provider, built-in or WASM plugin, looks like to callers.
+
+A provider implements `ModelProvider`. Built-in HTTP providers subclass `HTTPProvider`, which
+supplies the shared client, the error mapping and the stream bookkeeping (partial usage on
+failure, closing the upstream response), so a vendor module only maps wire formats.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import AsyncIterator, Mapping, Sequence
+from contextlib import asynccontextmanager
+from dataclasses import dataclass, field
+from typing import Any, Protocol, runtime_checkable
+
+import httpx
+
+from openkoi._errors import MalformedResponseError, ProviderError, UnsupportedError
+from openkoi._http import (
+    DEFAULT_TIMEOUT,
+    error_from_response,
+    json_body,
+    map_transport_errors,
+    new_client,
+)
+from openkoi._secrets import Secret
+from openkoi._stream import StreamAccumulator
+from openkoi._types import ChatChunk, ChatRequest, ChatResponse, ModelInfo, TokenUsage
+
+
+@runtime_checkable
+class ModelProvider(Protocol):
+    """The one interface. `chat_stream` is an async generator: `aclose()` it to cancel."""
+
+    @property
+    def id(self) -> str: ...
+
+    @property
+    def name(self) -> str: ...
+
+    async def models(self) -> list[ModelInfo]: ...
+
+    async def chat(self, request: ChatRequest) -> ChatResponse: ...
+
+    def chat_stream(self, request: ChatRequest) -> AsyncIterator[ChatChunk]: ...
+
+    async def embed(self, texts: Sequence[str], model: str | None = None) -> list[list[float]]: ...
+
+    async def aclose(self) -> None: ...
+
+
+@dataclass
+class ProviderSettings:
+    """Everything a provider instance needs, resolved from config, environment and credentials."""
+
+    id: str
+    name: str
+    base_url: str
+    api_key: Secret | None = None
+    default_model: str | None = None
+    embedding_model: str | None = None
+    headers: dict[str, str] = field(default_factory=dict)
+    options: dict[str, Any] = field(default_factory=dict)
+    timeout: httpx.Timeout = field(default_factory=lambda: DEFAULT_TIMEOUT)
+
+
+class HTTPProvider:
+    """Base for providers that speak HTTP with one shared `httpx.AsyncClient`.
+
+    Subclasses implement `_chat(request)` and `_stream(request)` (an async generator of chunks)
+    and, where the service has them, `_embed` and `models`.
+    """
+
+    def __init__(self, settings: ProviderSettings, client: httpx.AsyncClient | None = None) -> None:
+        self.settings = settings
+        self._client = client
+
+    @property
+    def id(self) -> str:
+        return self.settings.id
+
+    @property
+    def name(self) -> str:
+        return self.settings.name
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}(id={self.id!r}, base_url={self.settings.base_url!r})"
+
+    # -- the interface -------------------------------------------------------------------
+
+    async def models(self) -> list[ModelInfo]:
+        default = self.settings.default_model
+        return [ModelInfo(id=default, name=default)] if default else []
+
+    async def chat(self, request: ChatRequest) -> ChatResponse:
+        return await self._chat(self._with_model(request))
+
+    async def chat_stream(self, request: ChatRequest) -> AsyncIterator[ChatChunk]:
+        """Yield chunks; on failure, the error carries the usage seen so far."""
+        seen = StreamAccumulator()
+        try:
+            async for chunk in self._stream(self._with_model(request)):
+                seen.add(chunk)
+                yield chunk
+        except ProviderError as exc:
+            if exc.partial_usage is None and seen.usage is not None:
+                exc.partial_usage = seen.usage
+            raise
+
+    async def embed(self, texts: Sequence[str], model: str | None = None) -> list[list[float]]:
+        if not texts:
+            return []
+        return await self._embed(list(texts), model or self.settings.embedding_model)
+
+    async def aclose(self) -> None:
+        if self._client is not None:
+            await self._client.aclose()
+            self._client = None
+
+    # -- for subclasses -------------------------------------------------------------------
+
+    async def _chat(self, request: ChatRequest) -> ChatResponse:
+        raise NotImplementedError
+
+    def _stream(self, request: ChatRequest) -> AsyncIterator[ChatChunk]:
+        raise NotImplementedError
+
+    async def _embed(self, texts: list[str], model: str | None) -> list[list[float]]:
+        raise UnsupportedError(f"{self.name} does not offer embeddings", provider=self.id)
+
+    def _auth_headers(self) -> dict[str, str]:
+        """Headers carrying the credential; kept out of the client so they never get logged."""
+        return {}
+
+    def _secrets(self) -> tuple[str, ...]:
+        key = self.settings.api_key
+        return (key.reveal(),) if key else ()
+
+    def _error(self, response: httpx.Response, body_text: str) -> ProviderError:
+        """Map an error response; vendors override to read their own error shapes."""
+        return error_from_response(
+            response.status_code,
+            response.headers,
+            body_text,
+            provider=self.id,
+            secrets=self._secrets(),
+        )
+
+    @property
+    def client(self) -> httpx.AsyncClient:
+        if self._client is None:
+            self._client = new_client(
+                self.settings.base_url, self.settings.headers, self.settings.timeout
+            )
+        return self._client
+
+    def _with_model(self, request: ChatRequest) -> ChatRequest:
+        if request.model:
+            return request
+        if not self.settings.default_model:
+            raise ProviderError(
+                f"no model given and {self.name} has no default model", provider=self.id
+            )
+        return request.model_copy(update={"model": self.settings.default_model})
+
+    async def _post_json(
+        self, path: str, body: Mapping[str, Any], headers: Mapping[str, str] | None = None
+    ) -> Any:
+        """POST a JSON body; return the parsed JSON answer or raise the mapped error."""
+        with map_transport_errors(self.id, self._secrets()):
+            response = await self.client.post(
+                path,
+                content=json.dumps(body),
+                headers={
+                    "content-type": "application/json",
+                    **self._auth_headers(),
+                    **(headers or {}),
+                },
+            )
+            text = response.text
+        if response.status_code >= 400:
+            raise self._error(response, text)
+        return json_body(text, provider=self.id, status=response.status_code)
+
+    @asynccontextmanager
+    async def _open_stream(
+        self,
+        path: str,
+        body: Mapping[str, Any],
+        headers: Mapping[str, str] | None = None,
+        *,
+        expect: str = "text/event-stream",
+    ) -> AsyncIterator[httpx.Response]:
+        """Open a streaming POST; the response is closed when the block exits, however it exits.
+
+        Error statuses are read and mapped before anything is yielded. A 200 whose content type is
+        not `expect` (an HTML page from a proxy, a JSON error body) is mapped too.
+        """
+        with map_transport_errors(self.id, self._secrets()):
+            request = self.client.build_request(
+                "POST",
+                path,
+                content=json.dumps(body),
+                headers={
+                    "content-type": "application/json",
+                    "accept": expect,
+                    **self._auth_headers(),
+                    **(headers or {}),
+                },
+            )
+            response = await self.client.send(request, stream=True)
+        try:
+            if response.status_code >= 400:
+                with map_transport_errors(self.id, self._secrets()):
+                    text = (await response.aread()).decode("utf-8", "replace")
+                raise self._error(response, text)
+            content_type = response.headers.get("content-type", "")
+            if expect and content_type and expect not in content_type:
+                with map_transport_errors(self.id, self._secrets()):
+                    text = (await response.aread()).decode("utf-8", "replace")
+                error = self._error(response, text)
+                if type(error) is ProviderError:
+                    error = MalformedResponseError(
+                        f"expected a {expect} stream but got {content_type.split(';')[0]}",
+                        provider=self.id,
+                        status=response.status_code,
+                    )
+                raise error
+            with map_transport_errors(self.id, self._secrets()):
+                yield response
+        finally:
+            await response.aclose()
+
+
+async def collect(chunks: AsyncIterator[ChatChunk]) -> ChatResponse:
+    """Drain a stream into the response a non-streaming call would give."""
+    acc = StreamAccumulator()
+    async for chunk in chunks:
+        acc.add(chunk)
+    return acc.response()
+
+
+def usage_or_zero(usage: TokenUsage | None) -> TokenUsage:
+    return usage if usage is not None else TokenUsage()

@@ -1,0 +1,95 @@
+"""The `openkoi` command. Subcommands live in their own modules and are imported on first use.
+
+openkoi "prompt"                      one-shot prompt, streamed (the default command)
+openkoi --model openai/gpt-5.2 "…"    pick the model
+echo "…" | openkoi                    prompt from stdin
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+from importlib import import_module
+from typing import Any
+
+import click
+
+from openkoi import __version__
+
+# name -> "module:attribute"; each subcommand module owns one noun.
+_SUBCOMMANDS: dict[str, str] = {
+    "run": "openkoi.cli._prompt:run",
+}
+_DEFAULT_COMMAND = "run"
+
+
+class _LazyDefaultGroup(click.Group):
+    """A group whose subcommands load lazily, and whose default command is the prompt."""
+
+    def list_commands(self, ctx: click.Context) -> list[str]:
+        return sorted(_SUBCOMMANDS)
+
+    def get_command(self, ctx: click.Context, cmd_name: str) -> click.Command | None:
+        target = _SUBCOMMANDS.get(cmd_name)
+        if target is None:
+            return None
+        module, attr = target.split(":")
+        command: click.Command = getattr(import_module(module), attr)
+        return command
+
+    def parse_args(self, ctx: click.Context, args: list[str]) -> list[str]:
+        first = args[0] if args else None
+        if first is None or (
+            first not in _SUBCOMMANDS and first not in ("--help", "-h", "--version")
+        ):
+            args = [_DEFAULT_COMMAND, *args]
+        return super().parse_args(ctx, args)
+
+
+@click.group(
+    cls=_LazyDefaultGroup,
+    context_settings={"help_option_names": ["-h", "--help"]},
+    invoke_without_command=False,
+)
+@click.version_option(__version__, "--version", prog_name="openkoi")
+def cli() -> None:
+    """openkoi: one way to talk to any LLM provider.
+
+    Run a prompt with `openkoi "prompt"` (or `openkoi run --help` for its options).
+    """
+
+
+def _fail(message: str, code: int = 1) -> int:
+    from rich.console import Console
+
+    Console(stderr=True, highlight=False, soft_wrap=True).print(f"[bold red]error:[/] {message}")
+    return code
+
+
+def main(argv: list[str] | None = None) -> None:
+    """Entry point: every failure becomes one clear line and a non-zero exit, never a traceback."""
+    from openkoi._errors import OpenKoiError
+
+    try:
+        result: Any = cli.main(args=argv, prog_name="openkoi", standalone_mode=False)
+        code = result if isinstance(result, int) else 0
+    except click.exceptions.Abort:
+        code = _fail("aborted", 130)
+    except click.ClickException as exc:
+        exc.show()
+        code = exc.exit_code
+    except OpenKoiError as exc:
+        code = _fail(str(exc))
+    except KeyboardInterrupt:
+        code = _fail("interrupted", 130)
+    except BrokenPipeError:
+        code = 0
+    except Exception as exc:  # the last line of defence: say what happened, in one line
+        if os.environ.get("OPENKOI_DEBUG"):
+            raise
+        code = _fail(
+            f"internal error: {type(exc).__name__}: {exc} (set OPENKOI_DEBUG=1 for a traceback)",
+            70,
+        )
+    sys.stdout.flush()
+    sys.exit(code)

@@ -1,0 +1,76 @@
+"""Test isolation: every test gets its own OPENKOI_HOME and HOME, and no provider keys leak in."""
+
+from __future__ import annotations
+
+import os
+import sys
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import pytest
+
+sys.path.insert(0, str(Path(__file__).parent))
+
+from _server import Handler, LoopbackServer
+
+_CREDENTIAL_VARS = (
+    "OPENAI_API_KEY",
+    "OPENAI_BASE_URL",
+    "ANTHROPIC_API_KEY",
+    "ANTHROPIC_BASE_URL",
+    "GOOGLE_API_KEY",
+    "GEMINI_API_KEY",
+    "GROQ_API_KEY",
+    "OPENROUTER_API_KEY",
+    "TOGETHER_API_KEY",
+    "DEEPSEEK_API_KEY",
+    "MINIMAX_API_KEY",
+    "MOONSHOT_API_KEY",
+    "XAI_API_KEY",
+    "OPENKOI_MODEL",
+    "AWS_ACCESS_KEY_ID",
+    "AWS_SECRET_ACCESS_KEY",
+    "AWS_SESSION_TOKEN",
+    "AWS_PROFILE",
+    "AWS_REGION",
+    "AWS_DEFAULT_REGION",
+    "OLLAMA_HOST",
+    "GITHUB_TOKEN",
+    "GH_TOKEN",
+)
+
+
+@pytest.fixture(autouse=True)
+def _isolated_home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    home = tmp_path / "home"
+    home.mkdir()
+    monkeypatch.setenv("HOME", str(home))
+    monkeypatch.setenv("OPENKOI_HOME", str(home / ".openkoi"))
+    for var in _CREDENTIAL_VARS:
+        monkeypatch.delenv(var, raising=False)
+    for var in list(os.environ):
+        if var.endswith("_BASE_URL"):
+            monkeypatch.delenv(var, raising=False)
+    # Keep the Ollama probe away from any real local server.
+    monkeypatch.setenv("OLLAMA_HOST", "http://127.0.0.1:9")
+    return home
+
+
+@pytest.fixture
+def anyio_backend() -> str:
+    return "asyncio"
+
+
+@pytest.fixture
+def serve() -> Iterator[Callable[[Handler], LoopbackServer]]:
+    """Start loopback servers for the test; all are stopped afterwards."""
+    started: list[LoopbackServer] = []
+
+    def start(handler: Handler) -> LoopbackServer:
+        server = LoopbackServer(handler).start()
+        started.append(server)
+        return server
+
+    yield start
+    for server in started:
+        server.stop()
