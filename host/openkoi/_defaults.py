@@ -21,7 +21,7 @@ def default_model_ref(registry: ProviderRegistry) -> str | None:
         if provider in known and registry.credential(provider) is not None:
             return f"{provider}/{model}"
     for spec in registry.specs():
-        if spec.auth in ("api-key", "oauth") and spec.default_model:
-            if registry.credential(spec.id) is not None:
-                return f"{spec.id}/{spec.default_model}"
+        configured = spec.auth in ("api-key", "oauth") and spec.default_model
+        if configured and registry.credential(spec.id) is not None:
+            return f"{spec.id}/{spec.default_model}"
     return None
