@@ -100,7 +100,70 @@ def custom_spec(name: str, entry: ProviderEntry) -> ProviderSpec:
     )
 
 
+def native_specs() -> list[ProviderSpec]:
+    """The providers with their own protocols. Each module owns its `create(settings)`."""
+    from openkoi._registry import ProviderSpec
+
+    return [
+        ProviderSpec(
+            id="anthropic",
+            name="Anthropic",
+            factory=lazy_factory("anthropic"),
+            default_base_url="https://api.anthropic.com",
+            default_model="claude-sonnet-4-5",
+            api_key_env=("ANTHROPIC_API_KEY",),
+            base_url_env=("ANTHROPIC_BASE_URL",),
+        ),
+        ProviderSpec(
+            id="google",
+            name="Google Gemini",
+            factory=lazy_factory("gemini"),
+            default_base_url="https://generativelanguage.googleapis.com",
+            default_model="gemini-2.5-pro",
+            embedding_model="gemini-embedding-001",
+            api_key_env=("GOOGLE_API_KEY", "GEMINI_API_KEY"),
+            base_url_env=("GOOGLE_BASE_URL", "GEMINI_BASE_URL"),
+            aliases=("gemini",),
+        ),
+        ProviderSpec(
+            id="ollama",
+            name="Ollama",
+            factory=lazy_factory("ollama"),
+            default_base_url="http://localhost:11434",
+            base_url_env=("OLLAMA_HOST",),
+            auth="local",
+        ),
+        ProviderSpec(
+            id="bedrock",
+            name="AWS Bedrock",
+            factory=lazy_factory("bedrock"),
+            default_model="anthropic.claude-sonnet-4-20250514",
+            embedding_model="amazon.titan-embed-text-v2:0",
+            base_url_env=("AWS_ENDPOINT_URL_BEDROCK_RUNTIME", "BEDROCK_BASE_URL"),
+            auth="aws",
+        ),
+        ProviderSpec(
+            id="github-copilot",
+            name="GitHub Copilot",
+            factory=lazy_factory("copilot"),
+            default_base_url="https://api.githubcopilot.com",
+            auth="oauth",
+            connect_hint="run `openkoi connect copilot`",
+            aliases=("copilot",),
+        ),
+        ProviderSpec(
+            id="openai-oauth",
+            name="ChatGPT",
+            factory=lazy_factory("chatgpt"),
+            default_base_url="https://chatgpt.com/backend-api/codex",
+            auth="oauth",
+            connect_hint="run `openkoi connect chatgpt`",
+            aliases=("chatgpt",),
+        ),
+    ]
+
+
 def register(registry: ProviderRegistry) -> None:
-    for spec in openai_specs():
+    for spec in (*openai_specs(), *native_specs()):
         registry.add(spec)
     registry.custom_factory = custom_spec

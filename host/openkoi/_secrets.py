@@ -6,11 +6,20 @@ from __future__ import annotations
 class Secret:
     """Holds a credential. `str()` and `repr()` hide it; `reveal()` is the only way out."""
 
-    __slots__ = ("_value", "source")
+    __slots__ = ("_value", "expires_at", "kind", "source")
 
-    def __init__(self, value: str, source: str = "") -> None:
+    def __init__(
+        self,
+        value: str,
+        source: str = "",
+        *,
+        kind: str = "api-key",
+        expires_at: float | None = None,
+    ) -> None:
         self._value = value
-        self.source = source
+        self.source = source  # where it came from, e.g. "env:OPENAI_API_KEY"; never the value
+        self.kind = kind  # "api-key" or "oauth" (sent as a Bearer token)
+        self.expires_at = expires_at  # unix time, for tokens that expire
 
     def reveal(self) -> str:
         return self._value
