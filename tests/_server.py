@@ -93,6 +93,8 @@ class LoopbackServer:
         self.requests: list[Recorded] = []
         self.connections = 0
         self.errors: list[Exception] = []
+        self._tasks: set[asyncio.Task[None]] = set()
+        self._writers: set[asyncio.StreamWriter] = set()
         self._loop = asyncio.new_event_loop()
         self._server: asyncio.base_events.Server | None = None
         self._thread = threading.Thread(target=self._loop.run_forever, daemon=True)
@@ -116,6 +118,14 @@ class LoopbackServer:
         async def _stop() -> None:
             if self._server is not None:
                 self._server.close()
+            tasks = list(self._tasks)
+            for task in tasks:
+                task.cancel()
+            await asyncio.gather(*tasks, return_exceptions=True)
+            for writer in list(self._writers):
+                writer.transport.abort()
+            await asyncio.sleep(0)
+            if self._server is not None:
                 with contextlib.suppress(Exception):
                     await asyncio.wait_for(self._server.wait_closed(), 1)
 
@@ -134,6 +144,10 @@ class LoopbackServer:
 
     async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         self.connections += 1
+        task = asyncio.current_task()
+        if task is not None:
+            self._tasks.add(task)
+        self._writers.add(writer)
         try:
             while True:
                 request = await self._read_request(reader)
@@ -156,6 +170,8 @@ class LoopbackServer:
         finally:
             with contextlib.suppress(Exception):
                 writer.close()
+            if task is not None:
+                self._tasks.discard(task)
 
     async def _read_request(self, reader: asyncio.StreamReader) -> Recorded | None:
         line = await reader.readline()
