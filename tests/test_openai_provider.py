@@ -7,7 +7,6 @@ from typing import Any
 
 import pytest
 from _server import Recorded, Reply
-
 from openkoi import (
     AuthenticationError,
     ChatRequest,
