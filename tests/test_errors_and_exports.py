@@ -53,9 +53,11 @@ def test_every_httpx_exception_is_mapped(exc_type: type[Exception]) -> None:
             exc = exc_type("failed https://api.example.com/v1?key=sk-in-url-123456")
     except TypeError:
         exc = exc_type("failed")  # type: ignore[call-arg]
-    with pytest.raises(_errors.ProviderError) as info:
-        with map_transport_errors("p", secrets=["sk-in-url-123456"]):
-            raise exc
+    with (
+        pytest.raises(_errors.ProviderError) as info,
+        map_transport_errors("p", secrets=["sk-in-url-123456"]),
+    ):
+        raise exc
     assert "sk-in-url-123456" not in str(info.value) + repr(info.value)
     assert info.value.__cause__ is None and info.value.__suppress_context__
 
