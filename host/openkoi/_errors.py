@@ -6,6 +6,7 @@
     │   ├── UnknownProviderError     no provider with that id
     │   └── CredentialsMissingError  the provider needs a key nobody gave it
     ├── InvalidToolArgumentsError    the model wrote tool arguments that are not JSON
+    ├── LedgerError                  the usage database could not be read or written
     └── ProviderError                a provider call failed; `transient` says whether to fall back
         ├── RateLimitedError         429 (transient, honours Retry-After)
         ├── OverloadedError          529 / 503 (transient)
@@ -17,7 +18,8 @@
         ├── InvalidRequestError      400 / 404 / 422 (permanent)
         │   └── ContextOverflowError the prompt does not fit (recognised by code/type)
         ├── ContentPolicyError       the provider refused on policy grounds (permanent)
-        └── UnsupportedError         the provider cannot do this at all, e.g. embeddings
+        ├── UnsupportedError         the provider cannot do this at all, e.g. embeddings
+        └── AllCandidatesExhausted   every model of a fallback chain failed or is cooling down
 
 The fallback chain decides on `ProviderError.transient` alone, never on message text.
 Messages are scrubbed of secrets before they are stored (see `redact`).
@@ -25,7 +27,8 @@ Messages are scrubbed of secrets before they are stored (see `redact`).
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, ClassVar
 
 if TYPE_CHECKING:
@@ -74,6 +77,14 @@ class InvalidToolArgumentsError(OpenKoiError):
     def __init__(self, message: str, *, tool_call_id: str) -> None:
         super().__init__(message)
         self.tool_call_id = tool_call_id
+
+
+class LedgerError(OpenKoiError):
+    """The usage ledger could not be read or written; a call never fails because of it."""
+
+    def __init__(self, message: str, *, path: str | None = None) -> None:
+        super().__init__(message)
+        self.path = path
 
 
 class ProviderError(OpenKoiError):
@@ -165,6 +176,44 @@ class ContentPolicyError(ProviderError):
 
 class UnsupportedError(ProviderError):
     kind = "unsupported"
+
+
+@dataclass(frozen=True)
+class CandidateFailure:
+    """One model of a chain: the error it gave (or its last one, when `skipped` for cooling down)
+    and the epoch second its cooldown ends, if it has one."""
+
+    ref: str
+    error: ProviderError
+    cooldown_until: float | None = None
+    skipped: bool = False
+
+
+class AllCandidatesExhausted(ProviderError):
+    """No model of a role's chain could answer. `candidates` lists each one in chain order;
+    `retry_after` is the wait until the earliest cooldown ends."""
+
+    transient = True
+    kind = "exhausted"
+
+    def __init__(self, role: str, candidates: Sequence[CandidateFailure], *, now: float) -> None:
+        import time
+
+        ends = [c.cooldown_until for c in candidates if c.cooldown_until is not None]
+        parts = []
+        for c in candidates:
+            until = ""
+            if c.cooldown_until is not None:
+                stamp = time.strftime("%H:%M:%S", time.gmtime(c.cooldown_until))
+                until = f", cooling until {stamp} UTC"
+            how = "skipped, last error" if c.skipped else "error"
+            parts.append(f"{c.ref} ({how}: {c.error}{until})")
+        super().__init__(
+            f"every model for the {role} role failed: " + "; ".join(parts),
+            retry_after=max(0.0, min(ends) - now) if ends else None,
+        )
+        self.role = role
+        self.candidates = list(candidates)
 
 
 ERROR_KINDS: dict[str, type[ProviderError]] = {
