@@ -60,6 +60,21 @@ class ModelsSection(_Section):
     fallback: dict[str, list[str]] = Field(default_factory=dict)
 
 
+class FallbackSection(_Section):
+    """`[fallback]`: how the chain cools a model down after a transient error.
+
+    Without a `Retry-After` from the server, the n-th failure in a row cools the model for
+    `cooldown * backoff**(n-1)` seconds, at most `max_cooldown`. With `wait`, a call whose every
+    candidate is cooling waits for the earliest one (up to `max_wait` seconds) instead of failing.
+    """
+
+    cooldown: float = Field(default=10.0, gt=0)
+    backoff: float = Field(default=2.0, ge=1)
+    max_cooldown: float = Field(default=300.0, gt=0)
+    wait: bool = False
+    max_wait: float = Field(default=60.0, ge=0)
+
+
 class PluginsSection(BaseModel):
     """`[plugins]`: `wasm` lists plugin files; `[plugins.<id>]` tables hold per-plugin settings."""
 
@@ -72,7 +87,7 @@ class Config(_Section):
     providers: dict[str, ProviderEntry] = Field(default_factory=dict)
     plugins: PluginsSection = Field(default_factory=PluginsSection)
     pricing: dict[str, dict[str, Any]] = Field(default_factory=dict)
-    fallback: dict[str, Any] = Field(default_factory=dict)  # chain behaviour (cooldowns)
+    fallback: FallbackSection = Field(default_factory=FallbackSection)
 
 
 def _describe(error: ValidationError) -> tuple[str, str]:
