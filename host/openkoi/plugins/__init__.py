@@ -1,0 +1,1 @@
+"""WebAssembly provider plugins: the manifest, the sandboxed runtime and the egress policy."""
