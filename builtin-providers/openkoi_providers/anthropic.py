@@ -1,0 +1,551 @@
+"""Anthropic Messages API: chat, SSE streaming with every event type, tools and prompt caching.
+
+Going out, the neutral request becomes system blocks, alternating user/assistant turns (tool
+results are `tool_result` blocks inside a user turn) and `tools`; up to four `cache_control`
+breakpoints are placed on the system prompt, the tool definitions and the conversation so that
+later turns read the cached prefix. Coming back, `usage.input_tokens` is Anthropic's uncached input,
+and `cache_read_input_tokens` / `cache_creation_input_tokens` become cache read / write.
+
+Settings `options` (config `[providers.anthropic]`):
+
+- `prompt_caching` (default true): place the cache breakpoints described above
+- `max_tokens`: the output limit sent when a request names none (Anthropic requires one)
+- `betas`: extra `anthropic-beta` flags, a list or a comma-separated string
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import AsyncIterator, Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import httpx
+from httpx_sse import EventSource
+from openkoi._errors import (
+    ContextOverflowError,
+    InvalidRequestError,
+    MalformedResponseError,
+    ProviderError,
+    UnsupportedError,
+)
+from openkoi._http import classify, error_from_response, new_client
+from openkoi._provider import HTTPProvider, ProviderSettings
+from openkoi._types import (
+    ChatChunk,
+    ChatRequest,
+    ChatResponse,
+    Message,
+    ModelInfo,
+    StopReason,
+    TokenUsage,
+    ToolCall,
+    ToolCallDelta,
+    ToolDef,
+)
+
+API_VERSION = "2023-06-01"
+OAUTH_BETA = "oauth-2025-04-20"
+MAX_CACHE_BREAKPOINTS = 4  # Anthropic rejects a request with more
+DEFAULT_MAX_TOKENS = 8192
+_EPHEMERAL = {"type": "ephemeral"}
+# Older models whose output limit is below DEFAULT_MAX_TOKENS.
+_SMALL_OUTPUT_PREFIXES = ("claude-3-haiku", "claude-3-opus", "claude-3-sonnet", "claude-2")
+
+_STOP_REASONS: dict[str, StopReason] = {
+    "end_turn": "end_turn",
+    "max_tokens": "max_tokens",
+    "tool_use": "tool_use",
+    "stop_sequence": "stop_sequence",
+    "refusal": "refusal",
+    "model_context_window_exceeded": "max_tokens",
+    "pause_turn": "other",
+}
+
+# The HTTP status each error `type` is sent with; used to classify errors that arrive inside a
+# 200 stream or body, where there is no status of their own.
+_ERROR_TYPE_STATUS: dict[str, int] = {
+    "invalid_request_error": 400,
+    "authentication_error": 401,
+    "billing_error": 402,
+    "permission_error": 403,
+    "not_found_error": 404,
+    "request_too_large": 413,
+    "rate_limit_error": 429,
+    "api_error": 500,
+    "timeout_error": 504,
+    "overloaded_error": 529,
+}
+
+# Anthropic has no error code for an over-long prompt: it is an `invalid_request_error` whose
+# message starts with this documented, stable text.
+_PROMPT_TOO_LONG = "prompt is too long"
+
+_KNOWN_MODELS: tuple[tuple[str, str, int], ...] = (
+    ("claude-sonnet-4-5", "Claude Sonnet 4.5", 64000),
+    ("claude-haiku-4-5", "Claude Haiku 4.5", 64000),
+    ("claude-opus-4-1", "Claude Opus 4.1", 32000),
+    ("claude-sonnet-4-0", "Claude Sonnet 4", 64000),
+)
+
+
+def _map_stop_reason(reason: str | None) -> StopReason | None:
+    if reason is None:
+        return None
+    return _STOP_REASONS.get(reason, "other")
+
+
+# -- going out ------------------------------------------------------------------------------
+
+
+def _map_system(request: ChatRequest) -> list[dict[str, Any]]:
+    """The system prompt and any `system` messages, as text blocks (Anthropic has no system role)."""
+    texts = [request.system] if request.system else []
+    texts += [m.content for m in request.messages if m.role == "system" and m.content]
+    return [{"type": "text", "text": text} for text in texts]
+
+
+def _tool_input(call: ToolCall) -> Any:
+    """A tool call's arguments as the JSON object Anthropic wants back in the history."""
+    parsed = call.parsed_arguments()  # raises InvalidToolArgumentsError for bad JSON
+    return parsed if isinstance(parsed, dict) else {"value": parsed}
+
+
+def _map_blocks(message: Message, provider: str) -> list[dict[str, Any]]:
+    if message.role == "tool":
+        if not message.tool_call_id:
+            raise InvalidRequestError(
+                "a tool message needs the tool_call_id of the call it answers", provider=provider
+            )
+        return [
+            {
+                "type": "tool_result",
+                "tool_use_id": message.tool_call_id,
+                "content": message.content or "",
+            }
+        ]
+    blocks: list[dict[str, Any]] = []
+    if message.content:
+        blocks.append({"type": "text", "text": message.content})
+    if message.role == "assistant":
+        for call in message.tool_calls:
+            blocks.append(
+                {"type": "tool_use", "id": call.id, "name": call.name, "input": _tool_input(call)}
+            )
+    return blocks
+
+
+def _map_messages(messages: Sequence[Message], provider: str = "anthropic") -> list[dict[str, Any]]:
+    """Neutral messages to Anthropic turns: tool results become `tool_result` blocks in a user
+    turn, and consecutive turns of one role (e.g. parallel tool results) merge into one."""
+    out: list[dict[str, Any]] = []
+    for message in messages:
+        if message.role == "system":
+            continue  # hoisted into the system blocks by _map_system
+        role = "assistant" if message.role == "assistant" else "user"
+        blocks = _map_blocks(message, provider)
+        if not blocks:
+            continue  # Anthropic rejects empty turns and empty text blocks
+        if out and out[-1]["role"] == role:
+            out[-1]["content"].extend(blocks)
+        else:
+            out.append({"role": role, "content": blocks})
+    return out
+
+
+def _map_tools(tools: Sequence[ToolDef]) -> list[dict[str, Any]]:
+    out = []
+    for tool in tools:
+        item: dict[str, Any] = {"name": tool.name, "input_schema": tool.parameters}
+        if tool.description:
+            item["description"] = tool.description
+        out.append(item)
+    return out
+
+
+def _count_cache_markers(value: Any) -> int:
+    if isinstance(value, dict):
+        own = 1 if "cache_control" in value else 0
+        return own + sum(_count_cache_markers(v) for v in value.values())
+    if isinstance(value, list):
+        return sum(_count_cache_markers(v) for v in value)
+    return 0
+
+
+def _apply_cache_breakpoints(body: dict[str, Any], limit: int = MAX_CACHE_BREAKPOINTS) -> int:
+    """Mark cache breakpoints, most valuable first, never exceeding `limit` in the whole body.
+
+    Order: the end of the system prompt, the last tool definition, the final block of the last
+    message (so the next turn reads everything sent now), and the end of the previous user turn
+    (a read hit even when the newest turn adds many blocks). Breakpoints the caller put in
+    `extra` count towards the limit. Returns the number of breakpoints in the body.
+    """
+    used = _count_cache_markers(
+        {k: body.get(k) for k in ("system", "tools", "messages") if k in body}
+    )
+    candidates: list[dict[str, Any]] = []
+    system = body.get("system")
+    if isinstance(system, str) and system:
+        body["system"] = system = [{"type": "text", "text": system}]
+    if isinstance(system, list) and system and isinstance(system[-1], dict):
+        candidates.append(system[-1])
+    tools = body.get("tools")
+    if isinstance(tools, list) and tools and isinstance(tools[-1], dict):
+        candidates.append(tools[-1])
+    messages = body.get("messages")
+    if isinstance(messages, list) and messages:
+        turns = [m for m in messages if isinstance(m, dict) and isinstance(m.get("content"), list)]
+        if turns and turns[-1]["content"]:
+            candidates.append(turns[-1]["content"][-1])
+        users = [t for t in turns[:-1] if t.get("role") == "user" and t["content"]]
+        if users:
+            candidates.append(users[-1]["content"][-1])
+    for block in candidates:
+        if used >= limit:
+            break
+        if isinstance(block, dict) and "cache_control" not in block:
+            block["cache_control"] = dict(_EPHEMERAL)
+            used += 1
+    return used
+
+
+def _flag(value: Any, default: bool) -> bool:
+    if value is None:
+        return default
+    if isinstance(value, str):
+        return value.strip().lower() not in ("false", "0", "no", "off", "")
+    return bool(value)
+
+
+def _default_max_tokens(model: str) -> int:
+    return 4096 if model.startswith(_SMALL_OUTPUT_PREFIXES) else DEFAULT_MAX_TOKENS
+
+
+# -- coming back ----------------------------------------------------------------------------
+
+
+def _map_usage(usage: Mapping[str, Any] | None) -> TokenUsage | None:
+    """Anthropic's `input_tokens` already excludes cached tokens, as TokenUsage wants."""
+    if not usage:
+        return None
+    return TokenUsage(
+        input_tokens=int(usage.get("input_tokens") or 0),
+        output_tokens=int(usage.get("output_tokens") or 0),
+        cache_read_tokens=int(usage.get("cache_read_input_tokens") or 0),
+        cache_write_tokens=int(usage.get("cache_creation_input_tokens") or 0),
+    )
+
+
+def _parse_response(data: Any, provider: str) -> ChatResponse:
+    if not isinstance(data, dict) or not isinstance(data.get("content"), list):
+        raise MalformedResponseError("response has no content list", provider=provider)
+    text: list[str] = []
+    reasoning: list[str] = []
+    calls: list[ToolCall] = []
+    for block in data["content"]:
+        if not isinstance(block, dict):
+            continue
+        kind = block.get("type")
+        if kind == "text":
+            text.append(str(block.get("text") or ""))
+        elif kind == "thinking":
+            reasoning.append(str(block.get("thinking") or ""))
+        elif kind == "tool_use":
+            calls.append(
+                ToolCall(
+                    id=str(block.get("id") or f"toolu_{len(calls)}"),
+                    name=str(block.get("name") or ""),
+                    arguments=json.dumps(block.get("input") or {}),
+                )
+            )
+        # server_tool_use / web_search_tool_result / redacted_thinking: run by Anthropic, not us
+    stop = _map_stop_reason(data.get("stop_reason")) or ("tool_use" if calls else "end_turn")
+    return ChatResponse(
+        content="".join(text),
+        reasoning="".join(reasoning),
+        tool_calls=calls,
+        usage=_map_usage(data.get("usage")) or TokenUsage(),
+        stop_reason=stop,
+        model=str(data.get("model") or ""),
+    )
+
+
+def _classify(
+    status: int | None,
+    message: str,
+    etype: str | None,
+    *,
+    provider: str,
+    retry_after: float | None = None,
+    secrets: Iterable[str | None] = (),
+) -> ProviderError:
+    """Anthropic's error `type` decides the class; an in-stream error uses its type's status."""
+    implied = status if status is not None else _ERROR_TYPE_STATUS.get(etype or "")
+    if etype == "billing_error":
+        implied = 403  # a billing problem will not recover by waiting or retrying: treat as auth
+    error = classify(
+        implied,
+        provider=provider,
+        message=message,
+        etype=etype,
+        retry_after=retry_after,
+        secrets=secrets,
+    )
+    if (
+        type(error) is InvalidRequestError
+        and etype == "invalid_request_error"
+        and error.message.lower().startswith(_PROMPT_TOO_LONG)
+    ):
+        error = ContextOverflowError(
+            error.message, provider=provider, status=implied, code=etype, retry_after=retry_after
+        )
+    error.status = status
+    return error
+
+
+def _error_event(
+    data: Mapping[str, Any], provider: str, usage: TokenUsage | None, secrets: Sequence[str]
+) -> ProviderError:
+    """An `error` event in a stream, or a `{"type": "error"}` body that came with a 200."""
+    err = data.get("error")
+    err = err if isinstance(err, dict) else {}
+    error = _classify(
+        None,
+        str(err.get("message") or "the response reported an error"),
+        str(err["type"]) if err.get("type") else None,
+        provider=provider,
+        secrets=secrets,
+    )
+    error.partial_usage = usage
+    return error
+
+
+@dataclass
+class _StreamState:
+    """What a stream has said so far: raw usage (message_start, then message_delta updates),
+    which content blocks are client tool calls, and whether `message_stop` arrived."""
+
+    usage: dict[str, Any] = field(default_factory=dict)
+    tools: dict[int, int] = field(default_factory=dict)  # content block index -> tool ordinal
+    done: bool = False
+
+    def current_usage(self) -> TokenUsage | None:
+        return _map_usage(self.usage)
+
+
+def _parse_stream_event(
+    data: Mapping[str, Any],
+    state: _StreamState,
+    provider: str,
+    secrets: Sequence[str] = (),
+) -> ChatChunk | None:
+    """One SSE event to a neutral chunk; None for events with nothing to say (ping, stops,
+    signatures, citations) and for event types this module does not know."""
+    kind = data.get("type")
+    if kind == "message_start":
+        message = data.get("message") or {}
+        state.usage = dict(message.get("usage") or {})
+        return ChatChunk(usage=state.current_usage(), model=message.get("model"))
+    if kind == "content_block_start":
+        block = data.get("content_block") or {}
+        index = int(data.get("index", 0))
+        if block.get("type") == "tool_use":
+            ordinal = state.tools[index] = len(state.tools)
+            return ChatChunk(
+                tool_calls=[
+                    ToolCallDelta(index=ordinal, id=block.get("id"), name=block.get("name"))
+                ]
+            )
+        if block.get("type") == "text" and block.get("text"):
+            return ChatChunk(delta=str(block["text"]))
+        return None
+    if kind == "content_block_delta":
+        delta = data.get("delta") or {}
+        dtype = delta.get("type")
+        if dtype == "text_delta" and delta.get("text"):
+            return ChatChunk(delta=str(delta["text"]))
+        if dtype == "thinking_delta" and delta.get("thinking"):
+            return ChatChunk(reasoning_delta=str(delta["thinking"]))
+        if dtype == "input_json_delta":
+            slot = state.tools.get(int(data.get("index", 0)))
+            fragment = str(delta.get("partial_json") or "")
+            if slot is None or not fragment:  # a server tool's input, or an empty piece
+                return None
+            return ChatChunk(tool_calls=[ToolCallDelta(index=slot, arguments=fragment)])
+        return None
+    if kind == "message_delta":
+        usage = data.get("usage") or {}
+        state.usage.update({k: v for k, v in usage.items() if v is not None})
+        stop = _map_stop_reason((data.get("delta") or {}).get("stop_reason"))
+        return ChatChunk(usage=state.current_usage(), stop_reason=stop)
+    if kind == "message_stop":
+        state.done = True
+        return None
+    if kind == "error":
+        raise _error_event(data, provider, state.current_usage(), secrets)
+    return None  # ping, content_block_stop, and anything Anthropic adds later
+
+
+class AnthropicProvider(HTTPProvider):
+    """The Messages API over httpx; see the module docstring for options."""
+
+    def __init__(self, settings: ProviderSettings, client: httpx.AsyncClient | None = None) -> None:
+        super().__init__(settings, client)
+        # The `anthropic-ratelimit-*` headers of the latest response, success or error.
+        self.last_rate_limits: dict[str, str] = {}
+        if client is not None:
+            client.event_hooks["response"].append(self._record_rate_limits)
+
+    @property
+    def client(self) -> httpx.AsyncClient:
+        if self._client is None:
+            headers = {"anthropic-version": API_VERSION, **self.settings.headers}
+            self._client = new_client(self.settings.base_url, headers, self.settings.timeout)
+            self._client.event_hooks["response"].append(self._record_rate_limits)
+        return self._client
+
+    async def _record_rate_limits(self, response: httpx.Response) -> None:
+        limits = {
+            k.lower(): v
+            for k, v in response.headers.items()
+            if k.lower().startswith("anthropic-ratelimit-")
+        }
+        if limits:
+            self.last_rate_limits = limits
+
+    @property
+    def _messages_path(self) -> str:
+        return "/messages" if self.settings.base_url.rstrip("/").endswith("/v1") else "/v1/messages"
+
+    def _betas(self) -> list[str]:
+        configured = self.settings.options.get("betas") or []
+        if isinstance(configured, str):
+            configured = configured.split(",")
+        for name, value in self.settings.headers.items():
+            if name.lower() == "anthropic-beta":
+                configured = [*value.split(","), *configured]
+        return [str(b).strip() for b in configured if str(b).strip()]
+
+    def _auth_headers(self) -> dict[str, str]:
+        key = self.settings.api_key
+        betas = self._betas()
+        headers: dict[str, str] = {}
+        if key and key.kind == "oauth":
+            headers["authorization"] = f"Bearer {key.reveal()}"
+            betas.insert(0, OAUTH_BETA)
+        elif key:
+            headers["x-api-key"] = key.reveal()
+        if betas:
+            headers["anthropic-beta"] = ",".join(dict.fromkeys(betas))
+        return headers
+
+    def _error(self, response: httpx.Response, body_text: str) -> ProviderError:
+        def classifier(
+            status: int | None,
+            *,
+            provider: str,
+            message: str,
+            code: str | None = None,
+            etype: str | None = None,
+            retry_after: float | None = None,
+            secrets: Iterable[str | None] = (),
+        ) -> ProviderError:
+            return _classify(
+                status,
+                message,
+                etype or code,
+                provider=provider,
+                retry_after=retry_after,
+                secrets=secrets,
+            )
+
+        return error_from_response(
+            response.status_code,
+            response.headers,
+            body_text,
+            provider=self.id,
+            secrets=self._secrets(),
+            classifier=classifier,
+        )
+
+    def _body(self, request: ChatRequest, *, stream: bool) -> dict[str, Any]:
+        options = self.settings.options
+        max_tokens = request.max_tokens or options.get("max_tokens")
+        body: dict[str, Any] = {
+            "model": request.model,
+            "max_tokens": int(max_tokens or _default_max_tokens(request.model)),
+            "messages": _map_messages(request.messages, self.id),
+        }
+        system = _map_system(request)
+        if system:
+            body["system"] = system
+        if request.tools:
+            body["tools"] = _map_tools(request.tools)
+        if request.temperature is not None:
+            body["temperature"] = request.temperature
+        if request.stop:
+            body["stop_sequences"] = list(request.stop)
+        if stream:
+            body["stream"] = True
+        body.update(request.extra)
+        if _flag(options.get("prompt_caching"), True):
+            _apply_cache_breakpoints(body)
+        return body
+
+    async def _chat(self, request: ChatRequest) -> ChatResponse:
+        data = await self._post_json(self._messages_path, self._body(request, stream=False))
+        if isinstance(data, dict) and data.get("type") == "error":
+            raise _error_event(data, self.id, None, self._secrets())
+        return _parse_response(data, self.id)
+
+    async def _stream(self, request: ChatRequest) -> AsyncIterator[ChatChunk]:
+        body = self._body(request, stream=True)
+        state = _StreamState()
+        secrets = self._secrets()
+        async with self._open_stream(self._messages_path, body) as response:
+            async for event in EventSource(response).aiter_sse():
+                if not event.data:
+                    continue
+                try:
+                    data = json.loads(event.data)
+                except json.JSONDecodeError:
+                    raise MalformedResponseError(
+                        f"the stream sent a {event.event or 'message'} event that is not JSON",
+                        provider=self.id,
+                        partial_usage=state.current_usage(),
+                    ) from None
+                if not isinstance(data, dict):
+                    continue
+                if event.event == "error" and data.get("type") != "error":
+                    data = {"type": "error", "error": data.get("error", data)}
+                chunk = _parse_stream_event(data, state, self.id, secrets)
+                if chunk is not None:
+                    yield chunk
+                if state.done:
+                    return
+        raise MalformedResponseError(
+            "the stream ended before its message_stop event",
+            provider=self.id,
+            partial_usage=state.current_usage(),
+        )
+
+    async def embed(self, texts: Sequence[str], model: str | None = None) -> list[list[float]]:
+        raise UnsupportedError(
+            "Anthropic offers no embeddings; use an embedding model from another provider "
+            "(e.g. openai/text-embedding-3-small)",
+            provider=self.id,
+        )
+
+    async def models(self) -> list[ModelInfo]:
+        known = [
+            ModelInfo(id=mid, name=name, context_window=200_000, max_output_tokens=out)
+            for mid, name, out in _KNOWN_MODELS
+        ]
+        default = self.settings.default_model
+        if default and all(m.id != default for m in known):
+            known.insert(0, ModelInfo(id=default, name=default))
+        return known
+
+
+def create(settings: ProviderSettings) -> AnthropicProvider:
+    return AnthropicProvider(settings)
