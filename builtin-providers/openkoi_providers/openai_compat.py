@@ -28,6 +28,7 @@ from openkoi._types import (
     ToolCall,
     ToolCallDelta,
     ToolDef,
+    text_chunk,
 )
 
 _STOP_REASONS: dict[str, StopReason] = {
@@ -166,44 +167,64 @@ def _stream_error(data: Mapping[str, Any], provider: str) -> ProviderError:
 
 
 def _parse_stream_event(data: Mapping[str, Any], provider: str) -> ChatChunk | None:
-    """One `chat.completion.chunk` to a neutral chunk; None when it carries nothing."""
+    """One `chat.completion.chunk` to a neutral chunk; None when it carries nothing.
+
+    This runs once per streamed token, so it only builds the fields that are present.
+    """
     if data.get("error"):
         raise _stream_error(data, provider)
-    usage = _map_usage(data.get("usage"))
-    delta_text = ""
-    reasoning = ""
-    refusal = ""
-    tool_deltas: list[ToolCallDelta] = []
-    stop: StopReason | None = None
+    choices = data.get("choices")
+    if choices and len(choices) == 1 and not data.get("usage"):
+        # Fast path: most chunks are one choice carrying one text delta.
+        choice = choices[0]
+        delta = choice.get("delta")
+        if delta and len(delta) == 1 and choice.get("finish_reason") is None:
+            text = delta.get("content")
+            if text and choice.get("index", 0) == 0:
+                return text_chunk(text)
+    fields: dict[str, Any] = {}
+    usage = data.get("usage")
+    if usage:
+        fields["usage"] = _map_usage(usage)
     for choice in data.get("choices") or ():
         if choice.get("index", 0) != 0:
             continue  # n > 1: the neutral model follows the first choice
-        delta = choice.get("delta") or {}
-        delta_text = delta.get("content") or ""
-        reasoning = _reasoning_of(delta)
-        refusal = delta.get("refusal") or ""
-        for call in delta.get("tool_calls") or ():
-            function = call.get("function") or {}
-            tool_deltas.append(
-                ToolCallDelta(
-                    index=int(call.get("index", 0)),
-                    id=call.get("id"),
-                    name=function.get("name"),
-                    arguments=function.get("arguments") or "",
-                )
-            )
-        stop = _map_stop_reason(choice.get("finish_reason"))
-    if not (delta_text or reasoning or refusal or tool_deltas or stop or usage):
+        delta = choice.get("delta")
+        if delta:
+            text = delta.get("content")
+            if text:
+                fields["delta"] = text
+            if len(delta) > 1 or not text:
+                _parse_rare_delta_fields(delta, fields)
+        reason = choice.get("finish_reason")
+        if reason is not None:
+            fields["stop_reason"] = _STOP_REASONS.get(reason, "other")
+    if not fields:
         return None
-    return ChatChunk(
-        delta=delta_text,
-        reasoning_delta=reasoning,
-        refusal_delta=refusal,
-        tool_calls=tool_deltas,
-        usage=usage,
-        stop_reason=stop,
-        model=data.get("model"),
-    )
+    model = data.get("model")
+    if model:
+        fields["model"] = model
+    return ChatChunk(**fields)
+
+
+def _parse_rare_delta_fields(delta: Mapping[str, Any], fields: dict[str, Any]) -> None:
+    reasoning = _reasoning_of(delta)
+    if reasoning:
+        fields["reasoning_delta"] = reasoning
+    refusal = delta.get("refusal")
+    if refusal:
+        fields["refusal_delta"] = refusal
+    calls = delta.get("tool_calls")
+    if calls:
+        fields["tool_calls"] = [
+            ToolCallDelta(
+                index=int(call.get("index", 0)),
+                id=call.get("id"),
+                name=(call.get("function") or {}).get("name"),
+                arguments=(call.get("function") or {}).get("arguments") or "",
+            )
+            for call in calls
+        ]
 
 
 def _decode_embedding(value: Any) -> list[float]:
@@ -253,31 +274,31 @@ class OpenAICompatibleProvider(HTTPProvider):
 
     async def _stream(self, request: ChatRequest) -> AsyncIterator[ChatChunk]:
         body = self._body(request, stream=True)
+        provider = self.id
+        loads, parse = json.loads, _parse_stream_event
         async with self._open_stream("/chat/completions", body) as response:
-            finished = False
             async for event in EventSource(response).aiter_sse():
-                if event.data == "[DONE]":
-                    finished = True
-                    break
-                if not event.data:
+                payload = event.data
+                if payload == "[DONE]":
+                    return
+                if not payload:
                     continue
                 try:
-                    data = json.loads(event.data)
+                    data = loads(payload)
                 except json.JSONDecodeError:
                     raise MalformedResponseError(
-                        "the stream sent an event that is not JSON", provider=self.id
+                        "the stream sent an event that is not JSON", provider=provider
                     ) from None
+                if type(data) is not dict:
+                    continue
                 if event.event == "error" and not data.get("error"):
                     data = {"error": data}
-                if not isinstance(data, dict):
-                    continue
-                chunk = _parse_stream_event(data, self.id)
+                chunk = parse(data, provider)
                 if chunk is not None:
                     yield chunk
-            if not finished:
-                raise MalformedResponseError(
-                    "the stream ended before its final [DONE] event", provider=self.id
-                )
+        raise MalformedResponseError(
+            "the stream ended before its final [DONE] event", provider=provider
+        )
 
     async def _embed(self, texts: list[str], model: str | None) -> list[list[float]]:
         if not model:

@@ -97,14 +97,15 @@ class HTTPProvider:
 
     async def chat_stream(self, request: ChatRequest) -> AsyncIterator[ChatChunk]:
         """Yield chunks; on failure, the error carries the usage seen so far."""
-        seen = StreamAccumulator()
+        usage: TokenUsage | None = None
         try:
             async for chunk in self._stream(self._with_model(request)):
-                seen.add(chunk)
+                if chunk.usage is not None:
+                    usage = chunk.usage
                 yield chunk
         except ProviderError as exc:
-            if exc.partial_usage is None and seen.usage is not None:
-                exc.partial_usage = seen.usage
+            if exc.partial_usage is None and usage is not None:
+                exc.partial_usage = usage
             raise
 
     async def embed(self, texts: Sequence[str], model: str | None = None) -> list[list[float]]:

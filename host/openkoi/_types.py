@@ -158,6 +158,15 @@ class ChatChunk(_Model):
     model: str | None = None
 
 
+_validate_chunk = ChatChunk.__pydantic_validator__.validate_python
+
+
+def text_chunk(text: str) -> ChatChunk:
+    """The common streamed chunk, a text delta alone: built on the hot path of every stream."""
+    chunk: ChatChunk = _validate_chunk({"delta": text})
+    return chunk
+
+
 class ModelPricing(_Model):
     """USD per million tokens."""
 
