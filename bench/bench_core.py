@@ -17,7 +17,6 @@ import anyio
 import httpx
 from _harness import ServerProcess, median, row
 from httpx_sse import aconnect_sse
-
 from openkoi import ChatRequest, Message
 from openkoi._provider import ProviderSettings
 from openkoi._secrets import Secret
@@ -53,8 +52,9 @@ def sse_body(chunks: int) -> bytes:
         }
         parts.append(f"data: {json.dumps(data)}\n\n")
     parts.append(
-        'data: {"choices":[{"index":0,"delta":{},"finish_reason":"stop"}],"usage":{"prompt_tokens":5,"completion_tokens":%d}}\n\n'
-        % chunks
+        'data: {"choices":[{"index":0,"delta":{},"finish_reason":"stop"}],"usage":{"prompt_tokens":5,"completion_tokens":'
+        + str(chunks)
+        + "}}\n\n"
     )
     parts.append("data: [DONE]\n\n")
     return "".join(parts).encode()

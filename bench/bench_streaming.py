@@ -15,9 +15,8 @@ import time
 from types import ModuleType
 
 import anyio
-from _harness import ServerProcess, median, row
-
 import protocols
+from _harness import ServerProcess, median, row
 
 
 def discover() -> list[ModuleType]:

@@ -23,7 +23,9 @@ def stream_body(events: int) -> bytes:
         parts.append(f"data: {json.dumps(data)}\n\n")
     parts.append('data: {"choices":[{"index":0,"delta":{},"finish_reason":"stop"}]}\n\n')
     parts.append(
-        'data: {"choices":[],"usage":{"prompt_tokens":5,"completion_tokens":%d}}\n\n' % events
+        'data: {"choices":[],"usage":{"prompt_tokens":5,"completion_tokens":'
+        + str(events)
+        + "}}\n\n"
     )
     parts.append("data: [DONE]\n\n")
     return "".join(parts).encode()
