@@ -1,0 +1,212 @@
+"""The usage ledger: one row per provider call in `$OPENKOI_HOME/usage.db`.
+
+Each row keeps the prices it was costed with, so a later change to the price table never rewrites
+history. Token columns are NULL when the provider reported no counts (an embedding call, a stream
+cut before its usage event): unknown, not zero. `cost_usd` is NULL when the model has no price.
+Several processes write at once: WAL, a busy timeout, one INSERT per call.
+"""
+
+from __future__ import annotations
+
+import os
+import threading
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from openkoi._errors import LedgerError
+from openkoi._paths import openkoi_home
+from openkoi._types import TokenUsage
+from openkoi.usage._db import Migration, connect, migrate
+from openkoi.usage._pricing import Price
+
+if TYPE_CHECKING:
+    import sqlite3
+
+MIGRATIONS: tuple[Migration, ...] = (
+    Migration(
+        1,
+        "create calls",
+        (
+            """
+            CREATE TABLE calls (
+                id INTEGER PRIMARY KEY,
+                started_at REAL NOT NULL,          -- unix seconds
+                provider TEXT NOT NULL,
+                model TEXT NOT NULL,
+                role TEXT NOT NULL,
+                operation TEXT NOT NULL,           -- chat | stream | embed
+                outcome TEXT NOT NULL,             -- ok | cancelled | error | an error kind
+                error TEXT,
+                input_tokens INTEGER,
+                output_tokens INTEGER,
+                cache_read_tokens INTEGER,
+                cache_write_tokens INTEGER,
+                latency_ms REAL NOT NULL,
+                first_chunk_ms REAL,
+                cost_usd REAL,
+                price_input REAL,
+                price_output REAL,
+                price_cache_read REAL,
+                price_cache_write REAL,
+                price_source TEXT,
+                request_id TEXT NOT NULL,
+                attempt INTEGER NOT NULL,
+                pid INTEGER NOT NULL
+            )
+            """,
+            "CREATE INDEX calls_started_at ON calls (started_at)",
+        ),
+    ),
+)
+
+_COLUMNS = (
+    "started_at",
+    "provider",
+    "model",
+    "role",
+    "operation",
+    "outcome",
+    "error",
+    "input_tokens",
+    "output_tokens",
+    "cache_read_tokens",
+    "cache_write_tokens",
+    "latency_ms",
+    "first_chunk_ms",
+    "cost_usd",
+    "price_input",
+    "price_output",
+    "price_cache_read",
+    "price_cache_write",
+    "price_source",
+    "request_id",
+    "attempt",
+    "pid",
+)
+_INSERT = f"INSERT INTO calls ({', '.join(_COLUMNS)}) VALUES ({', '.join('?' * len(_COLUMNS))})"
+
+
+@dataclass(frozen=True)
+class CallRecord:
+    """One provider call as the ledger keeps it."""
+
+    provider: str
+    model: str
+    role: str
+    operation: str
+    outcome: str
+    started_at: float
+    latency_ms: float
+    usage: TokenUsage | None = None
+    error: str | None = None
+    first_chunk_ms: float | None = None
+    price: Price | None = None
+    cost_usd: float | None = None
+    request_id: str = ""
+    attempt: int = 1
+
+
+def usage_db_path() -> Path:
+    return openkoi_home() / "usage.db"
+
+
+class Ledger:
+    """Appends `CallRecord`s and answers questions about them. Failures raise `LedgerError`."""
+
+    def __init__(self, path: Path | None = None, *, timeout: float = 2.0) -> None:
+        self.path = path or usage_db_path()
+        self.timeout = timeout
+        self._conn: sqlite3.Connection | None = None
+        self._lock = threading.Lock()
+
+    def __repr__(self) -> str:
+        return f"Ledger(path={str(self.path)!r})"
+
+    def _connection(self) -> sqlite3.Connection:
+        if self._conn is None:
+            conn = connect(self.path, timeout=self.timeout)
+            try:
+                migrate(conn, MIGRATIONS)
+            except BaseException:
+                conn.close()
+                raise
+            self._conn = conn
+        return self._conn
+
+    def _fail(self, doing: str, exc: BaseException) -> LedgerError:
+        if self._conn is not None:
+            self._conn.close()
+            self._conn = None
+        return LedgerError(
+            f"could not {doing} the usage database {self.path}: {exc}", path=str(self.path)
+        )
+
+    def record(self, record: CallRecord) -> int:
+        """Append one call; returns its row id."""
+        import sqlite3
+
+        usage = record.usage
+        price = record.price
+        row: tuple[Any, ...] = (
+            record.started_at,
+            record.provider,
+            record.model,
+            record.role,
+            record.operation,
+            record.outcome,
+            record.error,
+            usage.input_tokens if usage else None,
+            usage.output_tokens if usage else None,
+            usage.cache_read_tokens if usage else None,
+            usage.cache_write_tokens if usage else None,
+            record.latency_ms,
+            record.first_chunk_ms,
+            record.cost_usd,
+            price.input if price else None,
+            price.output if price else None,
+            price.cache_read if price else None,
+            price.cache_write if price else None,
+            price.source if price else None,
+            record.request_id,
+            record.attempt,
+            os.getpid(),
+        )
+        with self._lock:
+            try:
+                cursor = self._connection().execute(_INSERT, row)
+            except (sqlite3.Error, OSError) as exc:
+                raise self._fail("write to", exc) from None
+            return int(cursor.lastrowid or 0)
+
+    def query(self, sql: str, params: tuple[Any, ...] = ()) -> list[dict[str, Any]]:
+        """Rows of a read-only query as dicts (used by the summaries and by tests)."""
+        import sqlite3
+
+        with self._lock:
+            try:
+                cursor = self._connection().execute(sql, params)
+                names = [d[0] for d in cursor.description or ()]
+                return [dict(zip(names, values, strict=True)) for values in cursor.fetchall()]
+            except (sqlite3.Error, OSError) as exc:
+                raise self._fail("read", exc) from None
+
+    def calls(self, since: float | None = None) -> list[dict[str, Any]]:
+        where, params = _since(since)
+        return self.query(f"SELECT * FROM calls {where} ORDER BY id", params)
+
+    def close(self) -> None:
+        with self._lock:
+            if self._conn is not None:
+                self._conn.close()
+                self._conn = None
+
+    def __enter__(self) -> Ledger:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+def _since(since: float | None) -> tuple[str, tuple[Any, ...]]:
+    return ("WHERE started_at >= ?", (since,)) if since is not None else ("", ())
