@@ -1,0 +1,325 @@
+"""The router: each role's request goes to its own model, and along the role's fallback chain
+when that model is rate limited or down.
+
+One retry loop only, this one: providers and the HTTP client never retry underneath it. The chain
+moves on after a transient `ProviderError` (and puts that model in cooldown), and stops on
+anything else. A stream falls back only before its first chunk; after that, an error goes to the
+caller with the usage consumed so far. Every attempt, failed or not, is one row in the ledger.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import time
+import uuid
+import warnings
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
+from dataclasses import dataclass
+from typing import Any, TypeVar
+
+from openkoi._config import Config, FallbackSection
+from openkoi._errors import (
+    AllCandidatesExhausted,
+    CandidateFailure,
+    ConfigError,
+    NetworkError,
+    ProviderError,
+)
+from openkoi._provider import ModelProvider
+from openkoi._registry import ProviderRegistry
+from openkoi._types import ChatChunk, ChatRequest, ChatResponse, TokenUsage
+from openkoi.routing._cooldown import CooldownStore
+from openkoi.routing._policy import CooldownPolicy, should_fall_back
+from openkoi.routing._roles import Roles, resolve_roles
+from openkoi.usage._ledger import CallRecord, Ledger
+from openkoi.usage._pricing import PriceTable, load_price_table
+
+T = TypeVar("T")
+
+# With `wait`, never spin: each wait is at least this long, and there are at most this many.
+_MIN_WAIT = 0.05
+_MAX_ROUNDS = 50
+
+
+class RouterWarning(UserWarning):
+    """Usage could not be recorded, or cooldowns could not be kept on disk; the call went on."""
+
+
+def _warn(message: str) -> None:
+    # Warnings turned into errors must still never fail the call.
+    with contextlib.suppress(Warning):
+        warnings.warn(message, RouterWarning, stacklevel=4)
+
+
+@dataclass
+class _Attempt:
+    role: str
+    ref: str
+    provider: str
+    model: str
+    operation: str
+    request_id: str
+    number: int
+    started_at: float
+    t0: float
+    first_chunk_ms: float | None = None
+
+
+def _outcome(exc: BaseException) -> str:
+    if isinstance(exc, ProviderError):
+        return exc.kind
+    return "error" if isinstance(exc, Exception) else "cancelled"
+
+
+def _failed_usage(exc: ProviderError) -> TokenUsage | None:
+    """Tokens a failed call consumed: what it reported, else none if it was refused outright,
+    else unknown (a timeout or a cut body may have been billed)."""
+    if exc.partial_usage is not None:
+        return exc.partial_usage
+    if exc.status is not None or isinstance(exc, NetworkError):
+        return TokenUsage()
+    return None
+
+
+class Router:
+    """`chat(role, request)`, `chat_stream(role, request)` and `embed(texts)`, routed by role.
+
+    `clock` gives unix seconds (cooldowns are shared between processes, so wall time) and `sleep`
+    waits; both are injectable so tests never sleep.
+    """
+
+    def __init__(
+        self,
+        registry: ProviderRegistry,
+        roles: Roles | None = None,
+        *,
+        settings: FallbackSection | None = None,
+        cooldowns: CooldownStore | None = None,
+        ledger: Ledger | None = None,
+        record_usage: bool = True,
+        prices: PriceTable | None = None,
+        clock: Callable[[], float] = time.time,
+        sleep: Callable[[float], Awaitable[Any]] | None = None,
+        on_fallback: Callable[[CandidateFailure], None] | None = None,
+        on_warning: Callable[[str], None] | None = None,
+    ) -> None:
+        self.registry = registry
+        self.roles = roles if roles is not None else resolve_roles(registry)
+        self.settings = settings or registry.config.fallback
+        self.policy = CooldownPolicy.from_config(self.settings)
+        self._warn = on_warning or _warn
+        self.cooldowns = cooldowns or CooldownStore(on_warning=self._warn)
+        self.ledger = (ledger or Ledger()) if record_usage else None
+        self.prices = prices if prices is not None else load_price_table(registry.config.pricing)
+        self.clock = clock
+        self._sleep = sleep
+        self.on_fallback = on_fallback
+
+    @classmethod
+    def from_config(
+        cls,
+        config: Config | None = None,
+        *,
+        registry: ProviderRegistry | None = None,
+        model: str | None = None,
+        overrides: dict[str, str | None] | None = None,
+        **kwargs: Any,
+    ) -> Router:
+        """A router for `config` (default: config.toml), with CLI-style role overrides."""
+        if config is None:
+            from openkoi._config import load_config
+
+            config = load_config()
+        registry = registry or ProviderRegistry(config)
+        roles = resolve_roles(registry, config, model=model, overrides=overrides)
+        prices = load_price_table(config.pricing)
+        return cls(registry, roles, settings=config.fallback, prices=prices, **kwargs)
+
+    # -- the library API -------------------------------------------------------------------
+
+    async def chat(self, role: str, request: ChatRequest) -> ChatResponse:
+        async def call(provider: ModelProvider, model: str) -> ChatResponse:
+            return await provider.chat(request.model_copy(update={"model": model}))
+
+        response, attempt = await self._route(role, "chat", call)
+        self._record(attempt, "ok", response.usage)
+        return response
+
+    async def chat_stream(self, role: str, request: ChatRequest) -> AsyncIterator[ChatChunk]:
+        """Yield the answer's chunks from the first model of the chain that starts one."""
+
+        async def open_first(
+            provider: ModelProvider, model: str
+        ) -> tuple[AsyncIterator[ChatChunk], ChatChunk | None]:
+            stream = provider.chat_stream(request.model_copy(update={"model": model}))
+            try:
+                return stream, await anext(stream)
+            except StopAsyncIteration:
+                return stream, None
+            except BaseException:
+                await _aclose(stream)
+                raise
+
+        (stream, first), attempt = await self._route(role, "stream", open_first)
+        attempt.first_chunk_ms = (time.perf_counter() - attempt.t0) * 1000
+        usage: TokenUsage | None = None
+        outcome, error = "ok", None
+        try:
+            if first is not None:
+                usage = first.usage or usage
+                yield first
+                async for chunk in stream:
+                    usage = chunk.usage or usage
+                    yield chunk
+        except ProviderError as exc:
+            outcome, error = exc.kind, str(exc)
+            if exc.partial_usage is None:
+                exc.partial_usage = usage
+            usage = exc.partial_usage
+            raise
+        except BaseException as exc:
+            outcome, error = _outcome(exc), type(exc).__name__
+            raise
+        finally:
+            await _aclose(stream)
+            self._record(attempt, outcome, usage, error)
+
+    async def embed(self, texts: Sequence[str], *, role: str = "embedder") -> list[list[float]]:
+        if not texts:
+            return []
+
+        async def call(provider: ModelProvider, model: str) -> list[list[float]]:
+            return await provider.embed(list(texts), model)
+
+        vectors, attempt = await self._route(role, "embed", call)
+        self._record(attempt, "ok", None)  # embedding APIs here report no token counts
+        return vectors
+
+    async def aclose(self) -> None:
+        """Close the providers' HTTP clients and the state files."""
+        await self.registry.aclose()
+        if self.ledger is not None:
+            self.ledger.close()
+        self.cooldowns.close()
+
+    async def __aenter__(self) -> Router:
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.aclose()
+
+    def chain(self, role: str) -> tuple[str, ...]:
+        chain = self.roles[role].chain
+        if not chain:
+            raise ConfigError(
+                f"no model is assigned to the {role} role: set [models] {role} in config.toml, "
+                f"pass --{role}, or configure a provider"
+            )
+        return chain
+
+    # -- the one retry loop ----------------------------------------------------------------
+
+    async def _route(
+        self,
+        role: str,
+        operation: str,
+        call: Callable[[ModelProvider, str], Awaitable[T]],
+    ) -> tuple[T, _Attempt]:
+        chain = self.chain(role)
+        request_id = uuid.uuid4().hex
+        number = 0
+        waited = 0.0
+        for _round in range(_MAX_ROUNDS):
+            failures: list[CandidateFailure] = []
+            last: ProviderError | None = None
+            states = self.cooldowns.get(chain)
+            for ref in chain:
+                now = self.clock()
+                state = states.get(ref)
+                if state is not None and state.active(now):
+                    self._failed(failures, CandidateFailure(ref, state.error(), state.until, True))
+                    continue
+                provider, model = self.registry.resolve(ref)
+                number += 1
+                attempt = _Attempt(
+                    role, ref, ref.partition("/")[0], model, operation, request_id, number, now,
+                    time.perf_counter(),
+                )  # fmt: skip
+                try:
+                    result = await call(provider, model)
+                except ProviderError as exc:
+                    self._record(attempt, exc.kind, _failed_usage(exc), str(exc))
+                    if not should_fall_back(exc):
+                        raise
+                    cooldown = self.cooldowns.fail(ref, exc, now=self.clock(), policy=self.policy)
+                    self._failed(failures, CandidateFailure(ref, exc, cooldown.until))
+                    last = exc
+                    continue
+                except BaseException as exc:
+                    self._record(attempt, _outcome(exc), None, type(exc).__name__)
+                    raise
+                if state is not None:
+                    self.cooldowns.clear(ref)
+                return result, attempt
+            now = self.clock()
+            ends = [f.cooldown_until for f in failures if f.cooldown_until is not None]
+            if self.settings.wait and ends:
+                delay = max(min(ends) - now, _MIN_WAIT)
+                if waited + delay <= self.settings.max_wait:
+                    await self._wait(delay)
+                    waited += delay
+                    continue
+            raise AllCandidatesExhausted(role, failures, now=now) from last
+        raise AllCandidatesExhausted(role, failures, now=self.clock()) from last
+
+    async def _wait(self, seconds: float) -> None:
+        if self._sleep is not None:
+            await self._sleep(seconds)
+        else:
+            import anyio
+
+            await anyio.sleep(seconds)
+
+    def _failed(self, failures: list[CandidateFailure], failure: CandidateFailure) -> None:
+        failures.append(failure)
+        if self.on_fallback is not None:
+            self.on_fallback(failure)
+
+    def _record(
+        self, attempt: _Attempt, outcome: str, usage: TokenUsage | None, error: str | None = None
+    ) -> None:
+        if self.ledger is None:
+            return
+        price = self.prices.lookup(attempt.provider, attempt.model)
+        cost: float | None = None
+        if usage is not None:
+            if not (usage.total_tokens or usage.cache_read_tokens or usage.cache_write_tokens):
+                cost = 0.0
+            elif price is not None:
+                cost = price.cost(usage)
+        record = CallRecord(
+            provider=attempt.provider,
+            model=attempt.model,
+            role=attempt.role,
+            operation=attempt.operation,
+            outcome=outcome,
+            started_at=attempt.started_at,
+            latency_ms=(time.perf_counter() - attempt.t0) * 1000,
+            usage=usage,
+            error=error,
+            first_chunk_ms=attempt.first_chunk_ms,
+            price=price,
+            cost_usd=cost,
+            request_id=attempt.request_id,
+            attempt=attempt.number,
+        )
+        try:
+            self.ledger.record(record)
+        except Exception as exc:  # the answer matters more than its bookkeeping
+            self._warn(f"usage not recorded: {exc}")
+
+
+async def _aclose(stream: AsyncIterator[ChatChunk]) -> None:
+    aclose = getattr(stream, "aclose", None)
+    if aclose is not None:
+        await aclose()
