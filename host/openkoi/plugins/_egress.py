@@ -46,10 +46,46 @@ _LABEL = re.compile(r"[a-z0-9_](?:[a-z0-9_\-]{0,61}[a-z0-9_])?")
 # WHATWG URL: a host whose last label is a number is an IPv4 address, whatever the rest.
 _NUMERIC_LABEL = re.compile(r"0[xX][0-9A-Fa-f]*|[0-9]+")
 _CANONICAL_IPV4 = re.compile(r"(?:0|[1-9][0-9]{0,2})(?:\.(?:0|[1-9][0-9]{0,2})){3}")
-_CGNAT = ipaddress.IPv4Network("100.64.0.0/10")
+_FULL_STOPS = str.maketrans({"\u3002": ".", "\uff0e": ".", "\uff61": "."})
+# IANA special-purpose blocks that are not globally reachable, listed here so the verdict does not
+# depend on which Python version's `ipaddress` tables are installed.
+_SPECIAL_V4 = tuple(
+    ipaddress.IPv4Network(n)
+    for n in (
+        "0.0.0.0/8",
+        "10.0.0.0/8",
+        "100.64.0.0/10",
+        "127.0.0.0/8",
+        "169.254.0.0/16",
+        "172.16.0.0/12",
+        "192.0.0.0/24",
+        "192.0.2.0/24",
+        "192.88.99.0/24",
+        "192.168.0.0/16",
+        "198.18.0.0/15",
+        "198.51.100.0/24",
+        "203.0.113.0/24",
+        "224.0.0.0/4",
+        "240.0.0.0/4",
+    )
+)
+_SPECIAL_V6 = tuple(
+    ipaddress.IPv6Network(n)
+    for n in (
+        "::/96",  # unspecified, loopback and the deprecated IPv4-compatible form
+        "64:ff9b:1::/48",  # local-use NAT64
+        "100::/64",  # discard-only
+        "2001::/23",  # IETF protocol assignments, Teredo among them
+        "2001:db8::/32",  # documentation
+        "3fff::/20",  # documentation
+        "5f00::/16",  # segment routing
+        "fc00::/7",  # unique local
+        "fe80::/10",  # link-local
+        "fec0::/10",  # site-local (deprecated)
+        "ff00::/8",  # multicast
+    )
+)
 _NAT64_WELL_KNOWN = ipaddress.IPv6Network("64:ff9b::/96")
-_NAT64_LOCAL = ipaddress.IPv6Network("64:ff9b:1::/48")
-_IPV4_COMPATIBLE = ipaddress.IPv6Network("::/96")
 
 
 class OriginSyntaxError(ValueError):
@@ -141,15 +177,14 @@ def _normalize_host(raw: str, *, strict_literals: bool) -> _Host:
         raise _HostError("percent-encoded hosts are not allowed")
     if any(c in raw for c in "[]:@\\/"):
         raise _HostError("the host contains a character that is not allowed in a host name")
-    text = raw[:-1] if raw.endswith(".") else raw
+    text = raw.translate(_FULL_STOPS)  # the dots IDNA treats as label separators
+    text = text[:-1] if text.endswith(".") else text  # one trailing dot: the root
     if not text:
         raise _HostError("the host is empty")
     try:
         ascii_host = text.lower().encode("idna").decode("ascii").lower()
     except UnicodeError:
         raise _HostError("it is not a valid host name (empty or over-long label)") from None
-    if ascii_host.endswith("."):  # a unicode full stop turned into a trailing dot
-        ascii_host = ascii_host[:-1]
     labels = ascii_host.split(".")
     if _NUMERIC_LABEL.fullmatch(labels[-1]):
         if strict_literals and not _CANONICAL_IPV4.fullmatch(ascii_host):
@@ -545,22 +580,17 @@ def _embedded_ipv4(ip: ipaddress.IPv6Address) -> ipaddress.IPv4Address | None:
 
 
 def is_special_address(ip: IPAddress) -> bool:
-    """Loopback, private, link-local, unspecified, multicast, reserved, CGNAT, or not global,
-    including IPv4-mapped, 6to4 and NAT64 forms of those."""
+    """Loopback, private, link-local, unspecified, multicast, reserved, CGNAT, documentation or
+    otherwise not globally reachable, including the IPv4-mapped, 6to4 and NAT64 forms of those."""
     if isinstance(ip, ipaddress.IPv6Address):
         if ip.scope_id:
             return True
         embedded = _embedded_ipv4(ip)
         if embedded is not None:
             return is_special_address(embedded)
-        if (
-            ip in _NAT64_LOCAL
-            or ip in _IPV4_COMPATIBLE
-            or ip.teredo is not None
-            or ip.is_site_local
-        ):
+        if any(ip in net for net in _SPECIAL_V6):
             return True
-    elif ip in _CGNAT:
+    elif any(ip in net for net in _SPECIAL_V4):
         return True
     return (
         ip.is_loopback
