@@ -42,6 +42,7 @@ from openkoi._types import (
     ToolCall,
     ToolCallDelta,
     ToolDef,
+    text_chunk,
 )
 
 API_VERSION = "2023-06-01"
@@ -362,8 +363,9 @@ def _parse_stream_event(
     if kind == "content_block_delta":
         delta = data.get("delta") or {}
         dtype = delta.get("type")
-        if dtype == "text_delta" and delta.get("text"):
-            return ChatChunk(delta=str(delta["text"]))
+        if dtype == "text_delta":
+            text = delta.get("text")
+            return text_chunk(text) if text and isinstance(text, str) else None
         if dtype == "thinking_delta" and delta.get("thinking"):
             return ChatChunk(reasoning_delta=str(delta["thinking"]))
         if dtype == "input_json_delta":

@@ -54,6 +54,7 @@ from openkoi._types import (
     ToolCall,
     ToolCallDelta,
     ToolDef,
+    text_chunk,
 )
 
 _STOP_REASONS: dict[str, StopReason] = {
@@ -349,9 +350,33 @@ def _parse_response(
 
 @dataclass
 class _StreamState:
+    """What a stream has said so far. The raw usageMetadata is kept and mapped only when a chunk
+    or an error needs it: most events are a text piece with usage that the next event replaces."""
+
     tool_count: int = 0
     finished: bool = False
-    usage: TokenUsage | None = None
+    meta: Mapping[str, Any] | None = None
+
+    @property
+    def usage(self) -> TokenUsage | None:
+        return _map_usage(self.meta)
+
+
+def _plain_text(data: Mapping[str, Any]) -> str | None:
+    """The text of an event that is one candidate with one plain text part and nothing else."""
+    candidates = data.get("candidates")
+    if not candidates or len(candidates) != 1 or "promptFeedback" in data:
+        return None
+    candidate = candidates[0]
+    if "finishReason" in candidate:
+        return None
+    content = candidate.get("content")
+    parts = content.get("parts") if content else None
+    if not parts or len(parts) != 1:
+        return None
+    part = parts[0]
+    text = part.get("text")
+    return text if len(part) == 1 and isinstance(text, str) and text else None
 
 
 def _parse_stream_event(
@@ -361,14 +386,20 @@ def _parse_stream_event(
     remember: dict[str, str] | None = None,
     secrets: Sequence[str] = (),
 ) -> ChatChunk | None:
-    """One GenerateContentResponse of a stream to a neutral chunk (usage is cumulative)."""
+    """One GenerateContentResponse of a stream to a neutral chunk. Usage is cumulative; it rides
+    on every chunk but the plain text pieces, and always on the last one."""
+    meta = data.get("usageMetadata")
+    text = _plain_text(data)
+    if text is not None:  # the hot path: most events are exactly this
+        state.meta = meta or state.meta
+        return text_chunk(text)
     if "error" in data:
         error = _google_error(None, data, provider=provider, secrets=secrets) or ProviderError(
             "the stream reported an error", provider=provider
         )
         error.partial_usage = state.usage
         raise error
-    state.usage = _map_usage(data.get("usageMetadata")) or state.usage
+    state.meta = meta or state.meta
     blocked = _blocked(data, provider)
     if blocked is not None:
         blocked.partial_usage = blocked.partial_usage or state.usage
@@ -514,10 +545,15 @@ class GeminiProvider(HTTPProvider):
                         status=response.status_code,
                     )
                 raise error
-            async for data in events:
-                chunk = _parse_stream_event(data, state, self.id, self._signatures, secrets)
-                if chunk is not None:
-                    yield chunk
+            try:
+                async for data in events:
+                    chunk = _parse_stream_event(data, state, self.id, self._signatures, secrets)
+                    if chunk is not None:
+                        yield chunk
+            except ProviderError as exc:  # e.g. the connection dropped mid-stream
+                if exc.partial_usage is None:
+                    exc.partial_usage = state.usage
+                raise
         if not state.finished:
             raise MalformedResponseError(
                 "the stream ended before a finishReason",
