@@ -337,6 +337,21 @@ async def test_tool_arguments_that_are_not_json_are_surfaced(serve: Any) -> None
     assert info.value.tool_call_id == "toolu_bad"
 
 
+async def test_tool_input_sent_as_bad_json_text_is_surfaced(serve: Any) -> None:
+    body = {
+        "type": "message",
+        "content": [{"type": "tool_use", "id": "toolu_s", "name": "f", "input": '{"a": 1,'}],
+        "stop_reason": "tool_use",
+        "usage": {"input_tokens": 3, "output_tokens": 2},
+    }
+    server = serve(lambda r: Reply.json(body))
+    response = await run_chat(server.url)
+    assert response.tool_calls[0].arguments == '{"a": 1,'
+    with pytest.raises(InvalidToolArgumentsError):
+        response.tool_calls[0].parsed_arguments()
+    assert response.usage.input_tokens == 3
+
+
 async def test_stream_answered_with_a_json_error_body_and_200(serve: Any) -> None:
     body = {"type": "error", "error": {"type": "overloaded_error", "message": "Overloaded"}}
     server = serve(lambda r: Reply.json(body))

@@ -252,11 +252,14 @@ def _parse_response(data: Any, provider: str) -> ChatResponse:
         elif kind == "thinking":
             reasoning.append(str(block.get("thinking") or ""))
         elif kind == "tool_use":
+            raw = block.get("input")
             calls.append(
                 ToolCall(
                     id=str(block.get("id") or f"toolu_{len(calls)}"),
                     name=str(block.get("name") or ""),
-                    arguments=json.dumps(block.get("input") or {}),
+                    # A compatible server may send the input as JSON text: keep it as written, so
+                    # bad JSON surfaces from parsed_arguments() instead of being re-quoted.
+                    arguments=raw if isinstance(raw, str) else json.dumps(raw or {}),
                 )
             )
         # server_tool_use / web_search_tool_result / redacted_thinking: run by Anthropic, not us
@@ -393,7 +396,8 @@ class AnthropicProvider(HTTPProvider):
 
     def __init__(self, settings: ProviderSettings, client: httpx.AsyncClient | None = None) -> None:
         super().__init__(settings, client)
-        # The `anthropic-ratelimit-*` headers of the latest response, success or error.
+        # The `anthropic-ratelimit-*` headers of the latest response (success or error) that
+        # carried any, lower-cased: what the account may still send before it is throttled.
         self.last_rate_limits: dict[str, str] = {}
         if client is not None:
             client.event_hooks["response"].append(self._record_rate_limits)
