@@ -19,6 +19,8 @@ from openkoi import __version__
 # name -> "module:attribute"; each subcommand module owns one noun.
 _SUBCOMMANDS: dict[str, str] = {
     "run": "openkoi.cli._prompt:run",
+    "connect": "openkoi.cli._connect:connect",
+    "disconnect": "openkoi.cli._connect:disconnect",
 }
 _DEFAULT_COMMAND = "run"
 
