@@ -21,6 +21,7 @@ _SUBCOMMANDS: dict[str, str] = {
     "run": "openkoi.cli._prompt:run",
     "connect": "openkoi.cli._connect:connect",
     "disconnect": "openkoi.cli._connect:disconnect",
+    "status": "openkoi.cli._status:status",
 }
 _DEFAULT_COMMAND = "run"
 
