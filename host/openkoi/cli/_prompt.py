@@ -1,14 +1,22 @@
-"""`openkoi run` (the default command): a one-shot prompt streamed to the terminal."""
+"""`openkoi run` (the default command): a one-shot prompt streamed to the terminal.
+
+The prompt goes to the executor role through the router, so the fallback chain, cooldowns and the
+usage ledger apply to it as to any library call.
+"""
 
 from __future__ import annotations
 
-import os
 import sys
+import time
+from typing import TYPE_CHECKING
 
 import anyio
 import click
 
 from openkoi._errors import ConfigError
+
+if TYPE_CHECKING:
+    from openkoi._errors import CandidateFailure
 
 NO_PROVIDER = (
     "no provider is configured: set an API key such as ANTHROPIC_API_KEY or OPENAI_API_KEY, "
@@ -26,38 +34,70 @@ def _read_prompt(words: tuple[str, ...]) -> str:
     raise click.UsageError('give a prompt: openkoi "your question" (or pipe it on stdin)')
 
 
+def _note(message: str) -> None:
+    from rich.console import Console
+
+    Console(stderr=True, highlight=False, soft_wrap=True).print(f"[dim]{message}[/]")
+
+
+def _describe(failure: CandidateFailure) -> str:
+    text = f"{failure.ref}: {failure.error.message}"
+    if failure.error.status:
+        text += f" (HTTP {failure.error.status})"
+    if failure.cooldown_until is not None:
+        text += time.strftime(", cooling until %H:%M:%S UTC", time.gmtime(failure.cooldown_until))
+    return text
+
+
 @click.command("run")
 @click.argument("prompt", nargs=-1)
-@click.option("-m", "--model", help="provider/model for every role, e.g. openai/gpt-5.2")
+@click.option("-m", "--model", help="provider/model for executor, evaluator and planner")
+@click.option("--executor", metavar="PROVIDER/MODEL", help="the model that answers")
+@click.option("--evaluator", metavar="PROVIDER/MODEL", help="the model that judges answers")
+@click.option("--planner", metavar="PROVIDER/MODEL", help="the model that plans")
+@click.option("--embedder", metavar="PROVIDER/MODEL", help="the embeddings model")
 @click.option("-s", "--system", help="a system prompt")
 @click.option("--max-tokens", type=click.IntRange(min=1), help="limit the answer's length")
 @click.option("--temperature", type=click.FloatRange(min=0), help="sampling temperature")
 def run(
     prompt: tuple[str, ...],
     model: str | None,
+    executor: str | None,
+    evaluator: str | None,
+    planner: str | None,
+    embedder: str | None,
     system: str | None,
     max_tokens: int | None,
     temperature: float | None,
 ) -> None:
-    """Send PROMPT to a model and stream the answer.
+    """Send PROMPT to the executor model and stream the answer.
 
     Example: openkoi --model groq/llama-3.3-70b-versatile "Explain SSE in one line"
     """
     from openkoi._config import ConfigFile
-    from openkoi._defaults import default_model_ref
     from openkoi._registry import ProviderRegistry
     from openkoi._types import ChatRequest, Message
+    from openkoi.routing import Router
 
     text = _read_prompt(prompt)
     config = ConfigFile().config
-    registry = ProviderRegistry(config)
-    ref = model or os.environ.get("OPENKOI_MODEL") or config.models.executor
-    ref = ref or default_model_ref(registry)
-    if not ref:
+    failures: list[CandidateFailure] = []
+    router = Router.from_config(
+        config,
+        registry=ProviderRegistry(config),
+        model=model,
+        overrides={
+            "executor": executor,
+            "evaluator": evaluator,
+            "planner": planner,
+            "embedder": embedder,
+        },
+        on_fallback=failures.append,
+        on_warning=lambda message: _note(f"warning: {message}"),
+    )
+    if not router.roles["executor"].chain:
         raise ConfigError(NO_PROVIDER)
-    provider, model_id = registry.resolve(ref)
     request = ChatRequest(
-        model=model_id,
         system=system,
         messages=[Message.user(text)],
         max_tokens=max_tokens,
@@ -66,14 +106,23 @@ def run(
 
     async def stream() -> None:
         out = sys.stdout
+        started = False
         try:
-            async for chunk in provider.chat_stream(request):
+            async for chunk in router.chat_stream("executor", request):
+                if not started:
+                    started = True
+                    if failures:
+                        tried = {f.ref for f in failures}
+                        answering = next(r for r in router.chain("executor") if r not in tried)
+                        skipped = "; ".join(_describe(f) for f in failures)
+                        _note(f"note: answered by {answering} ({skipped})")
                 if chunk.delta:
                     out.write(chunk.delta)
                     out.flush()
         finally:
-            out.write("\n")
-            out.flush()
-            await registry.aclose()
+            if started:
+                out.write("\n")
+                out.flush()
+            await router.aclose()
 
     anyio.run(stream)

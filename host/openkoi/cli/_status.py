@@ -1,0 +1,245 @@
+"""`openkoi status`: roles, fallback chains and providers; `--costs` for tokens and money.
+
+openkoi status                         roles, chains, cooling models, providers
+openkoi status --costs                 totals, by provider/model, by role, by day
+openkoi status --costs --since 7d      only the last 7 days (also 12h, 30m, 2w, 2026-11-01)
+openkoi status --costs --json          the same as JSON
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import time
+from datetime import UTC, datetime
+from typing import Any
+
+import click
+
+_UNITS = {"m": 60, "h": 3600, "d": 86_400, "w": 604_800}
+
+
+def parse_since(text: str, now: float | None = None) -> float:
+    """`7d`, `12h`, `30m`, `2w`, a date (`2026-11-01`, UTC) or an ISO datetime -> unix seconds."""
+    now = time.time() if now is None else now
+    value = text.strip()
+    match = re.fullmatch(r"(\d+(?:\.\d+)?)\s*([mhdw])", value)
+    if match:
+        return now - float(match.group(1)) * _UNITS[match.group(2)]
+    try:
+        when = datetime.fromisoformat(value)
+    except ValueError:
+        raise click.BadParameter(
+            f"{text!r} is not a duration (7d, 12h, 30m, 2w) or a date (2026-11-01)",
+            param_hint="--since",
+        ) from None
+    if when.tzinfo is None:
+        when = when.replace(tzinfo=UTC)
+    return when.timestamp()
+
+
+@click.command("status")
+@click.option("--costs", is_flag=True, help="token usage and cost from the ledger")
+@click.option("--since", metavar="WHEN", help="with --costs: 7d, 12h, 30m, 2w or a date")
+@click.option("--json", "as_json", is_flag=True, help="print JSON instead of tables")
+def status(costs: bool, since: str | None, as_json: bool) -> None:
+    """Show roles, fallback chains and providers, or (--costs) what the calls cost.
+
+    Example: openkoi status --costs --since 7d
+    """
+    if costs or since:
+        report = cost_report(parse_since(since) if since else None)
+        printer = _print_costs
+    else:
+        report = setup_report()
+        printer = _print_setup
+    if as_json:
+        click.echo(json.dumps(report, indent=2))
+    else:
+        printer(report)
+
+
+# -- the reports (plain data, for --json and for the tables) ----------------------------------
+
+
+def cost_report(since: float | None) -> dict[str, Any]:
+    from openkoi.usage import Ledger, summarize, usage_db_path
+
+    path = usage_db_path()
+    if path.exists():
+        with Ledger(path) as ledger:
+            summary = summarize(ledger, since)
+    else:  # nothing recorded yet: say so without creating the file
+        empty = dict.fromkeys(
+            (
+                "calls",
+                "ok",
+                "failed",
+                "input_tokens",
+                "output_tokens",
+                "cache_read_tokens",
+                "cache_write_tokens",
+                "unpriced_calls",
+            ),
+            0,
+        )
+        summary = {
+            "totals": {**empty, "cost_usd": None},
+            "by_model": [],
+            "by_role": [],
+            "by_day": [],
+        }
+    summary["since"] = _iso(since) if since is not None else None
+    summary["ledger"] = str(path)
+    return summary
+
+
+def setup_report() -> dict[str, Any]:
+    from openkoi._config import load_config
+    from openkoi._registry import ProviderRegistry
+    from openkoi.routing import CooldownStore, resolve_roles
+
+    config = load_config()
+    registry = ProviderRegistry(config)
+    roles = resolve_roles(registry, config)
+    now = time.time()
+    store = CooldownStore(on_warning=lambda message: None)
+    try:
+        cooling = [c for c in store.all() if c.active(now)]
+    finally:
+        store.close()
+    return {
+        "roles": {
+            a.role: {"model": a.ref, "source": a.source, "chain": list(a.chain)} for a in roles
+        },
+        "fallback": config.fallback.model_dump(),
+        "cooling": [
+            {
+                "model": c.ref,
+                "until": _iso(c.until),
+                "seconds_left": round(c.until - now, 1),
+                "error": c.kind,
+                "status": c.status,
+                "failures": c.failures,
+                "message": c.message,
+            }
+            for c in cooling
+        ],
+        "providers": [
+            {
+                "id": spec.id,
+                "name": spec.name,
+                "auth": spec.auth,
+                "ready": _ready(registry, spec.id),
+            }
+            for spec in registry.specs()
+        ],
+    }
+
+
+def _ready(registry: Any, provider_id: str) -> bool:
+    from openkoi._errors import OpenKoiError
+
+    try:
+        return bool(registry.is_configured(provider_id))
+    except OpenKoiError:
+        return False
+
+
+def _iso(ts: float) -> str:
+    return datetime.fromtimestamp(ts, UTC).isoformat(timespec="seconds").replace("+00:00", "Z")
+
+
+# -- tables ------------------------------------------------------------------------------------
+
+
+def _console() -> Any:
+    from rich.console import Console
+
+    return Console(highlight=False, soft_wrap=True)
+
+
+def _money(value: float | None) -> str:
+    if value is None:
+        return "unknown"
+    return f"${value:,.4f}" if value >= 0.01 or value == 0 else f"${value:.6f}"
+
+
+def _print_setup(report: dict[str, Any]) -> None:
+    from rich.table import Table
+
+    console = _console()
+    roles = Table(title="Roles", title_justify="left")
+    for column in ("role", "model", "from", "fallback chain"):
+        roles.add_column(column)
+    for role, info in report["roles"].items():
+        rest = info["chain"][1:] if info["model"] else info["chain"]
+        roles.add_row(role, info["model"] or "(none)", info["source"], " → ".join(rest) or "-")
+    console.print(roles)
+    fb = report["fallback"]
+    console.print(
+        f"Cooldown after a transient error: {fb['cooldown']:g} s, times {fb['backoff']:g} per failure "
+        f"in a row, at most {fb['max_cooldown']:g} s (Retry-After wins); "
+        + (f"waits up to {fb['max_wait']:g} s" if fb["wait"] else "does not wait")
+        + " when every model is cooling."
+    )
+    if report["cooling"]:
+        cooling = Table(title="Cooling down now", title_justify="left")
+        for column in ("model", "until", "left", "last error"):
+            cooling.add_column(column)
+        for c in report["cooling"]:
+            error = c["error"] + (f" (HTTP {c['status']})" if c["status"] else "")
+            cooling.add_row(c["model"], c["until"], f"{c['seconds_left']:g} s", error)
+        console.print(cooling)
+    providers = Table(title="Providers", title_justify="left")
+    for column in ("id", "name", "auth", "ready"):
+        providers.add_column(column)
+    for p in report["providers"]:
+        providers.add_row(p["id"], p["name"], p["auth"], "yes" if p["ready"] else "no credential")
+    console.print(providers)
+
+
+_TOKEN_COLUMNS = (
+    ("calls", "calls"),
+    ("ok", "ok"),
+    ("failed", "failed"),
+    ("input_tokens", "input"),
+    ("output_tokens", "output"),
+    ("cache_read_tokens", "cache read"),
+    ("cache_write_tokens", "cache write"),
+)
+
+
+def _print_costs(report: dict[str, Any]) -> None:
+    from rich.table import Table
+
+    console = _console()
+    totals = report["totals"]
+    since = f" since {report['since']}" if report["since"] else ""
+    unpriced = totals["unpriced_calls"]
+    console.print(
+        f"[bold]{totals['calls']:,} calls{since}[/] ({totals['ok']:,} ok, {totals['failed']:,} "
+        f"failed) · {totals['input_tokens']:,} input, {totals['output_tokens']:,} output, "
+        f"{totals['cache_read_tokens']:,} cache-read, {totals['cache_write_tokens']:,} "
+        f"cache-write tokens · [bold]{_money(totals['cost_usd'])}[/]"
+        + (f" (+ {unpriced:,} calls with no known price)" if unpriced else "")
+    )
+    groups = (
+        ("By provider/model", "by_model", lambda r: f"{r['provider']}/{r['model']}"),
+        ("By role", "by_role", lambda r: r["role"]),
+        ("By day (UTC)", "by_day", lambda r: r["day"]),
+    )
+    for title, key, label in groups:
+        if not report[key]:
+            continue
+        table = Table(title=title, title_justify="left")
+        table.add_column("")
+        for _, header in _TOKEN_COLUMNS:
+            table.add_column(header, justify="right")
+        table.add_column("cost", justify="right")
+        for row in report[key]:
+            cost = _money(row["cost_usd"])
+            if row["unpriced_calls"] and row["cost_usd"] is not None:
+                cost += f" (+{row['unpriced_calls']} unpriced)"
+            table.add_row(label(row), *(f"{row[k]:,}" for k, _ in _TOKEN_COLUMNS), cost)
+        console.print(table)
