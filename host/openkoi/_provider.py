@@ -204,7 +204,7 @@ class HTTPProvider:
                 content=json.dumps(body),
                 headers={
                     "content-type": "application/json",
-                    "accept": expect,
+                    **({"accept": expect} if expect else {}),
                     **self._auth_headers(),
                     **(headers or {}),
                 },
