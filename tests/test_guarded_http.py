@@ -7,6 +7,7 @@ are refused before any connection, which each test proves by showing the server 
 from __future__ import annotations
 
 import asyncio
+import gzip
 import json
 import socket
 import ssl
@@ -50,6 +51,9 @@ class FakeResolver:
         if callable(answer):
             return answer(sum(1 for h, _ in self.calls if h == host))
         return list(answer)
+
+
+GZIP = {"content-encoding": "gzip"}
 
 
 def ok(body: str = "ok") -> Callable[[Recorded], Reply]:
@@ -585,6 +589,43 @@ async def test_too_large_counts_all_responses_and_stops_a_stream(serve: Serve) -
         assert c.bytes_received > 6000
 
 
+async def test_gzip_is_decoded_and_accept_encoding_is_the_hosts(serve: Serve) -> None:
+    text = "data: hello\n\n" * 100
+    server = serve(lambda r: Reply(body=gzip.compress(text.encode()), headers=GZIP))
+    async with client([f"http://localhost:{server.port}"]) as c:
+        response = await c.send(
+            "GET", f"http://localhost:{server.port}/", [("accept-encoding", "br")], None
+        )
+        assert await response.text() == text
+    assert server.requests[0].headers["accept-encoding"] == "gzip, deflate"
+
+
+async def test_compression_bomb_is_stopped_at_the_byte_limit(serve: Serve) -> None:
+    bomb = gzip.compress(b"\0" * (64 * 1024 * 1024), compresslevel=9)
+    assert len(bomb) < 100_000
+    server = serve(lambda r: Reply(body=bomb, headers=GZIP))
+    async with client([f"http://localhost:{server.port}"], max_response_bytes=1_000_000) as c:
+        response = await c.send("GET", f"http://localhost:{server.port}/", [], None)
+        await denied(response.text(), "too-large")
+        # never inflated more than one byte past the limit, whatever the ratio
+        assert c.bytes_received == 1_000_001
+
+
+@pytest.mark.parametrize("encoding", ["br", "zstd", "gzip, br"])
+async def test_unknown_content_encoding_is_refused(serve: Serve, encoding: str) -> None:
+    server = serve(lambda r: Reply(body=b"\x00\x01", headers={"content-encoding": encoding}))
+    async with client([f"http://localhost:{server.port}"]) as c:
+        error = await denied(c.send("GET", f"http://localhost:{server.port}/", [], None), "other")
+    assert "content-encoding" in error.message
+
+
+async def test_corrupt_gzip_is_an_error(serve: Serve) -> None:
+    server = serve(lambda r: Reply(body=b"not gzip at all", headers=GZIP))
+    async with client([f"http://localhost:{server.port}"]) as c:
+        response = await c.send("GET", f"http://localhost:{server.port}/", [], None)
+        await denied(response.text(), "other")
+
+
 async def test_timeout_maps_to_timeout(serve: Serve) -> None:
     server = serve(lambda r: Reply(body="late", delay=2.0))
     async with client([f"http://localhost:{server.port}"], timeout=0.2) as c:
@@ -627,6 +668,14 @@ async def test_unresolvable_name_maps_to_connect() -> None:
     async with client(["https://nowhere.example"], FakeResolver({})) as c:
         error = await denied(c.send("GET", "https://nowhere.example/", [], None), "connect")
     assert "could not resolve nowhere.example" in error.message
+
+
+async def test_system_resolver_reaches_localhost(serve: Serve) -> None:
+    server = serve(ok("system"))
+    policy = EgressPolicy.parse([f"http://localhost:{server.port}"])
+    async with GuardedClient(policy, {}) as c:
+        response = await c.send("GET", f"http://localhost:{server.port}/", [], None)
+        assert await response.text() == "system"
 
 
 async def test_second_address_is_tried_when_the_first_refuses(serve: Serve) -> None:

@@ -25,6 +25,7 @@ import json
 import re
 import socket
 import ssl
+import zlib
 from collections.abc import Awaitable, Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Literal
@@ -258,13 +259,41 @@ class GuardedResponse:
             await self._body.aclose()
 
 
+class _Inflater:
+    """Content-Encoding decoding that never produces more than the byte budget allows, so a
+    compression bomb costs at most the limit in memory, not the limit times the ratio."""
+
+    def __init__(self, encoding: str) -> None:
+        codings = [c.strip().lower() for c in encoding.split(",") if c.strip()]
+        codings = [c for c in codings if c != "identity"]
+        self._z: zlib._Decompress | None = None
+        if not codings:
+            return
+        if len(codings) > 1 or codings[0] not in ("gzip", "x-gzip", "deflate"):
+            raise ValueError(encoding)
+        self._z = zlib.decompressobj(32 + zlib.MAX_WBITS)  # gzip or zlib header, detected
+
+    def feed(self, data: bytes, budget: int) -> bytes:
+        if self._z is None:
+            return data
+        return self._z.decompress(data, max(budget, 0) + 1)
+
+    def finish(self) -> bytes:
+        return b"" if self._z is None else self._z.flush()
+
+
 class _Body:
     def __init__(
-        self, client: GuardedClient, response: httpx.Response, scrubber: SecretScrubber
+        self,
+        client: GuardedClient,
+        response: httpx.Response,
+        scrubber: SecretScrubber,
+        inflater: _Inflater,
     ) -> None:
         self._client = client
         self._response = response
-        self._chunks = response.aiter_bytes()
+        self._chunks = response.aiter_raw()
+        self._inflater = inflater
         self._decoder = codecs.getincrementaldecoder(_charset(response))(errors="replace")
         self._scrub = scrubber.stream()
         self._done = False
@@ -279,20 +308,28 @@ class _Body:
                 raw = None
             except httpx.HTTPError as exc:
                 error = self._client._mapped(exc, "while reading the response")
+            if error is None:
+                try:
+                    if raw is None:
+                        data = self._inflater.finish()
+                    else:
+                        data = self._inflater.feed(raw, self._client._budget())
+                    self._client._account(len(data))
+                except zlib.error:
+                    error = self._client._error(
+                        "other", "the response's compressed body could not be decoded"
+                    )
+                except HttpError as exc:
+                    error = exc
             if error is not None:
                 await self.aclose()
                 raise error
             if raw is None:
-                text = self._scrub.feed(self._decoder.decode(b"", final=True))
+                text = self._scrub.feed(self._decoder.decode(data, final=True))
                 text += self._scrub.finish()
                 await self.aclose()
                 return text or None
-            try:
-                self._client._account(len(raw))
-            except HttpError:
-                await self.aclose()
-                raise
-            text = self._scrub.feed(self._decoder.decode(raw))
+            text = self._scrub.feed(self._decoder.decode(data))
             if text:
                 return text
         return None
@@ -420,7 +457,7 @@ class GuardedClient:
 
             location = response.headers.get("location")
             if response.status_code not in _REDIRECTS or location is None:
-                return self._wrap(response)
+                return await self._wrap(response)
             await response.aclose()
             if redirects >= self.max_redirects:
                 raise self._error(
@@ -517,6 +554,9 @@ class GuardedClient:
             )
         self.requests_made += 1
 
+    def _budget(self) -> int:
+        return self.max_response_bytes - self.bytes_received
+
     def _account(self, size: int) -> None:
         self.bytes_received += size
         if self.bytes_received > self.max_response_bytes:
@@ -569,8 +609,13 @@ class GuardedClient:
         template: list[_Header],
         content: bytes | None,
     ) -> httpx.Response:
-        wire: list[tuple[bytes, bytes]] = [(b"Host", target.host_header.encode("ascii"))]
+        wire: list[tuple[bytes, bytes]] = [
+            (b"Host", target.host_header.encode("ascii")),
+            (b"Accept-Encoding", b"gzip, deflate"),  # only what `_Inflater` decodes, bounded
+        ]
         for header in template:
+            if header.name.lower() == "accept-encoding":
+                continue
             value = header.value
             if header.carries_secret:
                 value = SECRET_PLACEHOLDER.sub(lambda m: self._secrets[m.group(1)].reveal(), value)
@@ -612,12 +657,19 @@ class GuardedClient:
             return response
         raise self._error("connect", f"could not connect to {target.origin}")  # pragma: no cover
 
-    def _wrap(self, response: httpx.Response) -> GuardedResponse:
+    async def _wrap(self, response: httpx.Response) -> GuardedResponse:
+        try:
+            inflater = _Inflater(response.headers.get("content-encoding", ""))
+        except ValueError:
+            await response.aclose()
+            raise self._error(
+                "other", "the response uses a content-encoding the host does not decode"
+            ) from None
         headers = [
             (self._scrubber.scrub(name), self._scrubber.scrub(value))
             for name, value in response.headers.multi_items()
         ]
-        body = _Body(self, response, self._scrubber)
+        body = _Body(self, response, self._scrubber, inflater)
         self._open.add(body)
         return GuardedResponse(status=response.status_code, headers=headers, _body=body)
 
