@@ -1,0 +1,490 @@
+"""The imports a plugin sees: `openkoi:provider/http` and `openkoi:provider/host`.
+
+The guest runs in a worker thread; its HTTP runs on the caller's asyncio loop through the
+plugin's `GuardedClient` (`asyncio.run_coroutine_threadsafe`). Which call a host function serves
+is found through a thread-local `CallContext`, set by the runtime around each guest call (a
+store is used by one thread at a time, so the thread identifies the call).
+
+Host functions never raise: wasmtime-py parks a Python exception raised in a host function in a
+process-wide global and re-raises it from whichever call checks next, possibly in another
+thread. Every failure becomes an `http-error` value instead.
+
+Streaming bodies are pumped by a task on the loop into a bounded buffer; `next-chunk` hands the
+guest everything buffered so far in one string, so a fast stream crosses the boundary in a few
+large pieces rather than many small ones.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import concurrent.futures
+import contextlib
+import itertools
+import logging
+import re
+import threading
+import time
+from collections.abc import Awaitable, Callable, Mapping
+from typing import TYPE_CHECKING, Any, TypeVar
+
+if TYPE_CHECKING:
+    from wasmtime.component import Linker
+
+    from openkoi.plugins._guarded_http import GuardedClient, GuardedResponse, HttpError
+
+T = TypeVar("T")
+log = logging.getLogger("openkoi.plugins")
+
+BODY_RESOURCE_TYPE = 0x6F6B_0001  # identifies openkoi's body-stream among host resources
+_HIGH_WATER = 1 << 20  # stop reading upstream once this much text waits for the guest
+_LOG_LIMIT = 2000
+_CONTROL = re.compile(r"[\x00-\x08\x0b-\x1f\x7f]")
+_LOG_LEVELS = {
+    "debug": logging.DEBUG,
+    "info": logging.INFO,
+    "warn": logging.WARNING,
+    "error": logging.ERROR,
+}
+
+
+class Cancelled(Exception):
+    """The call was cancelled by the host while the guest waited."""
+
+
+class CallContext:
+    """Everything one guest call (or one stream, for its whole life) needs from the host."""
+
+    def __init__(
+        self,
+        plugin_id: str,
+        loop: asyncio.AbstractEventLoop | None,
+        client: GuardedClient | None,
+        config: Mapping[str, str],
+    ) -> None:
+        self.plugin_id = plugin_id
+        self.loop = loop
+        self.client = client
+        self.config = config
+        self.deadline = float("inf")
+        self.deadline_kind = "time"
+        self.cancelled = threading.Event()
+        self.bodies: dict[int, BodyPump] = {}
+        self.breach: str | None = None  # "response-bytes" | "requests"
+        self.denial: str | None = None
+
+    def start(self, seconds: float, kind: str) -> None:
+        self.deadline = time.monotonic() + seconds
+        self.deadline_kind = kind
+
+    def remaining(self) -> float:
+        return self.deadline - time.monotonic()
+
+    def note(self, error: HttpError) -> None:
+        if error.kind == "too-large":
+            self.breach = "response-bytes"
+        elif error.kind == "limit" and "requests" in error.message:
+            self.breach = "requests"
+        elif error.kind == "denied" and self.denial is None:
+            self.denial = error.message
+
+    def run(self, make: Callable[[], Awaitable[T]]) -> T:
+        """Run a coroutine on the call's loop and wait for it, at most until the deadline or a
+        cancel. Raises `TimeoutError` or `Cancelled`."""
+        from openkoi.plugins._guarded_http import HttpError
+
+        loop = self.loop
+        if loop is None or self.client is None:
+            raise HttpError("other", "HTTP is not available outside a provider call")
+        if self.cancelled.is_set():
+            raise Cancelled
+        remaining = self.remaining()
+        if remaining <= 0:
+            raise TimeoutError
+
+        async def wrapped() -> T:
+            return await make()
+
+        future = asyncio.run_coroutine_threadsafe(wrapped(), loop)
+        waiter = _cancel_waiter(self)
+        try:
+            pending: list[concurrent.futures.Future[Any]] = [future, waiter]
+            done, _ = concurrent.futures.wait(
+                pending, timeout=remaining, return_when=concurrent.futures.FIRST_COMPLETED
+            )
+        finally:
+            _forget_waiter(self, waiter)
+        if future in done:
+            return future.result()
+        future.cancel()
+        if self.cancelled.is_set():
+            raise Cancelled
+        raise TimeoutError
+
+    def cancel(self) -> None:
+        """Wake every wait of this call; the guest's next host call fails at once."""
+        self.cancelled.set()
+        with _WAITERS_LOCK:
+            waiters = list(_WAITERS.get(id(self), ()))
+        bodies = list(self.bodies.values())
+        for waiter in waiters:
+            if not waiter.done():
+                waiter.set_result(None)
+        for body in bodies:
+            body.wake()
+
+    async def aclose(self) -> None:
+        """Close every upstream response this call opened, then its client (on the loop)."""
+        bodies, self.bodies = list(self.bodies.values()), {}
+        for body in bodies:
+            await body.aclose()
+        if self.client is not None:
+            await self.client.aclose()
+
+    def open_bodies(self) -> int:
+        return sum(1 for body in self.bodies.values() if not body.closed)
+
+
+_WAITERS: dict[int, set[concurrent.futures.Future[None]]] = {}
+_WAITERS_LOCK = threading.Lock()
+
+
+def _cancel_waiter(ctx: CallContext) -> concurrent.futures.Future[None]:
+    waiter: concurrent.futures.Future[None] = concurrent.futures.Future()
+    with _WAITERS_LOCK:
+        _WAITERS.setdefault(id(ctx), set()).add(waiter)
+    if ctx.cancelled.is_set():
+        waiter.set_result(None)
+    return waiter
+
+
+def _forget_waiter(ctx: CallContext, waiter: concurrent.futures.Future[None]) -> None:
+    with _WAITERS_LOCK:
+        waiters = _WAITERS.get(id(ctx))
+        if waiters is not None:
+            waiters.discard(waiter)
+            if not waiters:
+                del _WAITERS[id(ctx)]
+
+
+_local = threading.local()
+
+
+class activate:
+    """Make `ctx` the current call of this thread while the guest runs."""
+
+    def __init__(self, ctx: CallContext) -> None:
+        self.ctx = ctx
+
+    def __enter__(self) -> CallContext:
+        self._previous = getattr(_local, "ctx", None)
+        _local.ctx = self.ctx
+        return self.ctx
+
+    def __exit__(self, *exc: object) -> None:
+        _local.ctx = self._previous
+
+
+def current() -> CallContext | None:
+    return getattr(_local, "ctx", None)
+
+
+# -- streaming bodies --------------------------------------------------------------------------
+
+_reps = itertools.count(1)
+_BODIES: dict[int, BodyPump] = {}
+_BODIES_LOCK = threading.Lock()
+
+
+class BodyPump:
+    """Reads an upstream body on the loop into a bounded buffer the guest drains."""
+
+    def __init__(self, ctx: CallContext, response: GuardedResponse) -> None:
+        self.ctx = ctx
+        self.response = response
+        self.rep = next(_reps) & 0xFFFF_FFFF
+        self.closed = False
+        self._cond = threading.Condition()
+        self._chunks: list[str] = []
+        self._size = 0
+        self._done = False
+        self._error: HttpError | None = None
+        self._room = asyncio.Event()
+        self._room.set()
+        self._task: asyncio.Task[None] | None = None
+
+    def start(self) -> None:
+        """Called on the loop."""
+        self._task = asyncio.get_running_loop().create_task(self._pump())
+
+    async def _pump(self) -> None:
+        from openkoi.plugins._guarded_http import HttpError
+
+        error: HttpError | None = None
+        try:
+            while True:
+                await self._room.wait()
+                chunk = await self.response.next_chunk()
+                if chunk is None:
+                    break
+                with self._cond:
+                    self._chunks.append(chunk)
+                    self._size += len(chunk)
+                    if self._size >= _HIGH_WATER:
+                        self._room.clear()
+                    self._cond.notify_all()
+        except HttpError as exc:
+            error = exc
+        except asyncio.CancelledError:
+            error = HttpError("other", "the response was closed")
+            raise
+        except Exception as exc:  # never leak an unexpected failure's details to the guest
+            error = HttpError("other", f"reading the response failed ({type(exc).__name__})")
+        finally:
+            with self._cond:
+                self._done = True
+                self._error = error
+                self._cond.notify_all()
+            await self.response.aclose()
+
+    def wake(self) -> None:
+        with self._cond:
+            self._cond.notify_all()
+
+    def take(self) -> str | HttpError:
+        """Everything buffered, "" at the end, or an error (thread side)."""
+        from openkoi.plugins._guarded_http import HttpError
+
+        ctx = self.ctx
+        with self._cond:
+            while not (self._chunks or self._done or ctx.cancelled.is_set()):
+                remaining = ctx.remaining()
+                if remaining <= 0:
+                    break
+                self._cond.wait(min(remaining, 1.0))
+            if self._chunks:
+                data = "".join(self._chunks)
+                self._chunks.clear()
+                self._size = 0
+                loop = ctx.loop
+                if loop is not None and not self._room.is_set():
+                    loop.call_soon_threadsafe(self._room.set)
+                return data
+            if self._done:
+                return self._error if self._error is not None else ""
+        if ctx.cancelled.is_set():
+            return HttpError("other", "the call was cancelled by the host")
+        return HttpError("timeout", "the call's time limit ran out while waiting for the body")
+
+    async def aclose(self) -> None:
+        """Close the upstream response (on the loop); idempotent."""
+        if self.closed:
+            return
+        self.closed = True
+        with _BODIES_LOCK:
+            _BODIES.pop(self.rep, None)
+        task = self._task
+        if task is not None and not task.done():
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await task
+        await self.response.aclose()
+        self.wake()
+
+
+# -- the host functions ------------------------------------------------------------------------
+
+
+def _record(**fields: Any) -> Any:
+    from wasmtime.component import Record
+
+    record = Record()
+    for name, value in fields.items():
+        setattr(record, name.replace("_", "-"), value)
+    return record
+
+
+def _http_error(kind: str, message: str) -> Any:
+    from wasmtime.component import Variant
+
+    return Variant(kind, message[:1000])
+
+
+def _request_parts(request: Any) -> tuple[str, str, list[tuple[str, str]], str | None]:
+    headers = [(str(k), str(v)) for k, v in request.headers]
+    return str(request.method), str(request.url), headers, request.body
+
+
+def _guarded(
+    fn: Callable[[CallContext, Any], Any],
+) -> Callable[[Any, Any], Any]:
+    """Wrap an http host function: find the call, turn every failure into an `http-error`."""
+
+    def host_function(store: Any, arg: Any) -> Any:
+        from openkoi.plugins._guarded_http import HttpError
+
+        ctx = current()
+        if ctx is None:
+            return _http_error("other", "HTTP is only available during a provider call")
+        try:
+            return fn(ctx, arg)
+        except HttpError as exc:
+            ctx.note(exc)
+            return _http_error(exc.kind, exc.message)
+        except TimeoutError:
+            return _http_error("timeout", "the call's time limit ran out")
+        except Cancelled:
+            return _http_error("other", "the call was cancelled by the host")
+        except Exception as exc:  # a host bug must not become a parked exception
+            log.warning("plugin %s: host HTTP failure: %s", ctx.plugin_id, type(exc).__name__)
+            return _http_error(
+                "other", f"the host failed to perform the request ({type(exc).__name__})"
+            )
+
+    return host_function
+
+
+def _send(ctx: CallContext, request: Any) -> Any:
+    method, url, headers, body = _request_parts(request)
+    client = ctx.client
+    assert client is not None
+
+    async def go() -> tuple[int, list[tuple[str, str]], str]:
+        response = await client.send(method, url, headers, body)
+        try:
+            return response.status, response.headers, await response.text()
+        finally:
+            await response.aclose()
+
+    status, head, text = ctx.run(go)
+    return _record(status=status, headers=head, body=text)
+
+
+def _send_streaming(ctx: CallContext, request: Any) -> Any:
+    from wasmtime.component import ResourceHost
+
+    method, url, headers, body = _request_parts(request)
+    client = ctx.client
+    assert client is not None
+
+    async def go() -> BodyPump:
+        response = await client.send(method, url, headers, body)
+        pump = BodyPump(ctx, response)
+        with _BODIES_LOCK:
+            _BODIES[pump.rep] = pump
+        ctx.bodies[pump.rep] = pump
+        pump.start()
+        return pump
+
+    pump = ctx.run(go)
+    return _record(
+        status=pump.response.status,
+        headers=pump.response.headers,
+        body=ResourceHost.own(pump.rep, BODY_RESOURCE_TYPE),
+    )
+
+
+def _next_chunk(ctx: CallContext, this: Any) -> Any:
+    from openkoi.plugins._guarded_http import HttpError
+
+    rep = _rep_of(this)
+    pump = ctx.bodies.get(rep) if rep is not None else None
+    if pump is None or pump.closed:
+        return _http_error("other", "this body belongs to a call that has ended")
+    result = pump.take()
+    if isinstance(result, HttpError):
+        ctx.note(result)
+        return _http_error(result.kind, result.message)
+    return result
+
+
+_current_store: threading.local = threading.local()
+
+
+def _rep_of(this: Any) -> int | None:
+    store = getattr(_current_store, "store", None)
+    try:
+        return int(this.to_host(store).rep) if store is not None else None
+    except Exception:
+        return None
+
+
+def _drop_body(store: Any, rep: int) -> None:
+    """The guest dropped a body-stream: close the upstream response on its loop."""
+    try:
+        with _BODIES_LOCK:
+            pump = _BODIES.pop(rep, None)
+        if pump is None or pump.closed:
+            return
+        pump.ctx.bodies.pop(rep, None)
+        loop = pump.ctx.loop
+        if loop is not None and not loop.is_closed():
+            asyncio.run_coroutine_threadsafe(pump.aclose(), loop)
+    except Exception:  # never raise into wasmtime
+        return
+
+
+def _get_config(store: Any, key: Any) -> str | None:
+    ctx = current()
+    try:
+        return None if ctx is None else ctx.config.get(str(key))
+    except Exception:
+        return None
+
+
+def _log(store: Any, level: Any, message: Any) -> None:
+    try:
+        ctx = current()
+        plugin = ctx.plugin_id if ctx is not None else "?"
+        text = _CONTROL.sub(" ", str(message))[:_LOG_LIMIT]
+        log.log(_LOG_LEVELS.get(str(level), logging.INFO), "plugin %s: %s", plugin, text)
+    except Exception:
+        return
+
+
+def _with_store(fn: Callable[..., Any]) -> Callable[..., Any]:
+    """Keep the calling store reachable for resource conversions in the wrapped function."""
+
+    def wrapper(store: Any, *args: Any) -> Any:
+        _current_store.store = store
+        try:
+            return fn(store, *args)
+        finally:
+            _current_store.store = None
+
+    return wrapper
+
+
+_linker: Linker | None = None
+_linker_lock = threading.Lock()
+
+
+def linker() -> Linker:
+    """The process's one Linker: WASI (empty), plus openkoi's `http` and `host`."""
+    global _linker
+    if _linker is not None:
+        return _linker
+    with _linker_lock:
+        if _linker is None:
+            from wasmtime.component import Linker, ResourceType
+
+            from openkoi.plugins._engine import engine
+            from openkoi.plugins._manifest import host_wit_version
+
+            version = host_wit_version()
+            made = Linker(engine())
+            made.add_wasip2()
+            with made.root() as root:
+                with root.add_instance(f"openkoi:provider/http@{version}") as http:
+                    http.add_resource(
+                        "body-stream", ResourceType.host(BODY_RESOURCE_TYPE), _drop_body
+                    )
+                    http.add_func("send", _guarded(_send))
+                    http.add_func("send-streaming", _guarded(_send_streaming))
+                    http.add_func(
+                        "[method]body-stream.next-chunk", _with_store(_guarded(_next_chunk))
+                    )
+                with root.add_instance(f"openkoi:provider/host@{version}") as host:
+                    host.add_func("get-config", _get_config)
+                    host.add_func("log", _log)
+            _linker = made
+    return _linker

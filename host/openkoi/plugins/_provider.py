@@ -1,0 +1,97 @@
+"""A WASM plugin as a `ModelProvider`: the fallback chain, usage accounting and the CLI cannot
+tell it from a built-in provider. Errors the plugin reports arrive as the foundation's
+`ProviderError` classes (see `_convert.PROVIDER_ERROR_CASES`); failures of the plugin itself as
+`PluginError`s."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Sequence
+from typing import TYPE_CHECKING
+
+from openkoi._errors import ProviderError
+from openkoi._stream import StreamAccumulator
+from openkoi._types import ChatChunk, ChatRequest, ChatResponse, ModelInfo
+from openkoi.plugins._convert import (
+    embed_request_to_wit,
+    embeddings_from_wit,
+    model_from_wit,
+    request_to_wit,
+    response_from_wit,
+)
+
+if TYPE_CHECKING:
+    from openkoi._provider import ProviderSettings
+    from openkoi.plugins._runtime import PluginRuntime
+
+
+class WasmProvider:
+    def __init__(self, runtime: PluginRuntime, settings: ProviderSettings) -> None:
+        self.runtime = runtime
+        self.settings = settings
+
+    @property
+    def id(self) -> str:
+        return self.runtime.id
+
+    @property
+    def name(self) -> str:
+        return self.settings.name or self.runtime.plugin.manifest.name
+
+    def __repr__(self) -> str:
+        return f"WasmProvider(id={self.id!r}, digest={self.runtime.plugin.digest[:12]!r})"
+
+    async def _default_model(self, embeddings: bool = False) -> str | None:
+        configured = self.settings.embedding_model if embeddings else self.settings.default_model
+        if configured:
+            return configured
+        info = await self.runtime.info()
+        value = getattr(info, "embedding-model" if embeddings else "default-model", None)
+        return str(value) if value else None
+
+    async def _with_model(self, request: ChatRequest) -> ChatRequest:
+        if request.model:
+            return request
+        model = await self._default_model()
+        if not model:
+            raise ProviderError(
+                f"no model given and plugin {self.id} has no default model", provider=self.id
+            )
+        return request.model_copy(update={"model": model})
+
+    async def models(self) -> list[ModelInfo]:
+        return await self.runtime.call(
+            "models", convert=lambda value: [model_from_wit(m) for m in value]
+        )
+
+    async def chat(self, request: ChatRequest) -> ChatResponse:
+        request = await self._with_model(request)
+        return await self.runtime.call("chat", request_to_wit(request), convert=response_from_wit)
+
+    async def chat_stream(self, request: ChatRequest) -> AsyncIterator[ChatChunk]:
+        """Yield chunks; on failure, the error carries the usage seen so far."""
+        request = await self._with_model(request)
+        seen = StreamAccumulator()
+        batches = self.runtime.stream(request_to_wit(request))
+        try:
+            async for batch in batches:
+                for chunk in batch:
+                    seen.add(chunk)
+                    yield chunk
+        except ProviderError as exc:
+            if exc.partial_usage is None and seen.usage is not None:
+                exc.partial_usage = seen.usage
+            raise
+        finally:
+            await batches.aclose()  # type: ignore[attr-defined]
+
+    async def embed(self, texts: Sequence[str], model: str | None = None) -> list[list[float]]:
+        if not texts:
+            return []
+        model = model or await self._default_model(embeddings=True) or ""
+        vectors, _usage = await self.runtime.call(
+            "embed", embed_request_to_wit(model, list(texts)), convert=embeddings_from_wit
+        )
+        return vectors
+
+    async def aclose(self) -> None:
+        await self.runtime.aclose()

@@ -1,0 +1,477 @@
+"""Running a plugin: a pool of sandboxed instances, guest calls on worker threads, limits.
+
+Each instance has its own Store (used by one thread at a time) with a memory limit, and each
+call sets an epoch deadline: the per-call wall time, or the per-event wall time for each `next`
+of a stream. A call takes an instance from the pool, runs on one of the plugin's worker threads
+while its HTTP runs on the caller's event loop, and gives the instance back. An instance that
+trapped (or hit a limit mid-call) is thrown away, never reused; the pool makes a fresh one when
+it is next needed. A stream holds its instance until it ends or is closed; closing it early
+wakes the guest, closes the upstream response, drops the guest's stream and frees the instance.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import collections
+import contextlib
+import threading
+import time
+from collections.abc import AsyncIterator, Callable, Mapping
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any, TypeVar
+
+from openkoi._errors import ProviderError
+from openkoi.plugins._convert import (
+    MEMORY_CODE,
+    BadValue,
+    chunk_from_wit,
+    error_from_wit,
+    error_info,
+    is_error,
+)
+from openkoi.plugins._engine import TICK_SECONDS, engine, load_component, ticks_for
+from openkoi.plugins._errors import (
+    LIMIT_FIELDS,
+    LimitName,
+    PluginDeniedError,
+    PluginError,
+    PluginLimitError,
+    PluginTrapError,
+)
+from openkoi.plugins._host_imports import CallContext, activate, linker
+from openkoi.plugins._limits import MIB, Limits
+from openkoi.plugins._manifest import PROVIDER_EXPORT, PluginFile
+
+if TYPE_CHECKING:
+    from openkoi._secrets import Secret
+    from openkoi._types import ChatChunk
+    from openkoi.plugins._egress import EgressPolicy
+    from openkoi.plugins._guarded_http import TransportPool
+
+T = TypeVar("T")
+_INSTANTIATE_SECONDS = 30.0
+_DROP_SECONDS = 5.0
+_STREAM_CREDITS = 8  # batches a stream may run ahead of its reader
+
+
+@dataclass
+class RuntimeStats:
+    instances_created: int = 0
+    instances_discarded: int = 0
+    traps: int = 0
+    calls: int = 0
+
+
+class _Instance:
+    """One instantiated guest in its own Store."""
+
+    def __init__(self, runtime: PluginRuntime) -> None:
+        from wasmtime import Store, WasiConfig
+
+        self.runtime = runtime
+        self.store = Store(engine())
+        self.store.set_wasi(WasiConfig())  # no env, no args, no preopens, no stdio, no network
+        self.store.set_limits(memory_size=runtime.limits.memory_bytes)
+        self.store.set_epoch_deadline(ticks_for(_INSTANTIATE_SECONDS))
+        instance = linker().instantiate(self.store, runtime.component)
+        root = instance.get_export_index(self.store, runtime.export_name)
+        if root is None:
+            raise PluginTrapError(f"plugin {runtime.id} does not export {runtime.export_name}")
+        self.funcs: dict[str, Any] = {}
+        for name in ("info", "models", "chat", "stream-chat", "embed", "[method]chat-stream.next"):
+            index = instance.get_export_index(self.store, name, root)
+            func = instance.get_func(self.store, index) if index is not None else None
+            if func is None:
+                raise PluginTrapError(f"plugin {runtime.id} lacks the export {name!r}")
+            self.funcs[name] = func
+        self.instance = instance
+        self.broken = False
+
+    def invoke(self, ctx: CallContext, name: str, *args: Any, seconds: float, kind: str) -> Any:
+        """Call an export under a fresh deadline; a trap breaks the instance and is raised as a
+        `PluginError` naming the limit when the deadline caused it."""
+        ctx.start(seconds, kind)
+        self.store.set_epoch_deadline(ticks_for(seconds))
+        with activate(ctx):
+            try:
+                return self.funcs[name](self.store, *args)
+            except Exception as exc:
+                self.broken = True
+                raise self.runtime.trap_error(ctx, exc, seconds) from None
+
+    def drop(self, ctx: CallContext, handle: Any) -> None:
+        ctx.start(_DROP_SECONDS, "time")
+        self.store.set_epoch_deadline(ticks_for(_DROP_SECONDS))
+        with activate(ctx):
+            try:
+                handle.drop(self.store)
+            except Exception:
+                self.broken = True
+
+
+class _Waiter:
+    __slots__ = ("future", "loop")
+
+    def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
+        self.loop = loop
+        self.future: asyncio.Future[_Instance | None] = loop.create_future()
+
+
+class _Channel:
+    """Stream batches from the worker thread to the reader on the loop, with back-pressure."""
+
+    _END = object()
+
+    def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
+        self.loop = loop
+        self.queue: asyncio.Queue[Any] = asyncio.Queue()
+        self.credits = threading.Semaphore(_STREAM_CREDITS)
+
+    def put(self, item: Any) -> None:
+        with contextlib.suppress(RuntimeError):  # a closed loop: nobody is reading
+            self.loop.call_soon_threadsafe(self.queue.put_nowait, item)
+
+    def end(self) -> None:
+        self.put(self._END)
+
+    def wait_credit(self, ctx: CallContext) -> bool:
+        while not ctx.cancelled.is_set():
+            if self.credits.acquire(timeout=0.25):
+                return not ctx.cancelled.is_set()
+        return False
+
+
+class PluginRuntime:
+    """A loaded plugin: its compiled component, its instance pool and its worker threads."""
+
+    def __init__(
+        self,
+        plugin: PluginFile,
+        *,
+        policy: EgressPolicy,
+        secrets: Mapping[str, Secret],
+        config: Mapping[str, str],
+        limits: Limits,
+        pool_size: int,
+    ) -> None:
+        from openkoi.plugins._guarded_http import TransportPool
+
+        self.plugin = plugin
+        self.id = plugin.manifest.id
+        self.policy = policy
+        self.limits = limits
+        self.pool_size = max(1, pool_size)
+        self._secrets = dict(secrets)
+        self._config = dict(config)
+        started = time.perf_counter()
+        self.component, self.from_cache = load_component(plugin.data, plugin.digest)
+        self.load_seconds = time.perf_counter() - started
+        self.export_name = next(e for e in plugin.exports if e.split("@")[0] == PROVIDER_EXPORT)
+        self.stats = RuntimeStats()
+        self._transports: TransportPool = TransportPool()
+        self._executor = ThreadPoolExecutor(
+            max_workers=self.pool_size, thread_name_prefix=f"openkoi-plugin-{self.id}"
+        )
+        self._lock = threading.Lock()
+        self._idle: list[_Instance] = []
+        self._count = 0
+        self._waiters: collections.deque[_Waiter] = collections.deque()
+        self._closed = False
+        self._info: Any = None
+        self._live: set[CallContext] = set()
+
+    # -- the pool --------------------------------------------------------------------------------
+
+    @property
+    def idle(self) -> int:
+        return len(self._idle)
+
+    @property
+    def size(self) -> int:
+        return self._count
+
+    def _new_instance(self) -> _Instance:
+        inst = _Instance(self)
+        self.stats.instances_created += 1
+        if self._info is None:
+            ctx = CallContext(self.id, None, None, self._config)
+            info = inst.invoke(ctx, "info", seconds=_INSTANTIATE_SECONDS, kind="time")
+            self._info = info
+        return inst
+
+    async def _acquire(self) -> _Instance:
+        if self._closed:
+            raise PluginError(f"plugin {self.id} is closed", provider=self.id)
+        loop = asyncio.get_running_loop()
+        waiter: _Waiter | None = None
+        with self._lock:
+            if self._idle:
+                return self._idle.pop()
+            if self._count < self.pool_size:
+                self._count += 1
+            else:
+                waiter = _Waiter(loop)
+                self._waiters.append(waiter)
+        if waiter is not None:
+            try:
+                got = await waiter.future
+            except asyncio.CancelledError:
+                with self._lock:
+                    if waiter in self._waiters:
+                        self._waiters.remove(waiter)
+                        raise
+                # an instance (or a slot) was handed over as we were cancelled: pass it on
+                if waiter.future.done() and not waiter.future.cancelled():
+                    self._hand_back(waiter.future.result())
+                raise
+            if got is not None:
+                return got
+        try:
+            return await asyncio.wrap_future(self._executor.submit(self._new_instance))
+        except BaseException as exc:
+            self._hand_back(None)
+            if isinstance(exc, ProviderError | asyncio.CancelledError):
+                raise
+            raise PluginTrapError(
+                f"plugin {self.id} could not be instantiated: {_first_line(exc)}", provider=self.id
+            ) from None
+
+    def _hand_back(self, inst: _Instance | None) -> None:
+        """Return an instance (or, with None, a free slot) to the pool; thread-safe."""
+        with self._lock:
+            if inst is not None and (inst.broken or self._closed):
+                self.stats.instances_discarded += 1
+                inst = None
+            if inst is None:
+                self._count -= 1
+            while self._waiters:
+                waiter = self._waiters.popleft()
+                if inst is None:
+                    self._count += 1  # the waiter creates a new instance in this slot
+                try:
+                    waiter.loop.call_soon_threadsafe(_resolve, waiter, inst, self)
+                except RuntimeError:  # that loop is closed
+                    if inst is None:
+                        self._count -= 1
+                    continue
+                return
+            if inst is not None:
+                self._idle.append(inst)
+
+    # -- calls -------------------------------------------------------------------------------------
+
+    def _context(self, loop: asyncio.AbstractEventLoop) -> CallContext:
+        from openkoi.plugins._guarded_http import GuardedClient
+
+        client = GuardedClient(
+            self.policy,
+            self._secrets,
+            max_response_bytes=self.limits.response_bytes,
+            max_requests=self.limits.max_requests,
+            timeout=min(self.limits.call_seconds, 600.0),
+            transports=self._transports,
+        )
+        return CallContext(self.id, loop, client, self._config)
+
+    async def info(self) -> Any:
+        if self._info is None:
+            self._hand_back(await self._acquire())
+        return self._info
+
+    async def call(self, export: str, *args: Any, convert: Callable[[Any], T]) -> T:
+        """Run one export to completion; `convert` maps its ok value (in the worker thread)."""
+        inst = await self._acquire()
+        ctx = self._context(asyncio.get_running_loop())
+        future = self._executor.submit(self._job, inst, ctx, export, args, convert)
+        try:
+            return await asyncio.shield(asyncio.wrap_future(future))
+        except asyncio.CancelledError:
+            ctx.cancel()
+            raise
+        finally:
+            await _quietly(ctx.aclose())
+
+    def _job(
+        self,
+        inst: _Instance,
+        ctx: CallContext,
+        export: str,
+        args: tuple[Any, ...],
+        convert: Callable[[Any], T],
+    ) -> T:
+        try:
+            if ctx.cancelled.is_set():
+                raise PluginError("the call was cancelled", provider=self.id)
+            self.stats.calls += 1
+            result = inst.invoke(ctx, export, *args, seconds=self.limits.call_seconds, kind="time")
+            if is_error(result):
+                raise self.result_error(inst, ctx, result)
+            try:
+                return convert(result)
+            except (BadValue, TypeError, ValueError, AttributeError) as exc:
+                raise PluginError(
+                    f"plugin {self.id} returned a value that does not fit the contract: {exc}",
+                    provider=self.id,
+                ) from None
+        finally:
+            self._hand_back(inst)
+
+    async def stream(self, request: Any) -> AsyncIterator[list[ChatChunk]]:
+        """Batches of chunks from `stream-chat` and `next`; close the generator to cancel."""
+        inst = await self._acquire()
+        loop = asyncio.get_running_loop()
+        ctx = self._context(loop)
+        channel = _Channel(loop)
+        future = self._executor.submit(self._stream_job, inst, ctx, request, channel)
+        finished = False
+        try:
+            while True:
+                item = await channel.queue.get()
+                if item is _Channel._END:
+                    finished = True
+                    return
+                if isinstance(item, BaseException):
+                    finished = True
+                    raise item
+                channel.credits.release()
+                yield item
+        finally:
+            if not finished or not future.done():
+                ctx.cancel()
+                channel.credits.release()
+            await _quietly(ctx.aclose())
+
+    def _stream_job(
+        self, inst: _Instance, ctx: CallContext, request: Any, channel: _Channel
+    ) -> None:
+        handle: Any = None
+        try:
+            if ctx.cancelled.is_set():
+                return
+            self.stats.calls += 1
+            opened = inst.invoke(
+                ctx, "stream-chat", request, seconds=self.limits.call_seconds, kind="time"
+            )
+            if is_error(opened):
+                channel.put(self.result_error(inst, ctx, opened))
+                return
+            handle = opened
+            while channel.wait_credit(ctx):
+                batch = inst.invoke(
+                    ctx,
+                    "[method]chat-stream.next",
+                    handle,
+                    seconds=self.limits.event_seconds,
+                    kind="event-time",
+                )
+                if batch is None:
+                    return
+                if is_error(batch):
+                    channel.put(self.result_error(inst, ctx, batch))
+                    return
+                try:
+                    chunks = [chunk_from_wit(event) for event in batch]
+                except (BadValue, TypeError, ValueError, AttributeError) as exc:
+                    inst.broken = True
+                    channel.put(
+                        PluginError(
+                            f"plugin {self.id} sent a stream event that does not fit the "
+                            f"contract: {exc}",
+                            provider=self.id,
+                        )
+                    )
+                    return
+                if chunks:
+                    channel.put(chunks)
+        except ProviderError as exc:
+            channel.put(exc)
+        except Exception as exc:  # keep the reader informed whatever happened
+            inst.broken = True
+            channel.put(
+                PluginError(f"plugin {self.id} failed: {_first_line(exc)}", provider=self.id)
+            )
+        finally:
+            if handle is not None and not inst.broken:
+                inst.drop(ctx, handle)
+            channel.end()
+            self._hand_back(inst)
+
+    # -- errors ------------------------------------------------------------------------------------
+
+    def trap_error(self, ctx: CallContext, exc: BaseException, seconds: float) -> PluginError:
+        self.stats.traps += 1
+        if ctx.remaining() <= 2 * TICK_SECONDS or "interrupt" in str(exc).lower():
+            limit: LimitName = "event-time" if ctx.deadline_kind == "event-time" else "time"
+            what = "per stream event" if limit == "event-time" else "per call"
+            return PluginLimitError(
+                f"plugin {self.id} exceeded its wall-time limit of {seconds:g} s {what} "
+                f"({LIMIT_FIELDS[limit]}); its instance was discarded",
+                limit=limit,
+                provider=self.id,
+            )
+        return PluginTrapError(
+            f"plugin {self.id} crashed ({_first_line(exc)}); its instance was discarded",
+            provider=self.id,
+        )
+
+    def result_error(self, inst: _Instance, ctx: CallContext, value: Any) -> ProviderError:
+        """The error for a `provider-error` the guest returned, unless the host knows better: a
+        limit the call hit, or a request the egress policy refused."""
+        _, _, _, code, _ = error_info(value)
+        if code == MEMORY_CODE:
+            inst.broken = True
+            return self.limit_error("memory")
+        if ctx.breach is not None:
+            return self.limit_error(ctx.breach)  # type: ignore[arg-type]
+        if ctx.remaining() <= 0:
+            inst.broken = True
+            return self.limit_error("event-time" if ctx.deadline_kind == "event-time" else "time")
+        if ctx.denial is not None:
+            return PluginDeniedError(
+                f"plugin {self.id}: {ctx.denial}", provider=self.id, code="denied"
+            )
+        return error_from_wit(value, self.id)
+
+    def limit_error(self, limit: LimitName) -> PluginLimitError:
+        values = {
+            "memory": f"{self.limits.memory_bytes // MIB} MiB",
+            "time": f"{self.limits.call_seconds:g} s per call",
+            "event-time": f"{self.limits.event_seconds:g} s per stream event",
+            "response-bytes": f"{self.limits.response_bytes:,} response bytes per call",
+            "requests": f"{self.limits.max_requests} HTTP requests per call",
+        }
+        return PluginLimitError(
+            f"plugin {self.id} hit its {limit} limit ({values[limit]}; {LIMIT_FIELDS[limit]})",
+            limit=limit,
+            provider=self.id,
+        )
+
+    # -- shutdown ----------------------------------------------------------------------------------
+
+    async def aclose(self) -> None:
+        with self._lock:
+            self._closed = True
+            idle, self._idle = self._idle, []
+            self._count -= len(idle)
+        del idle
+        self._executor.shutdown(wait=False, cancel_futures=False)
+        await self._transports.aclose()
+
+
+def _resolve(waiter: _Waiter, inst: _Instance | None, runtime: PluginRuntime) -> None:
+    if waiter.future.done():  # cancelled meanwhile: pass the instance or slot on
+        runtime._hand_back(inst)
+    else:
+        waiter.future.set_result(inst)
+
+
+def _first_line(exc: BaseException) -> str:
+    text = str(exc).strip().splitlines()
+    line = text[0] if text else type(exc).__name__
+    return line[:200]
+
+
+async def _quietly(awaitable: Any) -> None:
+    with contextlib.suppress(Exception):
+        await awaitable
