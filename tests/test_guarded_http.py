@@ -15,6 +15,7 @@ from collections.abc import Awaitable, Callable
 from pathlib import Path
 from urllib.parse import quote
 
+import httpx
 import pytest
 from _server import LoopbackServer, Recorded, Reply
 from openkoi._secrets import Secret
@@ -685,6 +686,48 @@ async def test_second_address_is_tried_when_the_first_refuses(serve: Serve) -> N
     async with client([f"http://localhost:{server.port}"], resolver) as c:
         response = await c.send("GET", f"http://localhost:{server.port}/", [], None)
         assert await response.text() == "second"
+
+
+def _httpx_errors(cls: type) -> set[type]:
+    found: set[type] = set()
+    for sub in cls.__subclasses__():
+        found |= {sub} | _httpx_errors(sub)
+    return found
+
+
+EXPECTED_KINDS = {
+    httpx.ConnectTimeout: "timeout",
+    httpx.ReadTimeout: "timeout",
+    httpx.WriteTimeout: "timeout",
+    httpx.PoolTimeout: "timeout",
+    httpx.TimeoutException: "timeout",
+    httpx.ConnectError: "connect",
+    httpx.ReadError: "connect",
+    httpx.WriteError: "connect",
+    httpx.CloseError: "connect",
+    httpx.NetworkError: "connect",
+    httpx.RemoteProtocolError: "connect",
+    httpx.LocalProtocolError: "invalid-request",
+    httpx.DecodingError: "other",
+}
+
+
+@pytest.mark.parametrize(
+    "exc_type", sorted(_httpx_errors(httpx.HTTPError), key=lambda c: c.__name__)
+)
+def test_every_httpx_exception_maps_to_a_kind_without_secrets(exc_type: type) -> None:
+    request = httpx.Request("GET", f"https://api.example.com/?k={KEY}")
+    text = f"failed for https://api.example.com/?k={KEY} with {KEY}"
+    if exc_type is httpx.HTTPStatusError:
+        exc = exc_type(text, request=request, response=httpx.Response(500, request=request))
+    elif issubclass(exc_type, httpx.RequestError):
+        exc = exc_type(text, request=request)
+    else:
+        exc = exc_type(text)
+    error = client(["https://api.example.com"])._mapped(exc, "requesting https://api.example.com")
+    assert error.kind == EXPECTED_KINDS.get(exc_type, "other")
+    assert KEY not in error.message and "?k=" not in error.message
+    assert exc_type.__name__ in error.message
 
 
 # ---------------------------------------------------------------------------------------------
