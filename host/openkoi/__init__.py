@@ -55,6 +55,10 @@ _EXPORTS: dict[str, str] = {
     "ContextOverflowError": "openkoi._errors",
     "ContentPolicyError": "openkoi._errors",
     "UnsupportedError": "openkoi._errors",
+    "AllCandidatesExhausted": "openkoi._errors",
+    "LedgerError": "openkoi._errors",
+    # roles, fallback and usage
+    "Router": "openkoi.routing",
 }
 
 __all__ = ["__version__", *sorted(_EXPORTS)]
@@ -76,6 +80,7 @@ def __dir__() -> list[str]:
 if TYPE_CHECKING:
     from openkoi._config import Config, ConfigFile, load_config
     from openkoi._errors import (
+        AllCandidatesExhausted,
         AuthenticationError,
         ConfigError,
         ContentPolicyError,
@@ -83,6 +88,7 @@ if TYPE_CHECKING:
         CredentialsMissingError,
         InvalidRequestError,
         InvalidToolArgumentsError,
+        LedgerError,
         MalformedResponseError,
         ModelRefError,
         NetworkError,
@@ -111,3 +117,4 @@ if TYPE_CHECKING:
         ToolCallDelta,
         ToolDef,
     )
+    from openkoi.routing import Router
