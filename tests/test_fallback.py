@@ -423,7 +423,8 @@ async def test_stream_error_after_first_chunk_goes_to_the_caller_with_partial_us
     assert isinstance(error, OverloadedError)
     assert error.partial_usage == TokenUsage(input_tokens=30, output_tokens=4)
     assert len(backup.requests) == 0  # no switch after the first chunk
-    assert cooling is None  # the model did answer; the caller decides what to do next
+    # Too late to switch, but the next call skips the model that failed mid-way.
+    assert (cooling.kind, cooling.until) == ("overloaded", clock.now + 10)
     assert [
         (r["provider"], r["outcome"], r["input_tokens"], r["output_tokens"]) for r in ledger
     ] == [("primary", "overloaded", 30, 4)]

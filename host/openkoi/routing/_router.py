@@ -4,7 +4,7 @@ when that model is rate limited or down.
 One retry loop only, this one: providers and the HTTP client never retry underneath it. The chain
 moves on after a transient `ProviderError` (and puts that model in cooldown), and stops on
 anything else. A stream falls back only before its first chunk; after that, an error goes to the
-caller with the usage consumed so far. Every attempt, failed or not, is one row in the ledger.
+caller with the usage consumed so far (a transient one still cools the model for the next call). Every attempt, failed or not, is one row in the ledger.
 """
 
 from __future__ import annotations
@@ -176,6 +176,8 @@ class Router:
             if exc.partial_usage is None:
                 exc.partial_usage = usage
             usage = exc.partial_usage
+            if should_fall_back(exc):  # too late to switch, but the next call should not wait on it
+                self.cooldowns.fail(attempt.ref, exc, now=self.clock(), policy=self.policy)
             raise
         except BaseException as exc:
             outcome, error = _outcome(exc), type(exc).__name__
