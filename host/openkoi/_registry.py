@@ -56,6 +56,10 @@ class ProviderRegistry:
         self.custom_factory: CustomFactory | None = None
         if load_entry_points:
             self._load_entry_points()
+        if self.config.plugins.wasm:
+            from openkoi.plugins._loader import register_plugins
+
+            register_plugins(self)
         self._add_custom_providers()
 
     # -- registration -------------------------------------------------------------------

@@ -21,7 +21,7 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, TypeVar
 
-from openkoi._errors import ProviderError
+from openkoi._errors import CredentialsMissingError, ProviderError
 from openkoi.plugins._convert import (
     MEMORY_CODE,
     BadValue,
@@ -154,6 +154,7 @@ class PluginRuntime:
         config: Mapping[str, str],
         limits: Limits,
         pool_size: int,
+        missing_secrets: Mapping[str, str] | None = None,
     ) -> None:
         from openkoi.plugins._guarded_http import TransportPool
 
@@ -164,6 +165,7 @@ class PluginRuntime:
         self.pool_size = max(1, pool_size)
         self._secrets = dict(secrets)
         self._config = dict(config)
+        self._missing_secrets = dict(missing_secrets or {})
         started = time.perf_counter()
         self.component, self.from_cache = load_component(plugin.data, plugin.digest)
         self.load_seconds = time.perf_counter() - started
@@ -384,7 +386,7 @@ class PluginRuntime:
                     return
                 if chunks:
                     channel.put(chunks)
-        except ProviderError as exc:
+        except (ProviderError, CredentialsMissingError) as exc:
             channel.put(exc)
         except Exception as exc:  # keep the reader informed whatever happened
             inst.broken = True
@@ -415,7 +417,9 @@ class PluginRuntime:
             provider=self.id,
         )
 
-    def result_error(self, inst: _Instance, ctx: CallContext, value: Any) -> ProviderError:
+    def result_error(
+        self, inst: _Instance, ctx: CallContext, value: Any
+    ) -> ProviderError | CredentialsMissingError:
         """The error for a `provider-error` the guest returned, unless the host knows better: a
         limit the call hit, or a request the egress policy refused."""
         _, _, _, code, _ = error_info(value)
@@ -428,6 +432,11 @@ class PluginRuntime:
             inst.broken = True
             return self.limit_error("event-time" if ctx.deadline_kind == "event-time" else "time")
         if ctx.denial is not None:
+            for name, hint in self._missing_secrets.items():
+                if f"secret {name!r}" in ctx.denial:
+                    return CredentialsMissingError(
+                        f"plugin {self.id} needs the secret {name}: {hint}", provider=self.id
+                    )
             return PluginDeniedError(
                 f"plugin {self.id}: {ctx.denial}", provider=self.id, code="denied"
             )

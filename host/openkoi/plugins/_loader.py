@@ -1,0 +1,290 @@
+"""Loading the plugins listed in config and registering each as a provider.
+
+    [plugins]
+    wasm = ["~/.openkoi/plugins/wasm/cohere.wasm"]
+
+    [plugins.cohere]                     # settings for the plugin whose manifest id is "cohere"
+    pool_size = 4                        # instances run in parallel (default 4)
+    config = { base_url = "http://127.0.0.1:8080" }   # values for the manifest's config keys
+    secrets = { COHERE_API_KEY = "MY_COHERE_KEY" }    # read a secret from another env variable
+    limits = { timeout_ms = 30000 }      # override the manifest's requests (host maxima apply)
+
+    [plugins.cohere.network]
+    only = ["https://api.cohere.com"]    # narrow: keep only these of the manifest's origins
+    extend = ["http://127.0.0.1:8080"]   # grant more, by explicit choice (shown as user-granted)
+
+A plugin is read (manifest and component sections, no compile) and checked against its recorded
+approval at start-up; it is compiled (or loaded from the compiled cache) and instantiated only
+when first used. A plugin that cannot be read is skipped with a warning; one that is refused
+(approval, settings) is registered with a factory that raises the refusal, so using it says why.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+from openkoi._errors import ConfigError, OpenKoiError
+from openkoi.plugins._manifest import PluginFile, PluginLoadError, RequestedLimits, read_plugin_file
+
+if TYPE_CHECKING:
+    from openkoi._config import Config
+    from openkoi._provider import ModelProvider, ProviderSettings
+    from openkoi._registry import ProviderRegistry
+    from openkoi._secrets import Secret
+    from openkoi.plugins._egress import EgressPolicy
+
+log = logging.getLogger("openkoi.plugins")
+DEFAULT_POOL_SIZE = 4
+MAX_POOL_SIZE = 64
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class NetworkSettings(_Strict):
+    only: list[str] | None = None
+    extend: list[str] = Field(default_factory=list)
+
+
+class LimitSettings(_Strict):
+    memory_mb: int | None = Field(default=None, gt=0)
+    timeout_ms: int | None = Field(default=None, gt=0)
+    event_timeout_ms: int | None = Field(default=None, gt=0)
+    max_response_bytes: int | None = Field(default=None, gt=0)
+    max_requests: int | None = Field(default=None, gt=0)
+
+
+class PluginSettings(_Strict):
+    """`[plugins.<id>]`."""
+
+    pool_size: int = Field(default=DEFAULT_POOL_SIZE, ge=1, le=MAX_POOL_SIZE)
+    config: dict[str, str] = Field(default_factory=dict)
+    secrets: dict[str, str] = Field(default_factory=dict)
+    network: NetworkSettings = Field(default_factory=NetworkSettings)
+    limits: LimitSettings = Field(default_factory=LimitSettings)
+
+
+def plugin_settings(config: Config, plugin_id: str) -> PluginSettings:
+    raw = (config.plugins.model_extra or {}).get(plugin_id, {})
+    if not isinstance(raw, dict):
+        raise ConfigError(f"[plugins.{plugin_id}] must be a table", key=f"plugins.{plugin_id}")
+    try:
+        return PluginSettings.model_validate(raw)
+    except ValidationError as exc:
+        first = exc.errors()[0]
+        where = ".".join(str(p) for p in first["loc"])
+        key = f"plugins.{plugin_id}.{where}"
+        if first["type"] == "extra_forbidden":
+            message = f"unknown key {key!r}"
+        else:
+            message = f"{key}: {first['msg']}"
+        raise ConfigError(f"invalid config: {message}", key=key) from None
+
+
+def build_policy(plugin: PluginFile, settings: PluginSettings) -> EgressPolicy:
+    """The manifest's origins, narrowed by `network.only`, extended by `network.extend`."""
+    from openkoi.plugins._egress import EgressPolicy, OriginSyntaxError
+
+    pid = plugin.manifest.id
+    declared = EgressPolicy.parse(plugin.manifest.allow)
+    allow = list(plugin.manifest.allow)
+    if settings.network.only is not None:
+        try:
+            wanted = EgressPolicy.parse(settings.network.only)
+        except OriginSyntaxError as exc:
+            raise ConfigError(f"plugins.{pid}.network.only: {exc}", key=f"plugins.{pid}") from None
+        declared_names = {o.normalized: o.original for o in declared.origins}
+        allow = []
+        for origin in wanted.origins:
+            if origin.normalized not in declared_names:
+                raise ConfigError(
+                    f"plugins.{pid}.network.only lists {origin.original!r}, which the manifest "
+                    f"does not declare (it declares {', '.join(declared_names)}); use "
+                    "network.extend to grant a new origin",
+                    key=f"plugins.{pid}.network.only",
+                )
+            allow.append(declared_names[origin.normalized])
+    try:
+        return EgressPolicy.parse(allow, user_granted=settings.network.extend)
+    except OriginSyntaxError as exc:
+        raise ConfigError(f"plugins.{pid}.network.extend: {exc}", key=f"plugins.{pid}") from None
+
+
+def resolve_secrets(
+    plugin: PluginFile, settings: PluginSettings
+) -> tuple[dict[str, Secret], list[str]]:
+    """The declared secrets the user configured, and the names still missing.
+
+    For each secret, first match wins: the env variable named in `[plugins.<id>.secrets]`, the
+    manifest's `env` names, an env variable named like the secret, then a saved key
+    (`credentials/<id>.key` for the first secret, `credentials/<id>.<NAME>.key` for others).
+    """
+    from openkoi._credentials import resolve_api_key
+
+    found: dict[str, Secret] = {}
+    missing: list[str] = []
+    pid = plugin.manifest.id
+    for i, decl in enumerate(plugin.manifest.secrets):
+        env: list[str] = []
+        if decl.name in settings.secrets:
+            env.append(settings.secrets[decl.name])
+        env += [*decl.env, decl.name]
+        secret = resolve_api_key(pid if i == 0 else f"{pid}.{decl.name}", env)
+        if secret is None:
+            missing.append(decl.name)
+        else:
+            found[decl.name] = secret
+    return found, missing
+
+
+def config_values(plugin: PluginFile, settings: PluginSettings) -> dict[str, str]:
+    """The values the guest may read: declared keys only, the user's value over the default."""
+    declared = {c.key: c for c in plugin.manifest.config}
+    unknown = sorted(set(settings.config) - set(declared))
+    if unknown:
+        pid = plugin.manifest.id
+        raise ConfigError(
+            f"plugins.{pid}.config sets {', '.join(unknown)}, which the plugin does not declare "
+            f"(it declares: {', '.join(declared) or 'nothing'})",
+            key=f"plugins.{pid}.config",
+        )
+    values = {k: c.default for k, c in declared.items() if c.default is not None}
+    values.update(settings.config)
+    return values
+
+
+@dataclass
+class LoadedPlugin:
+    """A plugin file from config: read, and either accepted or refused."""
+
+    path: Path
+    plugin: PluginFile | None = None
+    settings: PluginSettings | None = None
+    error: OpenKoiError | None = None
+    approval: str = ""
+    missing_secrets: list[str] = field(default_factory=list)
+
+    @property
+    def id(self) -> str | None:
+        return self.plugin.manifest.id if self.plugin else None
+
+
+def read_configured(config: Config) -> list[LoadedPlugin]:
+    """Every plugin listed in `[plugins] wasm`, read and checked (nothing compiled)."""
+    from openkoi.plugins._approvals import check_approval
+
+    loaded: list[LoadedPlugin] = []
+    seen: dict[str, Path] = {}
+    for entry in config.plugins.wasm:
+        path = Path(entry).expanduser()
+        item = LoadedPlugin(path=path)
+        loaded.append(item)
+        try:
+            item.plugin = read_plugin_file(path)
+            pid = item.plugin.manifest.id
+            if pid in seen:
+                raise PluginLoadError(
+                    f"{path} and {seen[pid]} both declare the plugin id {pid!r}", path=str(path)
+                )
+            seen[pid] = path
+            item.settings = plugin_settings(config, pid)
+            build_policy(item.plugin, item.settings)
+            config_values(item.plugin, item.settings)
+            item.approval = check_approval(item.plugin)
+        except OpenKoiError as exc:
+            item.error = exc
+    return loaded
+
+
+def register_plugins(registry: ProviderRegistry) -> list[LoadedPlugin]:
+    """Register every configured plugin with the registry (called by `ProviderRegistry`)."""
+    from openkoi._registry import ProviderSpec
+
+    loaded = read_configured(registry.config)
+    for item in loaded:
+        if item.plugin is None:
+            log.warning("plugin %s skipped: %s", item.path, item.error)
+            continue
+        manifest = item.plugin.manifest
+        existing = registry._specs.get(manifest.id)
+        if existing is not None and existing.auth != "plugin":
+            log.warning(
+                "plugin %s skipped: its id %r is taken by the provider %s",
+                item.path,
+                manifest.id,
+                existing.name,
+            )
+            continue
+        registry.add(
+            ProviderSpec(
+                id=manifest.id,
+                name=manifest.name,
+                factory=_factory(item),
+                auth="plugin",
+                connect_hint=f"see `openkoi plugin inspect {item.path}`",
+            )
+        )
+    return loaded
+
+
+def _factory(item: LoadedPlugin) -> Callable[[ProviderSettings], ModelProvider]:
+    def build(settings: ProviderSettings) -> ModelProvider:
+        if item.error is not None:
+            raise item.error
+        assert item.plugin is not None and item.settings is not None
+        return open_plugin(item.plugin, item.settings, settings)
+
+    return build
+
+
+def open_plugin(
+    plugin: PluginFile, plugin_settings: PluginSettings, settings: ProviderSettings | None = None
+) -> ModelProvider:
+    """Compile (or load from the cache) and wrap a plugin as a provider."""
+    from openkoi._provider import ProviderSettings
+    from openkoi.plugins._limits import effective_limits
+    from openkoi.plugins._provider import WasmProvider
+    from openkoi.plugins._runtime import PluginRuntime
+
+    secrets, missing = resolve_secrets(plugin, plugin_settings)
+    limits = effective_limits(
+        plugin.manifest.limits, RequestedLimits(**plugin_settings.limits.model_dump())
+    )
+    runtime = PluginRuntime(
+        plugin,
+        policy=build_policy(plugin, plugin_settings),
+        secrets=secrets,
+        config=config_values(plugin, plugin_settings),
+        limits=limits,
+        pool_size=plugin_settings.pool_size,
+        missing_secrets={name: _secret_hint(plugin, name, plugin_settings) for name in missing},
+    )
+    settings = settings or ProviderSettings(
+        id=plugin.manifest.id, name=plugin.manifest.name, base_url=""
+    )
+    return WasmProvider(runtime, settings)
+
+
+def _secret_hint(plugin: PluginFile, name: str, settings: PluginSettings) -> str:
+    decl = next(s for s in plugin.manifest.secrets if s.name == name)
+    env = settings.secrets.get(name) or (decl.env[0] if decl.env else name)
+    return f"set {env} (or map it under [plugins.{plugin.manifest.id}.secrets])"
+
+
+def load_plugin_file(path: Path, config: Config | None = None, **overrides: Any) -> ModelProvider:
+    """Open one plugin file directly (tests, the demo, benchmarks), with optional settings."""
+    from openkoi._config import Config
+
+    config = config or Config()
+    plugin = read_plugin_file(path)
+    settings = plugin_settings(config, plugin.manifest.id)
+    if overrides:
+        settings = PluginSettings.model_validate({**settings.model_dump(), **overrides})
+    return open_plugin(plugin, settings)
