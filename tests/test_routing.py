@@ -174,3 +174,51 @@ async def test_embed_uses_the_embedder_role(serve: Serve, _isolated_home: Path) 
     assert [(r["role"], r["operation"], r["outcome"], r["input_tokens"]) for r in rows] == [
         ("embedder", "embed", "ok", None)
     ]
+
+
+@pytest.mark.anyio
+async def test_spec_example_openai_executor_and_anthropic_evaluator(
+    serve: Serve, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    openai_server = serve(lambda r: completion("executed by openai", 10, 4))
+    anthropic_server = serve(
+        lambda r: Reply.json(
+            {
+                "id": "msg_1",
+                "type": "message",
+                "role": "assistant",
+                "model": "claude-opus-4-6",
+                "content": [{"type": "text", "text": "judged by anthropic"}],
+                "stop_reason": "end_turn",
+                "usage": {"input_tokens": 20, "output_tokens": 6},
+            }
+        )
+    )
+    monkeypatch.setenv("OPENAI_API_KEY", "sk-openai-test-0000")
+    monkeypatch.setenv("OPENAI_BASE_URL", openai_server.url + "/v1")
+    monkeypatch.setenv("ANTHROPIC_API_KEY", "sk-ant-test-0000")
+    monkeypatch.setenv("ANTHROPIC_BASE_URL", anthropic_server.url)
+    config = make_config(
+        {}, models={"executor": "openai/gpt-5.2", "evaluator": "anthropic/claude-opus-4-6"}
+    )
+    router = make_router(config, FakeClock())
+    try:
+        executed = await router.chat("executor", REQUEST)
+        judged = await router.chat("evaluator", REQUEST)
+        rows = router.ledger.calls() if router.ledger else []
+    finally:
+        await router.aclose()
+    assert (executed.content, judged.content) == ("executed by openai", "judged by anthropic")
+    assert [(r.path, r.json()["model"]) for r in openai_server.requests] == [
+        ("/v1/chat/completions", "gpt-5.2")
+    ]
+    assert [(r.path, r.json()["model"]) for r in anthropic_server.requests] == [
+        ("/v1/messages", "claude-opus-4-6")
+    ]
+    # Each row is costed with its own model's shipped price.
+    assert [(r["provider"], r["role"], r["price_input"], r["price_output"]) for r in rows] == [
+        ("openai", "executor", 1.75, 14.0),
+        ("anthropic", "evaluator", 5.0, 25.0),
+    ]
+    assert rows[0]["cost_usd"] == pytest.approx((10 * 1.75 + 4 * 14.0) / 1e6)
+    assert rows[1]["cost_usd"] == pytest.approx((20 * 5.0 + 6 * 25.0) / 1e6)
