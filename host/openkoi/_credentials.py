@@ -1,31 +1,27 @@
-"""Finding the credential for a provider.
+"""Finding the credential for a provider: the one resolver the registry calls.
 
-Precedence, first match wins: the environment variables the provider names, then a saved key at
-`~/.openkoi/credentials/<provider>.key`. (Subscription tokens and other tools' credential files
-are layered on top of this by the credential discovery module.)
+Precedence, first usable match wins (see `openkoi.credentials._discovery` for the details):
+the provider's environment variables, the store written by `openkoi connect`
+(`~/.openkoi/auth.json`), other tools' sign-ins (Claude CLI file and macOS Keychain, Codex CLI,
+Qwen CLI), then a saved key at `~/.openkoi/credentials/<provider>.key`. Expired tokens are
+skipped; nothing here makes a network call.
 """
 
 from __future__ import annotations
 
-import os
 from collections.abc import Iterable
+from pathlib import Path
 
-from openkoi._paths import openkoi_home
 from openkoi._secrets import Secret
 
 
-def saved_key_path(provider_id: str) -> os.PathLike[str]:
-    return openkoi_home() / "credentials" / f"{provider_id}.key"
+def saved_key_path(provider_id: str) -> Path:
+    from openkoi.credentials._discovery import saved_key_path as path
+
+    return path(provider_id)
 
 
 def resolve_api_key(provider_id: str, env_vars: Iterable[str]) -> Secret | None:
-    for var in env_vars:
-        value = os.environ.get(var, "").strip()
-        if value:
-            return Secret(value, source=f"env:{var}")
-    path = openkoi_home() / "credentials" / f"{provider_id}.key"
-    try:
-        value = path.read_text(encoding="utf-8").strip()
-    except (FileNotFoundError, NotADirectoryError, PermissionError):
-        return None
-    return Secret(value, source=f"file:{path}") if value else None
+    from openkoi.credentials._discovery import resolve
+
+    return resolve(provider_id, tuple(env_vars))

@@ -1,10 +1,23 @@
 """The model used when the caller names none.
 
-Order: the spec's priority among providers that have a credential (anthropic, openai, google,
-then a local Ollama), then any other configured provider.
+Order (the spec's "Default Model Priority", then what `openkoi connect` adds):
+
+    1. anthropic/claude-sonnet-4-5   when Anthropic has a credential
+    2. openai/gpt-5.2                when OpenAI has one
+    3. google/gemini-2.5-pro         when Google has one
+    4. ollama/<best local model>     when a local Ollama answers the probe (bounded, 0.5 s)
+    5. subscription providers        GitHub Copilot, ChatGPT, Qwen, when signed in
+    6. any other provider with a credential and a default model
+
+With nothing at all, `first_run_setup` offers the interactive picker in a terminal (set up
+Ollama, paste an API key, or sign in); elsewhere the caller reports one line and exits non-zero.
 """
 
 from __future__ import annotations
+
+import sys
+from collections.abc import Coroutine
+from typing import Any, TypeVar
 
 from openkoi._registry import ProviderRegistry
 
@@ -13,15 +26,68 @@ DEFAULT_PRIORITY: tuple[tuple[str, str], ...] = (
     ("openai", "gpt-5.2"),
     ("google", "gemini-2.5-pro"),
 )
+SUBSCRIPTIONS: tuple[str, ...] = ("github-copilot", "openai-oauth", "qwen")
+OLLAMA_PROBE_TIMEOUT = 0.5
+
+T = TypeVar("T")
 
 
-def default_model_ref(registry: ProviderRegistry) -> str | None:
+def _run(coro: Coroutine[Any, Any, T]) -> T:
+    """Run a coroutine from sync code, in a worker thread when a loop is already running."""
+    import asyncio
+
+    try:
+        asyncio.get_running_loop()
+    except RuntimeError:
+        return asyncio.run(coro)
+    from concurrent.futures import ThreadPoolExecutor
+
+    with ThreadPoolExecutor(1) as pool:
+        return pool.submit(asyncio.run, coro).result()
+
+
+def best_ollama_model(
+    registry: ProviderRegistry, timeout: float = OLLAMA_PROBE_TIMEOUT
+) -> str | None:
+    """The best installed model of a reachable local Ollama, or None (probe bounded by timeout)."""
+    if "ollama" not in registry.ids():
+        return None
+    from openkoi.credentials._status import probe_ollama
+
+    status = _run(probe_ollama(registry, timeout))
+    return status.best if status.reachable else None
+
+
+def default_model_ref(registry: ProviderRegistry, *, probe_ollama: bool = True) -> str | None:
     known = set(registry.ids())
     for provider, model in DEFAULT_PRIORITY:
         if provider in known and registry.credential(provider) is not None:
             return f"{provider}/{model}"
+    if probe_ollama:
+        local = best_ollama_model(registry)
+        if local:
+            return f"ollama/{local}"
+    for provider in SUBSCRIPTIONS:
+        if provider not in known:
+            continue
+        spec = registry.spec(provider)
+        if spec.default_model and registry.credential(provider) is not None:
+            return f"{provider}/{spec.default_model}"
     for spec in registry.specs():
         configured = spec.auth in ("api-key", "oauth") and spec.default_model
         if configured and registry.credential(spec.id) is not None:
             return f"{spec.id}/{spec.default_model}"
     return None
+
+
+def is_interactive() -> bool:
+    return sys.stdin.isatty() and sys.stdout.isatty()
+
+
+def first_run_setup(registry: ProviderRegistry) -> str | None:
+    """With nothing configured: the interactive provider picker in a terminal, else None."""
+    if not is_interactive():
+        return None
+    from openkoi.cli._connect import first_run_picker
+
+    return first_run_picker(registry)

@@ -1,0 +1,453 @@
+"""ChatGPT (Plus/Pro) through the Responses-style API the subscription uses.
+
+The credential is the access token saved by `openkoi connect chatgpt` (or the Codex CLI's). It
+is refreshed through the store before it expires and once on a 401; the account id comes from
+the token's `https://api.openai.com/auth` claim. Requests stream by default (the subscription
+endpoint only streams); `options.stream = false` posts a plain Responses request instead.
+
+Mapping names (the same in every vendor module): `_map_messages`, `_map_tools` going out;
+`_parse_response`, `_parse_stream_event`, `_map_usage`, `_STOP_REASONS` coming back.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+import uuid
+from collections.abc import AsyncIterator, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+import anyio
+import httpx
+from httpx_sse import EventSource
+from openkoi._errors import (
+    AuthenticationError,
+    CredentialsMissingError,
+    MalformedResponseError,
+    ProviderError,
+)
+from openkoi._http import classify, error_from_response, extract_error
+from openkoi._provider import HTTPProvider, ProviderSettings, collect
+from openkoi._types import (
+    ChatChunk,
+    ChatRequest,
+    ChatResponse,
+    Message,
+    StopReason,
+    TokenUsage,
+    ToolCall,
+    ToolCallDelta,
+    ToolDef,
+)
+from openkoi.credentials import _chatgpt_oauth, _jwt
+from openkoi.credentials._discovery import STORE_SOURCE
+from openkoi.credentials._endpoints import ChatGPTEndpoints
+from openkoi.credentials._store import AuthStore
+
+STORE_KEY = "openai-oauth"
+DEFAULT_INSTRUCTIONS = "You are a helpful assistant."
+
+_STOP_REASONS: dict[str, StopReason] = {
+    "completed": "end_turn",
+    "max_output_tokens": "max_tokens",
+    "content_filter": "content_filter",
+    "failed": "error",
+}
+# Error codes in `response.failed` events that carry no HTTP status of their own.
+_CODE_STATUS = {"server_error": 500, "rate_limit_exceeded": 429, "invalid_prompt": 400}
+
+
+# -- going out -------------------------------------------------------------------------------
+
+
+def _map_message(message: Message) -> list[dict[str, Any]]:
+    if message.role == "tool":
+        return [
+            {
+                "type": "function_call_output",
+                "call_id": message.tool_call_id or "",
+                "output": message.content or "",
+            }
+        ]
+    if message.role == "assistant":
+        items: list[dict[str, Any]] = []
+        if message.content:
+            items.append(
+                {
+                    "type": "message",
+                    "role": "assistant",
+                    "content": [{"type": "output_text", "text": message.content}],
+                }
+            )
+        items.extend(
+            {
+                "type": "function_call",
+                "call_id": call.id,
+                "name": call.name,
+                "arguments": call.arguments,
+            }
+            for call in message.tool_calls
+        )
+        return items
+    role = "developer" if message.role == "system" else "user"
+    return [
+        {
+            "type": "message",
+            "role": role,
+            "content": [{"type": "input_text", "text": message.content or ""}],
+        }
+    ]
+
+
+def _map_messages(request: ChatRequest) -> list[dict[str, Any]]:
+    return [item for message in request.messages for item in _map_message(message)]
+
+
+def _map_tools(tools: list[ToolDef]) -> list[dict[str, Any]]:
+    return [
+        {
+            "type": "function",
+            "name": tool.name,
+            "description": tool.description,
+            "parameters": tool.parameters,
+            "strict": False,
+        }
+        for tool in tools
+    ]
+
+
+# -- coming back -----------------------------------------------------------------------------
+
+
+def _map_usage(usage: Mapping[str, Any] | None) -> TokenUsage | None:
+    """`input_tokens` counts uncached input: the Responses API's input_tokens includes cached."""
+    if not usage:
+        return None
+    details = usage.get("input_tokens_details") or {}
+    cached = int(details.get("cached_tokens") or 0)
+    return TokenUsage(
+        input_tokens=max(0, int(usage.get("input_tokens") or 0) - cached),
+        output_tokens=int(usage.get("output_tokens") or 0),
+        cache_read_tokens=cached,
+    )
+
+
+def _stop_reason(response: Mapping[str, Any], has_tool_calls: bool) -> StopReason:
+    status = str(response.get("status") or "completed")
+    if status == "incomplete":
+        reason = (response.get("incomplete_details") or {}).get("reason")
+        return _STOP_REASONS.get(str(reason), "other")
+    if status == "completed" and has_tool_calls:
+        return "tool_use"
+    return _STOP_REASONS.get(status, "other")
+
+
+def _response_error(error: Any, provider: str, usage: TokenUsage | None = None) -> ProviderError:
+    message, code, etype = extract_error({"error": error})
+    failure = classify(
+        _CODE_STATUS.get(code or ""),
+        provider=provider,
+        message=message or "the response failed",
+        code=code,
+        etype=etype,
+    )
+    failure.partial_usage = usage
+    return failure
+
+
+def _parse_response(data: Any, provider: str) -> ChatResponse:
+    if not isinstance(data, dict) or not isinstance(data.get("output"), list):
+        if isinstance(data, dict) and data.get("error"):
+            raise _response_error(data["error"], provider)
+        raise MalformedResponseError("response has no output list", provider=provider)
+    if data.get("status") == "failed" and data.get("error"):
+        raise _response_error(data["error"], provider, _map_usage(data.get("usage")))
+    text: list[str] = []
+    reasoning: list[str] = []
+    refusal: list[str] = []
+    calls: list[ToolCall] = []
+    for item in data["output"]:
+        kind = item.get("type")
+        if kind == "message":
+            for part in item.get("content") or ():
+                if part.get("type") == "output_text":
+                    text.append(part.get("text") or "")
+                elif part.get("type") == "refusal":
+                    refusal.append(part.get("refusal") or "")
+        elif kind == "function_call":
+            calls.append(
+                ToolCall(
+                    id=item.get("call_id") or item.get("id") or f"call_{len(calls)}",
+                    name=item.get("name") or "",
+                    arguments=item.get("arguments") or "{}",
+                )
+            )
+        elif kind == "reasoning":
+            reasoning.extend(s.get("text") or "" for s in item.get("summary") or ())
+    stop = _stop_reason(data, bool(calls))
+    if refusal and stop == "end_turn":
+        stop = "refusal"
+    return ChatResponse(
+        content="".join(text),
+        reasoning="".join(reasoning),
+        refusal="".join(refusal) or None,
+        tool_calls=calls,
+        usage=_map_usage(data.get("usage")) or TokenUsage(),
+        stop_reason=stop,
+        model=data.get("model") or "",
+    )
+
+
+@dataclass
+class _StreamState:
+    """Output items arrive by `output_index`; tool calls get dense indexes of their own."""
+
+    tools: dict[int, int] = field(default_factory=dict)
+    with_arguments: set[int] = field(default_factory=set)
+    finished: bool = False
+
+    def tool_index(self, output_index: int) -> int:
+        return self.tools.setdefault(output_index, len(self.tools))
+
+
+def _parse_stream_event(
+    data: Mapping[str, Any], provider: str, state: _StreamState
+) -> ChatChunk | None:
+    """One Responses stream event to a neutral chunk; None when it carries nothing."""
+    kind = data.get("type")
+    if kind == "response.output_text.delta":
+        return ChatChunk(delta=data.get("delta") or "") if data.get("delta") else None
+    if kind in ("response.reasoning_summary_text.delta", "response.reasoning_text.delta"):
+        return ChatChunk(reasoning_delta=data.get("delta") or "") if data.get("delta") else None
+    if kind == "response.refusal.delta":
+        return ChatChunk(refusal_delta=data.get("delta") or "") if data.get("delta") else None
+    output_index = int(data.get("output_index") or 0)
+    if kind in ("response.output_item.added", "response.output_item.done"):
+        item = data.get("item") or {}
+        if item.get("type") != "function_call":
+            return None
+        index = state.tool_index(output_index)
+        if kind == "response.output_item.added":
+            arguments = item.get("arguments") or ""
+            if arguments:
+                state.with_arguments.add(index)
+            return ChatChunk(
+                tool_calls=[
+                    ToolCallDelta(
+                        index=index,
+                        id=item.get("call_id") or item.get("id"),
+                        name=item.get("name"),
+                        arguments=arguments,
+                    )
+                ]
+            )
+        if index in state.with_arguments or not item.get("arguments"):
+            return None  # the deltas already carried the arguments
+        state.with_arguments.add(index)
+        return ChatChunk(tool_calls=[ToolCallDelta(index=index, arguments=item["arguments"])])
+    if kind == "response.function_call_arguments.delta":
+        index = state.tool_index(output_index)
+        if not data.get("delta"):
+            return None
+        state.with_arguments.add(index)
+        return ChatChunk(tool_calls=[ToolCallDelta(index=index, arguments=data["delta"])])
+    if kind in ("response.completed", "response.incomplete"):
+        state.finished = True
+        response = data.get("response") or {}
+        return ChatChunk(
+            usage=_map_usage(response.get("usage")) or TokenUsage(),
+            stop_reason=_stop_reason(response, bool(state.tools)),
+            model=response.get("model"),
+        )
+    if kind == "response.failed":
+        response = data.get("response") or {}
+        raise _response_error(
+            response.get("error") or {}, provider, _map_usage(response.get("usage"))
+        )
+    if kind == "error":
+        raise _response_error(data.get("error") or data, provider)
+    return None
+
+
+# -- the provider ----------------------------------------------------------------------------
+
+
+class ChatGPTProvider(HTTPProvider):
+    def __init__(
+        self,
+        settings: ProviderSettings,
+        client: httpx.AsyncClient | None = None,
+        store: AuthStore | None = None,
+    ) -> None:
+        super().__init__(settings, client)
+        self._store = store
+        self._token: str | None = None
+        self._account: str | None = None
+        self._expires_at: float | None = None
+        self._session_id = str(uuid.uuid4())
+        self._lock = anyio.Lock()
+
+    async def _ensure_token(self, failed: str | None = None) -> None:
+        """A usable access token; `failed` names one the API just refused."""
+        async with self._lock:
+            if self._token is not None and self._token != failed and not self._stale():
+                return
+            key = self.settings.api_key
+            if key is None:
+                raise CredentialsMissingError(
+                    "ChatGPT is not connected; run `openkoi connect chatgpt`", provider=self.id
+                )
+            if key.source != STORE_SOURCE:  # another tool's sign-in: used, never refreshed
+                if failed is not None or (
+                    key.expires_at is not None and key.expires_at <= time.time()
+                ):
+                    raise AuthenticationError(
+                        f"the ChatGPT token from {key.source.split(':', 1)[-1]} was refused or "
+                        "has expired; sign in with that tool again or run `openkoi connect chatgpt`",
+                        provider=self.id,
+                        status=401,
+                    )
+                self._token = key.reveal()
+                self._account = _jwt.chatgpt_account_id(self._token)
+                self._expires_at = key.expires_at
+                return
+            store = self._store or AuthStore()
+
+            def fresh(entry: dict[str, Any]) -> bool:
+                return _chatgpt_oauth.is_fresh(entry) and entry.get("access") != failed
+
+            async def renew(entry: dict[str, Any]) -> dict[str, Any]:
+                async with httpx.AsyncClient(timeout=30.0) as client:
+                    return await _chatgpt_oauth.refresh(client, ChatGPTEndpoints.from_env(), entry)
+
+            entry = await store.refresh(STORE_KEY, fresh, renew)
+            self._token = str(entry["access"])
+            self._account = entry.get("account_id") or _jwt.chatgpt_account_id(self._token)
+            expires = entry.get("expires_at")
+            self._expires_at = float(expires) if isinstance(expires, int | float) else None
+
+    def _stale(self) -> bool:
+        return (
+            self._expires_at is not None
+            and self._expires_at - _chatgpt_oauth.REFRESH_MARGIN <= time.time()
+            and (self.settings.api_key is not None and self.settings.api_key.source == STORE_SOURCE)
+        )
+
+    def _auth_headers(self) -> dict[str, str]:
+        headers = {
+            "authorization": f"Bearer {self._token or ''}",
+            "openai-beta": "responses=experimental",
+            "originator": "openkoi",
+            "session_id": self._session_id,
+        }
+        if self._account:
+            headers["chatgpt-account-id"] = self._account
+        return headers
+
+    def _secrets(self) -> tuple[str, ...]:
+        return (*super()._secrets(), *((self._token,) if self._token else ()))
+
+    def _error(self, response: httpx.Response, body_text: str) -> ProviderError:
+        error = error_from_response(
+            response.status_code,
+            response.headers,
+            body_text,
+            provider=self.id,
+            secrets=self._secrets(),
+        )
+        if error.retry_after is None:  # a usage limit says when it resets
+            try:
+                data = json.loads(body_text)
+                resets = data["error"]["resets_in_seconds"]
+                error.retry_after = float(resets)
+            except (ValueError, KeyError, TypeError):
+                pass
+        return error
+
+    def _body(self, request: ChatRequest, *, stream: bool) -> dict[str, Any]:
+        body: dict[str, Any] = {
+            "model": request.model,
+            "instructions": request.system or DEFAULT_INSTRUCTIONS,
+            "input": _map_messages(request),
+            "tools": _map_tools(request.tools),
+            "tool_choice": "auto",
+            "parallel_tool_calls": True,
+            "store": False,
+            "stream": stream,
+        }
+        if request.max_tokens is not None:
+            body["max_output_tokens"] = request.max_tokens
+        if request.temperature is not None:
+            body["temperature"] = request.temperature
+        body.update(request.extra)
+        return body
+
+    async def _chat(self, request: ChatRequest) -> ChatResponse:
+        if self.settings.options.get("stream", True):
+            return await collect(self._stream(request))
+        await self._ensure_token()
+        try:
+            data = await self._post_json("/responses", self._body(request, stream=False))
+        except AuthenticationError as exc:
+            if exc.status != 401 or self._token is None:
+                raise
+            await self._ensure_token(failed=self._token)
+            data = await self._post_json("/responses", self._body(request, stream=False))
+        return _parse_response(data, self.id)
+
+    async def _stream(self, request: ChatRequest) -> AsyncIterator[ChatChunk]:
+        await self._ensure_token()
+        try:
+            async for chunk in self._stream_once(request):
+                yield chunk
+            return
+        except _RefusedBeforeStart:
+            pass
+        await self._ensure_token(failed=self._token)
+        async for chunk in self._stream_once(request, retry=False):
+            yield chunk
+
+    async def _stream_once(
+        self, request: ChatRequest, *, retry: bool = True
+    ) -> AsyncIterator[ChatChunk]:
+        started = False
+        try:
+            async with self._open_stream(
+                "/responses", self._body(request, stream=True)
+            ) as response:
+                state = _StreamState()
+                async for event in EventSource(response).aiter_sse():
+                    if not event.data or event.data == "[DONE]":
+                        continue
+                    try:
+                        data = json.loads(event.data)
+                    except json.JSONDecodeError:
+                        raise MalformedResponseError(
+                            "the stream sent an event that is not JSON", provider=self.id
+                        ) from None
+                    if not isinstance(data, dict):
+                        continue
+                    data.setdefault("type", event.event)
+                    chunk = _parse_stream_event(data, self.id, state)
+                    if chunk is not None:
+                        started = True
+                        yield chunk
+                    if state.finished:
+                        break
+                if not state.finished:
+                    raise MalformedResponseError(
+                        "the stream ended before its response.completed event", provider=self.id
+                    )
+        except AuthenticationError as exc:
+            if retry and exc.status == 401 and not started:
+                raise _RefusedBeforeStart from None
+            raise
+
+
+class _RefusedBeforeStart(Exception):
+    """The API refused the token before anything streamed: refresh and try once more."""
+
+
+def create(settings: ProviderSettings) -> ChatGPTProvider:
+    return ChatGPTProvider(settings)
