@@ -35,6 +35,7 @@ __all__ = [
     "address_allowed",
     "is_special_address",
     "parse_url",
+    "suggestion_for",
 ]
 
 IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
