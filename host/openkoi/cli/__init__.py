@@ -22,6 +22,7 @@ _SUBCOMMANDS: dict[str, str] = {
     "connect": "openkoi.cli._connect:connect",
     "disconnect": "openkoi.cli._connect:disconnect",
     "status": "openkoi.cli._status:status",
+    "plugin": "openkoi.cli._plugin:plugin",
 }
 _DEFAULT_COMMAND = "run"
 
