@@ -222,7 +222,7 @@ def _print_costs(report: dict[str, Any]) -> None:
         f"failed) · {totals['input_tokens']:,} input, {totals['output_tokens']:,} output, "
         f"{totals['cache_read_tokens']:,} cache-read, {totals['cache_write_tokens']:,} "
         f"cache-write tokens · [bold]{_money(totals['cost_usd'])}[/]"
-        + (f" (+ {unpriced:,} calls with no known price)" if unpriced else "")
+        + (f" (+ {unpriced:,} call{'s' * (unpriced != 1)} with no known price)" if unpriced else "")
     )
     groups = (
         ("By provider/model", "by_model", lambda r: f"{r['provider']}/{r['model']}"),
