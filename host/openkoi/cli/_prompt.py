@@ -82,21 +82,30 @@ def run(
     text = _read_prompt(prompt)
     config = ConfigFile().config
     failures: list[CandidateFailure] = []
-    router = Router.from_config(
-        config,
-        registry=ProviderRegistry(config),
-        model=model,
-        overrides={
-            "executor": executor,
-            "evaluator": evaluator,
-            "planner": planner,
-            "embedder": embedder,
-        },
-        on_fallback=failures.append,
-        on_warning=lambda message: _note(f"warning: {message}"),
-    )
+
+    def build(chosen: str | None) -> Router:
+        return Router.from_config(
+            config,
+            registry=ProviderRegistry(config),
+            model=chosen,
+            overrides={
+                "executor": executor,
+                "evaluator": evaluator,
+                "planner": planner,
+                "embedder": embedder,
+            },
+            on_fallback=failures.append,
+            on_warning=lambda message: _note(f"warning: {message}"),
+        )
+
+    router = build(model)
     if not router.roles["executor"].chain:
-        raise ConfigError(NO_PROVIDER)
+        from openkoi._defaults import first_run_setup
+
+        chosen = first_run_setup(ProviderRegistry(config))  # the picker, in a terminal only
+        if not chosen:
+            raise ConfigError(NO_PROVIDER)
+        router = build(chosen)
     request = ChatRequest(
         system=system,
         messages=[Message.user(text)],
