@@ -14,6 +14,7 @@ if TYPE_CHECKING:
     from openkoi._config import ProviderEntry
     from openkoi._provider import ModelProvider, ProviderSettings
     from openkoi._registry import ProviderRegistry, ProviderSpec
+    from openkoi._secrets import Secret
 
 
 def lazy_factory(module: str) -> Callable[[ProviderSettings], ModelProvider]:
@@ -72,6 +73,13 @@ def openai_specs() -> list[ProviderSpec]:
             )
         )
     return specs
+
+
+def _aws_credential() -> Secret | None:
+    """The AWS chain's presence, checked without network calls or importing botocore."""
+    from openkoi_providers.bedrock import aws_credential
+
+    return aws_credential()
 
 
 def _with_option(settings: ProviderSettings, key: str, value: object) -> ProviderSettings:
@@ -141,6 +149,7 @@ def native_specs() -> list[ProviderSpec]:
             embedding_model="amazon.titan-embed-text-v2:0",
             base_url_env=("AWS_ENDPOINT_URL_BEDROCK_RUNTIME", "BEDROCK_BASE_URL"),
             auth="aws",
+            credential=_aws_credential,
         ),
         ProviderSpec(
             id="github-copilot",
