@@ -1,0 +1,857 @@
+"""AWS Bedrock Runtime: Converse, ConverseStream and embeddings through InvokeModel.
+
+Requests are signed with SigV4 by botocore (the optional `bedrock` extra, imported only when a
+Bedrock provider is built) and sent with openkoi's own httpx client. Credentials come from the
+standard AWS chain (environment, shared config and credentials profiles, SSO, container and
+instance metadata); a Bedrock API key (`AWS_BEARER_TOKEN_BEDROCK`) is sent as a Bearer token
+instead. The binary `application/vnd.amazon.eventstream` answer of ConverseStream is decoded
+with botocore's event-stream parser as bytes arrive.
+
+Mapping names (the same in every vendor module): `_map_messages`, `_map_tools` going out;
+`_parse_response`, `_parse_stream_event`, `_map_usage`, `_STOP_REASONS` coming back.
+"""
+
+from __future__ import annotations
+
+import configparser
+import contextlib
+import json
+import os
+from collections.abc import AsyncIterator, Mapping
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+from urllib.parse import quote, urlsplit
+
+import httpx
+from openkoi._errors import (
+    AuthenticationError,
+    ConfigError,
+    ContextOverflowError,
+    CredentialsMissingError,
+    InvalidRequestError,
+    MalformedResponseError,
+    OpenKoiError,
+    OverloadedError,
+    ProviderError,
+    ProviderTimeoutError,
+    RateLimitedError,
+    ServerError,
+    UnsupportedError,
+    redact,
+)
+from openkoi._http import error_from_response, parse_retry_after
+from openkoi._provider import HTTPProvider, ProviderSettings
+from openkoi._secrets import Secret
+from openkoi._types import (
+    ChatChunk,
+    ChatRequest,
+    ChatResponse,
+    Message,
+    ModelInfo,
+    StopReason,
+    TokenUsage,
+    ToolCall,
+    ToolCallDelta,
+    ToolDef,
+)
+
+if TYPE_CHECKING:
+    from botocore.credentials import Credentials
+
+EVENT_STREAM = "application/vnd.amazon.eventstream"
+SIGNING_NAME = "bedrock"
+DEFAULT_REGION = "us-east-1"
+INSTALL_HINT = "pip install 'openkoi[bedrock]'"
+BEARER_ENV = "AWS_BEARER_TOKEN_BEDROCK"
+
+_STOP_REASONS: dict[str, StopReason] = {
+    "end_turn": "end_turn",
+    "tool_use": "tool_use",
+    "max_tokens": "max_tokens",
+    "stop_sequence": "stop_sequence",
+    "guardrail_intervened": "content_filter",
+    "content_filtered": "content_filter",
+    "model_context_window_exceeded": "max_tokens",
+}
+
+# The AWS error code (x-amzn-ErrorType, `__type`, or a stream's :exception-type) decides the class.
+_ERROR_CODES: dict[str, type[ProviderError]] = {
+    "ThrottlingException": RateLimitedError,
+    "TooManyRequestsException": RateLimitedError,
+    "ServiceQuotaExceededException": RateLimitedError,
+    "ModelNotReadyException": OverloadedError,
+    "ServiceUnavailableException": OverloadedError,
+    "InternalServerException": ServerError,
+    "InternalFailure": ServerError,
+    "ModelStreamErrorException": ServerError,
+    "ModelErrorException": ServerError,
+    "ModelTimeoutException": ProviderTimeoutError,
+    "AccessDeniedException": AuthenticationError,
+    "ExpiredTokenException": AuthenticationError,
+    "UnrecognizedClientException": AuthenticationError,
+    "InvalidSignatureException": AuthenticationError,
+    "IncompleteSignatureException": AuthenticationError,
+    "IncompleteSignature": AuthenticationError,
+    "MissingAuthenticationTokenException": AuthenticationError,
+    "InvalidClientTokenId": AuthenticationError,
+    "SignatureDoesNotMatch": AuthenticationError,
+    "ValidationException": InvalidRequestError,
+    "ResourceNotFoundException": InvalidRequestError,
+    "ConflictException": InvalidRequestError,
+}
+
+# Bedrock has no code for "the prompt does not fit": a ValidationException whose message is one
+# of these known phrasings (from Bedrock's Anthropic, Meta, Amazon and Mantle-served models).
+_CONTEXT_OVERFLOW_PHRASES = (
+    "input is too long for requested model",
+    "prompt is too long",
+    "input length and `max_tokens` exceed context limit",
+    "too many total text bytes",
+    "maximum context length",
+)
+
+# The spec's short ids, and which models serve on-demand only through a cross-region profile.
+_MODEL_ALIASES = {
+    "anthropic.claude-sonnet-4-20250514": "anthropic.claude-sonnet-4-20250514-v1:0",
+    "anthropic.claude-3-5-haiku-20241022": "anthropic.claude-3-5-haiku-20241022-v1:0",
+}
+_PROFILE_ONLY = frozenset(
+    {
+        "anthropic.claude-sonnet-4-20250514-v1:0",
+        "anthropic.claude-3-5-haiku-20241022-v1:0",
+        "meta.llama3-3-70b-instruct-v1:0",
+    }
+)
+KNOWN_MODELS = (
+    "anthropic.claude-sonnet-4-20250514",
+    "anthropic.claude-3-5-haiku-20241022",
+    "amazon.nova-pro-v1:0",
+    "meta.llama3-3-70b-instruct-v1:0",
+)
+_COHERE_BATCH = 96  # Cohere on Bedrock embeds at most this many texts per call
+_TITAN_CONCURRENCY = 8  # Titan embeds one text per call: this many calls at once
+
+
+def _import_botocore() -> None:
+    try:
+        import botocore  # noqa: F401
+    except ImportError:
+        raise ConfigError(
+            f"AWS Bedrock needs botocore for request signing: {INSTALL_HINT}"
+        ) from None
+
+
+# -- credentials, cheaply ----------------------------------------------------------------------
+
+
+def aws_credential() -> Secret | None:
+    """Whether the AWS chain has something to offer, from the environment and files alone.
+
+    Never calls the network (instance metadata is not asked at discovery time) and never
+    imports botocore. Returns a Bedrock API key as itself; otherwise a marker `Secret` of kind
+    `aws` whose `source` says where the real credentials will come from when a request is made.
+    """
+    env = os.environ
+    token = env.get(BEARER_ENV, "").strip()
+    if token:
+        return Secret(token, source=f"env:{BEARER_ENV}")
+    if env.get("AWS_ACCESS_KEY_ID", "").strip() and env.get("AWS_SECRET_ACCESS_KEY", "").strip():
+        return _marker("env:AWS_ACCESS_KEY_ID")
+    if env.get("AWS_CONTAINER_CREDENTIALS_RELATIVE_URI") or env.get(
+        "AWS_CONTAINER_CREDENTIALS_FULL_URI"
+    ):
+        return _marker("aws:container")
+    if env.get("AWS_WEB_IDENTITY_TOKEN_FILE") and env.get("AWS_ROLE_ARN"):
+        return _marker("aws:web-identity")
+    profile = env.get("AWS_PROFILE") or env.get("AWS_DEFAULT_PROFILE") or "default"
+    home = Path.home() / ".aws"
+    credentials = _read_ini(env.get("AWS_SHARED_CREDENTIALS_FILE") or home / "credentials")
+    if credentials.has_option(profile, "aws_access_key_id"):
+        return _marker(f"aws:profile {profile}")
+    config = _read_ini(env.get("AWS_CONFIG_FILE") or home / "config")
+    keys = (
+        "aws_access_key_id",
+        "role_arn",
+        "credential_process",
+        "sso_session",
+        "sso_start_url",
+        "web_identity_token_file",
+        "login_session",
+    )
+    for section in (f"profile {profile}", profile if profile == "default" else ""):
+        found = section and config.has_section(section)
+        if found and any(config.has_option(section, key) for key in keys):
+            return _marker(f"aws:profile {profile}")
+    return None
+
+
+def _marker(source: str) -> Secret:
+    return Secret("aws-credential-chain", source=source, kind="aws")
+
+
+def _read_ini(path: str | os.PathLike[str]) -> configparser.RawConfigParser:
+    parser = configparser.RawConfigParser(strict=False)
+    with contextlib.suppress(configparser.Error, OSError, UnicodeDecodeError):
+        parser.read(os.fspath(path), encoding="utf-8")
+    return parser
+
+
+@dataclass(frozen=True)
+class AwsCredentials:
+    """Explicit static credentials (tests, benchmarks, callers with their own source)."""
+
+    access_key: str = field(repr=False)
+    secret_key: str = field(repr=False)
+    token: str | None = field(default=None, repr=False)
+
+
+# -- region, endpoint, model id ----------------------------------------------------------------
+
+
+def resolve_region(options: Mapping[str, Any] | None = None, profile: str | None = None) -> str:
+    """`region` option, AWS_REGION, AWS_DEFAULT_REGION, the profile's region, else us-east-1."""
+    explicit = (options or {}).get("region")
+    if isinstance(explicit, str) and explicit.strip():
+        return explicit.strip()
+    for var in ("AWS_REGION", "AWS_DEFAULT_REGION"):
+        value = os.environ.get(var, "").strip()
+        if value:
+            return value
+    try:
+        import botocore.session
+
+        region = botocore.session.Session(profile=profile).get_config_variable("region")
+    except Exception:  # a broken profile must not stop us from using the default region
+        region = None
+    return region if isinstance(region, str) and region else DEFAULT_REGION
+
+
+def _geo_prefix(region: str) -> str | None:
+    if region.startswith("us-gov-"):
+        return "us-gov"
+    for start, geo in (("us-", "us"), ("eu-", "eu"), ("ap-", "apac")):
+        if region.startswith(start):
+            return geo
+    return None
+
+
+def resolve_model_id(model: str, region: str) -> str:
+    """The id Bedrock accepts for `model`: the spec's short ids gain their version, and models
+    served on-demand only through a cross-region inference profile gain the region's geography.
+    Full ids, inference profiles and ARNs pass through unchanged."""
+    full = _MODEL_ALIASES.get(model, model)
+    if full in _PROFILE_ONLY:
+        geo = _geo_prefix(region)
+        if geo:
+            return f"{geo}.{full}"
+    return full
+
+
+def model_path(model_id: str, action: str) -> str:
+    return f"/model/{quote(model_id, safe='')}/{action}"
+
+
+# -- going out ---------------------------------------------------------------------------------
+
+
+def _map_messages(request: ChatRequest) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+    """(system blocks, messages). Consecutive turns of one role merge: Bedrock wants them
+    alternating, and tool results travel as a user turn."""
+    system: list[dict[str, Any]] = [{"text": request.system}] if request.system else []
+    messages: list[dict[str, Any]] = []
+    for message in request.messages:
+        if message.role == "system":
+            if message.content:
+                system.append({"text": message.content})
+            continue
+        role = "assistant" if message.role == "assistant" else "user"
+        blocks = _content_blocks(message)
+        if messages and messages[-1]["role"] == role:
+            messages[-1]["content"].extend(blocks)
+        else:
+            messages.append({"role": role, "content": blocks})
+    return system, messages
+
+
+def _content_blocks(message: Message) -> list[dict[str, Any]]:
+    if message.role == "tool":
+        result: dict[str, Any] = {
+            "toolUseId": message.tool_call_id or "",
+            "content": [{"text": message.content or ""}],
+        }
+        return [{"toolResult": result}]
+    blocks: list[dict[str, Any]] = []
+    if message.content or not message.tool_calls:
+        blocks.append({"text": message.content or ""})
+    for call in message.tool_calls:
+        # Bedrock takes the input as a JSON object; bad JSON text raises InvalidToolArgumentsError.
+        blocks.append(
+            {"toolUse": {"toolUseId": call.id, "name": call.name, "input": call.parsed_arguments()}}
+        )
+    return blocks
+
+
+def _map_tools(tools: list[ToolDef]) -> dict[str, Any]:
+    specs = []
+    for tool in tools:
+        spec: dict[str, Any] = {"name": tool.name, "inputSchema": {"json": tool.parameters}}
+        if tool.description:
+            spec["description"] = tool.description
+        specs.append({"toolSpec": spec})
+    return {"tools": specs}
+
+
+def _merge(body: dict[str, Any], extra: Mapping[str, Any]) -> dict[str, Any]:
+    """`extra` last; an object merges into the object it meets (e.g. inferenceConfig.topP)."""
+    for key, value in extra.items():
+        if isinstance(value, dict) and isinstance(body.get(key), dict):
+            body[key] = {**body[key], **value}
+        else:
+            body[key] = value
+    return body
+
+
+def _converse_body(request: ChatRequest) -> dict[str, Any]:
+    system, messages = _map_messages(request)
+    body: dict[str, Any] = {"messages": messages}
+    if system:
+        body["system"] = system
+    inference: dict[str, Any] = {}
+    if request.max_tokens is not None:
+        inference["maxTokens"] = request.max_tokens
+    if request.temperature is not None:
+        inference["temperature"] = request.temperature
+    if request.stop:
+        inference["stopSequences"] = list(request.stop)
+    if inference:
+        body["inferenceConfig"] = inference
+    if request.tools:
+        body["toolConfig"] = _map_tools(request.tools)
+    return _merge(body, request.extra)
+
+
+# -- coming back -------------------------------------------------------------------------------
+
+
+def _map_usage(usage: Any) -> TokenUsage | None:
+    """Bedrock's `inputTokens` already excludes cached tokens, like openkoi's `input_tokens`."""
+    if not isinstance(usage, dict):
+        return None
+    return TokenUsage(
+        input_tokens=int(usage.get("inputTokens") or 0),
+        output_tokens=int(usage.get("outputTokens") or 0),
+        cache_read_tokens=int(usage.get("cacheReadInputTokens") or 0),
+        cache_write_tokens=int(usage.get("cacheWriteInputTokens") or 0),
+    )
+
+
+def _map_stop_reason(reason: Any) -> StopReason | None:
+    if not isinstance(reason, str):
+        return None
+    return _STOP_REASONS.get(reason, "other")
+
+
+def _error_class(code: str | None, message: str) -> type[ProviderError] | None:
+    if not code:
+        return None
+    name = code[0].upper() + code[1:]  # stream exceptions spell it throttlingException
+    cls = _ERROR_CODES.get(name)
+    if cls is InvalidRequestError and name == "ValidationException":
+        lowered = message.lower()
+        if any(phrase in lowered for phrase in _CONTEXT_OVERFLOW_PHRASES):
+            return ContextOverflowError
+    return cls
+
+
+def _aws_error(
+    code: str | None,
+    message: str,
+    *,
+    provider: str,
+    status: int | None,
+    retry_after: float | None = None,
+) -> ProviderError | None:
+    cls = _error_class(code, message)
+    if cls is None:
+        return None
+    return cls(message, provider=provider, status=status, code=code, retry_after=retry_after)
+
+
+def _error_code(headers: Mapping[str, str], body: Any) -> str | None:
+    """`x-amzn-ErrorType: ValidationException:http://…` or `__type: ns#ExpiredTokenException`."""
+    header = headers.get("x-amzn-errortype") or ""
+    if header:
+        return header.split(":", 1)[0].strip() or None
+    if isinstance(body, dict):
+        raw = body.get("__type") or body.get("code") or body.get("Code")
+        if isinstance(raw, str) and raw:
+            return raw.rsplit("#", 1)[-1].split(":", 1)[0]
+    return None
+
+
+def _error_message(body: Any) -> str | None:
+    if isinstance(body, dict):
+        for key in ("message", "Message", "errorMessage"):
+            value = body.get(key)
+            if isinstance(value, str) and value:
+                return value
+    return None
+
+
+def _parse_response(data: Any, provider: str) -> ChatResponse:
+    if not isinstance(data, dict):
+        raise MalformedResponseError("expected a JSON object", provider=provider)
+    output = data.get("output")
+    message = output.get("message") if isinstance(output, dict) else None
+    if not isinstance(message, dict):
+        error = _aws_error(
+            _error_code({}, data),
+            _error_message(data) or "the answer has no output",
+            provider=provider,
+            status=200,
+        )
+        raise error or MalformedResponseError(
+            "the answer has no output message"
+            + (f": {_error_message(data)}" if _error_message(data) else ""),
+            provider=provider,
+            status=200,
+        )
+    texts: list[str] = []
+    reasoning: list[str] = []
+    calls: list[ToolCall] = []
+    for block in message.get("content") or ():
+        if not isinstance(block, dict):
+            continue
+        if isinstance(block.get("text"), str):
+            texts.append(block["text"])
+        elif isinstance(block.get("toolUse"), dict):
+            use = block["toolUse"]
+            calls.append(
+                ToolCall(
+                    id=str(use.get("toolUseId") or ""),
+                    name=str(use.get("name") or ""),
+                    arguments=json.dumps(use.get("input") or {}, ensure_ascii=False),
+                )
+            )
+        elif isinstance(block.get("reasoningContent"), dict):
+            text = (block["reasoningContent"].get("reasoningText") or {}).get("text")
+            if isinstance(text, str):
+                reasoning.append(text)
+    stop = _map_stop_reason(data.get("stopReason")) or ("tool_use" if calls else "end_turn")
+    return ChatResponse(
+        content="".join(texts),
+        reasoning="".join(reasoning),
+        tool_calls=calls,
+        usage=_map_usage(data.get("usage")) or TokenUsage(),
+        stop_reason=stop,
+    )
+
+
+@dataclass
+class _StreamState:
+    stopped: bool = False  # messageStop seen
+    usage: TokenUsage | None = None
+
+
+def _parse_stream_event(
+    headers: Mapping[str, Any], payload: bytes, provider: str, state: _StreamState
+) -> ChatChunk | None:
+    """One event-stream message to a neutral chunk; exceptions raise; unknown events are None."""
+    kind = headers.get(":message-type")
+    if kind == "exception":
+        raise _stream_exception(str(headers.get(":exception-type") or ""), payload, provider, state)
+    if kind == "error":
+        code = str(headers.get(":error-code") or "")
+        message = str(headers.get(":error-message") or "the stream reported an error")
+        error = _aws_error(code, message, provider=provider, status=None) or ServerError(
+            message, provider=provider, code=code or None
+        )
+        error.partial_usage = state.usage
+        raise error
+    if kind != "event":
+        return None
+    event = headers.get(":event-type")
+    try:
+        data = json.loads(payload) if payload else {}
+    except json.JSONDecodeError:
+        raise MalformedResponseError(f"the {event} event is not JSON", provider=provider) from None
+    if not isinstance(data, dict):
+        return None
+    index = int(data.get("contentBlockIndex") or 0)
+    if event == "contentBlockDelta":
+        delta = data.get("delta") or {}
+        if isinstance(delta.get("text"), str) and delta["text"]:
+            return ChatChunk(delta=delta["text"])
+        if isinstance(delta.get("toolUse"), dict):
+            fragment = delta["toolUse"].get("input") or ""
+            return ChatChunk(tool_calls=[ToolCallDelta(index=index, arguments=str(fragment))])
+        reasoning = delta.get("reasoningContent")
+        if isinstance(reasoning, dict) and isinstance(reasoning.get("text"), str):
+            return ChatChunk(reasoning_delta=reasoning["text"]) if reasoning["text"] else None
+        return None
+    if event == "contentBlockStart":
+        use = (data.get("start") or {}).get("toolUse")
+        if isinstance(use, dict):
+            return ChatChunk(
+                tool_calls=[
+                    ToolCallDelta(
+                        index=index,
+                        id=str(use.get("toolUseId") or ""),
+                        name=str(use.get("name") or ""),
+                    )
+                ]
+            )
+        return None
+    if event == "messageStop":
+        state.stopped = True
+        return ChatChunk(stop_reason=_map_stop_reason(data.get("stopReason")) or "end_turn")
+    if event == "metadata":
+        usage = _map_usage(data.get("usage"))
+        if usage is None:
+            return None
+        state.usage = usage
+        return ChatChunk(usage=usage)
+    return None  # messageStart, contentBlockStop, and events added after this was written
+
+
+def _stream_exception(
+    name: str, payload: bytes, provider: str, state: _StreamState
+) -> ProviderError:
+    try:
+        body = json.loads(payload) if payload else {}
+    except json.JSONDecodeError:
+        body = {}
+    message = _error_message(body) or f"the stream reported {name or 'an exception'}"
+    error = _aws_error(name, message, provider=provider, status=None) or ServerError(
+        message, provider=provider, code=name or None
+    )
+    error.partial_usage = state.usage
+    return error
+
+
+class _EventStreamDecoder:
+    """botocore's EventStreamBuffer, fed as bytes arrive, that also knows what is left over."""
+
+    def __init__(self, provider: str) -> None:
+        from botocore.eventstream import EventStreamBuffer
+
+        self._buffer = EventStreamBuffer()
+        self._provider = provider
+        self.pending = 0  # bytes received that are not yet a whole message
+
+    def feed(self, data: bytes) -> list[tuple[dict[str, Any], bytes]]:
+        from botocore.eventstream import ParserError
+
+        self._buffer.add_data(data)
+        self.pending += len(data)
+        messages: list[tuple[dict[str, Any], bytes]] = []
+        try:
+            for message in self._buffer:
+                self.pending -= message.prelude.total_length
+                messages.append((message.headers, message.payload))
+        except ParserError as exc:
+            raise MalformedResponseError(
+                f"the event stream is corrupt ({type(exc).__name__})", provider=self._provider
+            ) from None
+        return messages
+
+
+# -- the provider ------------------------------------------------------------------------------
+
+
+class BedrockProvider(HTTPProvider):
+    """Converse / ConverseStream over httpx, signed per request. `options` from config:
+
+    - `region`: overrides AWS_REGION / AWS_DEFAULT_REGION / the profile's region
+    - `profile`: the AWS profile to take credentials and region from
+    - `embedding_input_type`: Cohere's `input_type` (default `search_document`)
+    """
+
+    def __init__(
+        self,
+        settings: ProviderSettings,
+        client: httpx.AsyncClient | None = None,
+        *,
+        region: str,
+        credentials: AwsCredentials | None = None,
+    ) -> None:
+        super().__init__(settings, client)
+        self.region = region
+        self._static = credentials
+        self._chain: Credentials | None = None
+
+    def __repr__(self) -> str:
+        return f"BedrockProvider(region={self.region!r}, base_url={self.settings.base_url!r})"
+
+    # -- credentials and signing -----------------------------------------------------------
+
+    def _bearer(self) -> str | None:
+        key = self.settings.api_key
+        if self._static is None and key is not None and key.kind == "api-key":
+            return key.reveal()
+        return None
+
+    def _secrets(self) -> tuple[str, ...]:
+        found = [self._bearer(), self._static.secret_key if self._static else None]
+        if self._static and self._static.token:
+            found.append(self._static.token)
+        return tuple(s for s in found if s)
+
+    async def _credentials(self) -> Any:
+        """Frozen credentials for one request; the chain is resolved off the event loop because
+        botocore may read files or call a metadata endpoint."""
+        from botocore.credentials import Credentials
+
+        if self._static is not None:
+            return Credentials(self._static.access_key, self._static.secret_key, self._static.token)
+        import anyio
+
+        if self._chain is None:
+            self._chain = await anyio.to_thread.run_sync(self._load_chain)
+        chain: Any = self._chain
+        needs_refresh = getattr(chain, "refresh_needed", None)
+        if callable(needs_refresh) and needs_refresh():
+            return await anyio.to_thread.run_sync(chain.get_frozen_credentials)
+        return chain.get_frozen_credentials()
+
+    def _load_chain(self) -> Credentials:
+        import botocore.exceptions
+        import botocore.session
+
+        profile = self.settings.options.get("profile")
+        try:
+            found = botocore.session.Session(profile=profile).get_credentials()
+        except botocore.exceptions.BotoCoreError as exc:
+            raise CredentialsMissingError(
+                f"AWS Bedrock could not load AWS credentials ({type(exc).__name__}): "
+                "check the AWS profile, or run `aws sso login`",
+                provider=self.id,
+            ) from None
+        if found is None:
+            raise CredentialsMissingError(
+                "AWS Bedrock needs AWS credentials: set AWS_ACCESS_KEY_ID and "
+                "AWS_SECRET_ACCESS_KEY, set AWS_BEARER_TOKEN_BEDROCK, or configure a profile "
+                "(`aws configure`, `aws sso login`)",
+                provider=self.id,
+            )
+        return found
+
+    def _url(self, path: str) -> str:
+        return self.settings.base_url.rstrip("/") + path
+
+    async def _signed(self, path: str, body: Mapping[str, Any], accept: str) -> dict[str, str]:
+        """Headers for POSTing `json.dumps(body)` to `path`: what `_post_json`/`_open_stream`
+        send is byte-for-byte the body signed here (the same dict, dumped the same way)."""
+        headers = {"content-type": "application/json", "accept": accept}
+        bearer = self._bearer()
+        if bearer is not None:
+            return {**headers, "authorization": f"Bearer {bearer}"}
+        from botocore.auth import SigV4Auth
+        from botocore.awsrequest import AWSRequest
+
+        credentials = await self._credentials()
+        request = AWSRequest(
+            method="POST", url=self._url(path), data=json.dumps(body).encode(), headers=headers
+        )
+        SigV4Auth(credentials, SIGNING_NAME, self.region).add_auth(request)
+        return {name.lower(): str(value) for name, value in request.headers.items()}
+
+    # -- errors ---------------------------------------------------------------------------
+
+    def _error(self, response: httpx.Response, body_text: str) -> ProviderError:
+        try:
+            body: Any = json.loads(body_text) if body_text.strip() else None
+        except json.JSONDecodeError:
+            body = None
+        code = _error_code(response.headers, body)
+        message = redact(_error_message(body) or "", self._secrets())
+        error = _aws_error(
+            code,
+            message or f"{code} (HTTP {response.status_code})",
+            provider=self.id,
+            status=response.status_code,
+            retry_after=parse_retry_after(response.headers),
+        )
+        if error is not None:
+            return error
+        return error_from_response(
+            response.status_code,
+            response.headers,
+            body_text,
+            provider=self.id,
+            secrets=self._secrets(),
+        )
+
+    # -- chat -----------------------------------------------------------------------------
+
+    def _model_id(self, request: ChatRequest) -> str:
+        return resolve_model_id(request.model, self.region)
+
+    async def _chat(self, request: ChatRequest) -> ChatResponse:
+        path = model_path(self._model_id(request), "converse")
+        body = _converse_body(request)
+        headers = await self._signed(path, body, "application/json")
+        data = await self._post_json(path, body, headers=headers)
+        response = _parse_response(data, self.id)
+        response.model = request.model
+        return response
+
+    async def _stream(self, request: ChatRequest) -> AsyncIterator[ChatChunk]:
+        path = model_path(self._model_id(request), "converse-stream")
+        body = _converse_body(request)
+        headers = await self._signed(path, body, EVENT_STREAM)
+        decoder = _EventStreamDecoder(self.id)
+        state = _StreamState()
+        async with self._open_stream(path, body, headers=headers, expect=EVENT_STREAM) as response:
+            async for data in response.aiter_bytes():
+                for message_headers, payload in decoder.feed(data):
+                    chunk = _parse_stream_event(message_headers, payload, self.id, state)
+                    if chunk is not None:
+                        yield chunk
+        if decoder.pending:
+            raise MalformedResponseError(
+                f"the stream ended inside an event ({decoder.pending} bytes of it arrived)",
+                provider=self.id,
+                partial_usage=state.usage,
+            )
+        if not state.stopped:
+            raise MalformedResponseError(
+                "the stream ended before its messageStop event",
+                provider=self.id,
+                partial_usage=state.usage,
+            )
+
+    # -- embeddings -----------------------------------------------------------------------
+
+    async def _invoke(self, model_id: str, body: Mapping[str, Any]) -> Any:
+        path = model_path(model_id, "invoke")
+        headers = await self._signed(path, body, "application/json")
+        return await self._post_json(path, body, headers=headers)
+
+    async def _embed(self, texts: list[str], model: str | None) -> list[list[float]]:
+        if not model:
+            return await super()._embed(texts, model)
+        base = (
+            model.split(".", 1)[1]
+            if model.split(".", 1)[0] in ("us", "eu", "apac", "global")
+            else model
+        )
+        if base.startswith("cohere.embed"):
+            return await self._embed_cohere(texts, model)
+        if base.startswith("amazon.titan-embed"):
+            return await self._embed_titan(texts, model)
+        raise UnsupportedError(
+            f"openkoi embeds on Bedrock with amazon.titan-embed-* or cohere.embed-* models, "
+            f"not {model!r}",
+            provider=self.id,
+        )
+
+    async def _embed_titan(self, texts: list[str], model: str) -> list[list[float]]:
+        import anyio
+
+        results: list[list[float]] = [[] for _ in texts]
+        limiter = anyio.Semaphore(_TITAN_CONCURRENCY)
+
+        async def one(i: int, text: str) -> None:
+            async with limiter:
+                data = await self._invoke(model, {"inputText": text})
+            vector = data.get("embedding") if isinstance(data, dict) else None
+            results[i] = _floats(vector, self.id)
+
+        try:
+            async with anyio.create_task_group() as group:
+                for i, text in enumerate(texts):
+                    group.start_soon(one, i, text)
+        except BaseExceptionGroup as failures:
+            raise _first_error(failures) from None
+        return results
+
+    async def _embed_cohere(self, texts: list[str], model: str) -> list[list[float]]:
+        input_type = self.settings.options.get("embedding_input_type", "search_document")
+        vectors: list[list[float]] = []
+        for start in range(0, len(texts), _COHERE_BATCH):
+            batch = texts[start : start + _COHERE_BATCH]
+            data = await self._invoke(model, {"texts": batch, "input_type": input_type})
+            found = data.get("embeddings") if isinstance(data, dict) else None
+            if isinstance(found, dict):  # embedding_types form: {"float": [[...], ...]}
+                found = found.get("float")
+            if not isinstance(found, list) or len(found) != len(batch):
+                raise MalformedResponseError(
+                    f"expected {len(batch)} embeddings in the answer", provider=self.id
+                )
+            vectors.extend(_floats(v, self.id) for v in found)
+        return vectors
+
+    async def models(self) -> list[ModelInfo]:
+        found = [ModelInfo(id=m, name=m) for m in KNOWN_MODELS]
+        if self.settings.embedding_model:
+            found.append(
+                ModelInfo(
+                    id=self.settings.embedding_model,
+                    name=self.settings.embedding_model,
+                    supports_tools=False,
+                    supports_streaming=False,
+                    supports_embeddings=True,
+                )
+            )
+        return found
+
+
+def _floats(vector: Any, provider: str) -> list[float]:
+    if not isinstance(vector, list) or not vector:
+        raise MalformedResponseError("the answer has no embedding", provider=provider)
+    try:
+        return [float(x) for x in vector]
+    except (TypeError, ValueError):
+        raise MalformedResponseError(
+            "an embedding is not a list of numbers", provider=provider
+        ) from None
+
+
+def _first_error(group: BaseExceptionGroup[Any]) -> BaseException:
+    for exc in group.exceptions:
+        if isinstance(exc, BaseExceptionGroup):
+            return _first_error(exc)
+        if isinstance(exc, OpenKoiError):
+            return exc
+    return group
+
+
+def _endpoint(settings: ProviderSettings, region: str) -> str:
+    url = (settings.base_url or os.environ.get("AWS_ENDPOINT_URL", "")).strip().rstrip("/")
+    if not url:
+        return f"https://bedrock-runtime.{region}.amazonaws.com"
+    if urlsplit(url).scheme not in ("http", "https"):
+        raise ConfigError(f"the Bedrock endpoint must be an http(s) URL, not {url!r}")
+    return url
+
+
+def create(
+    settings: ProviderSettings,
+    *,
+    region: str | None = None,
+    credentials: AwsCredentials | None = None,
+) -> BedrockProvider:
+    """Build a provider; botocore is needed unless a Bedrock API key is the credential."""
+    key = settings.api_key
+    if credentials is not None or key is None or key.kind != "api-key":
+        _import_botocore()
+    region = region or resolve_region(settings.options, settings.options.get("profile"))
+    return BedrockProvider(
+        replace(settings, base_url=_endpoint(settings, region)),
+        region=region,
+        credentials=credentials,
+    )
+
+
+__all__ = [
+    "KNOWN_MODELS",
+    "AwsCredentials",
+    "BedrockProvider",
+    "aws_credential",
+    "create",
+    "model_path",
+    "resolve_model_id",
+    "resolve_region",
+]
