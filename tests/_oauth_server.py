@@ -242,6 +242,22 @@ class FakeAuth:
             self.copilot_valid.discard(token)
         if token not in self.copilot_valid:
             return Reply.json({"error": {"message": "unauthorized: token expired"}}, 401)
+        if not request.json().get("stream"):
+            return Reply.json(
+                {
+                    "id": "c1",
+                    "object": "chat.completion",
+                    "model": "gpt-4.1",
+                    "choices": [
+                        {
+                            "index": 0,
+                            "message": {"role": "assistant", "content": self.chat_text},
+                            "finish_reason": "stop",
+                        }
+                    ],
+                    "usage": {"prompt_tokens": 12, "completion_tokens": 5},
+                }
+            )
         return Reply.sse(chat_sse(self.chat_text))
 
     # -- ChatGPT ---------------------------------------------------------------------------------

@@ -55,6 +55,7 @@ _STOP_REASONS: dict[str, StopReason] = {
     "failed": "error",
 }
 # Error codes in `response.failed` events that carry no HTTP status of their own.
+_NOT_OURS = "sign in with that tool again, or run `openkoi connect chatgpt`"
 _CODE_STATUS = {"server_error": 500, "rate_limit_exceeded": 429, "invalid_prompt": 400}
 
 
@@ -298,13 +299,11 @@ class ChatGPTProvider(HTTPProvider):
                 raise CredentialsMissingError(
                     "ChatGPT is not connected; run `openkoi connect chatgpt`", provider=self.id
                 )
-            if key.source != STORE_SOURCE:  # another tool's sign-in: used, never refreshed
-                if failed is not None or (
-                    key.expires_at is not None and key.expires_at <= time.time()
-                ):
+            if not self._refreshable():  # another tool's sign-in: used, never refreshed
+                if key.expires_at is not None and key.expires_at <= time.time():
                     raise AuthenticationError(
-                        f"the ChatGPT token from {key.source.split(':', 1)[-1]} was refused or "
-                        "has expired; sign in with that tool again or run `openkoi connect chatgpt`",
+                        f"the ChatGPT token from {key.source.split(':', 1)[-1]} has expired; "
+                        f"{_NOT_OURS}",
                         provider=self.id,
                         status=401,
                     )
@@ -326,6 +325,15 @@ class ChatGPTProvider(HTTPProvider):
             self._account = entry.get("account_id") or _jwt.chatgpt_account_id(self._token)
             expires = entry.get("expires_at")
             self._expires_at = float(expires) if isinstance(expires, int | float) else None
+
+    def _refreshable(self) -> bool:
+        key = self.settings.api_key
+        return key is not None and key.source == STORE_SOURCE
+
+    def _refused(self, error: AuthenticationError) -> AuthenticationError:
+        """The API refused a token that openkoi cannot refresh: say what to do."""
+        error.message += f"; {_NOT_OURS}"
+        return error
 
     def _stale(self) -> bool:
         return (
@@ -390,8 +398,10 @@ class ChatGPTProvider(HTTPProvider):
         try:
             data = await self._post_json("/responses", self._body(request, stream=False))
         except AuthenticationError as exc:
-            if exc.status != 401 or self._token is None:
+            if exc.status != 401:
                 raise
+            if not self._refreshable():
+                raise self._refused(exc) from None
             await self._ensure_token(failed=self._token)
             data = await self._post_json("/responses", self._body(request, stream=False))
         return _parse_response(data, self.id)
@@ -402,8 +412,9 @@ class ChatGPTProvider(HTTPProvider):
             async for chunk in self._stream_once(request):
                 yield chunk
             return
-        except _RefusedBeforeStart:
-            pass
+        except _RefusedBeforeStart as refused:
+            if not self._refreshable():
+                raise self._refused(refused.error) from None
         await self._ensure_token(failed=self._token)
         async for chunk in self._stream_once(request, retry=False):
             yield chunk
@@ -441,12 +452,16 @@ class ChatGPTProvider(HTTPProvider):
                     )
         except AuthenticationError as exc:
             if retry and exc.status == 401 and not started:
-                raise _RefusedBeforeStart from None
+                raise _RefusedBeforeStart(exc) from None
             raise
 
 
 class _RefusedBeforeStart(Exception):
     """The API refused the token before anything streamed: refresh and try once more."""
+
+    def __init__(self, error: AuthenticationError) -> None:
+        super().__init__(error.message)
+        self.error = error
 
 
 def create(settings: ProviderSettings) -> ChatGPTProvider:
