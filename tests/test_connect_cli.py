@@ -244,6 +244,8 @@ def test_scripts_get_usage_errors_instead_of_pickers() -> None:
     assert disconnect.returncode == 2 and "openkoi disconnect <target|all>" in disconnect.stderr
     unknown = run_cli("connect", "nowhere")
     assert unknown.returncode == 1 and "unknown connect target 'nowhere'" in unknown.stderr
+    qwen = run_cli("connect", "qwen")
+    assert qwen.returncode == 1 and "sign in with the Qwen CLI" in qwen.stderr
     nothing = run_cli("hello there")
     assert nothing.returncode == 1
     lines = [line for line in nothing.stderr.splitlines() if line.strip()]

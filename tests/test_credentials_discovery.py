@@ -344,3 +344,47 @@ def test_default_model_priority(
         else:
             monkeypatch.setenv(name, value)
     assert default_model_ref(ProviderRegistry(), probe_ollama=False) == expected
+
+
+def test_status_lines() -> None:
+    from openkoi.credentials._status import ProviderStatus, duration
+
+    now = time.time()
+    assert [duration(s) for s in (5, 60, 3599, 3600, 7980, 90000, 86400)] == [
+        "<1m",
+        "1m",
+        "59m",
+        "1h",
+        "2h 13m",
+        "1d 1h",
+        "1d",
+    ]
+    _claude("sk-ant-oat01-status", expires_in=5 * 3600 + 12 * 60 + 30)
+    line = ProviderStatus("anthropic", "Anthropic", findings("anthropic", ANTHROPIC_ENV)).line(now)
+    assert (
+        line
+        == "connected (token valid, expires in 5h 12m; Claude CLI (~/.claude/.credentials.json))"
+    )
+    store = AuthStore()
+    store.put(
+        "openai-oauth", {"type": "oauth", "access": "a", "refresh": "r", "expires_at": now - 180}
+    )
+    chatgpt = ProviderStatus("openai-oauth", "ChatGPT", findings("openai-oauth"))
+    assert chatgpt.line(now) == "connected (token expired 3m ago, refreshes on next use)"
+    store.put(
+        "openai-oauth",
+        {
+            "type": "oauth",
+            "access": "a",
+            "refresh": "r",
+            "error": "refresh_token_reused; run `openkoi connect chatgpt`",
+        },
+    )
+    revoked = ProviderStatus("openai-oauth", "ChatGPT", findings("openai-oauth"))
+    assert revoked.state == "revoked" and revoked.line(now).startswith(
+        "needs reconnecting (refresh_token_reused"
+    )
+    _write(_home() / ".qwen" / "oauth_creds.json", "nope")
+    qwen = ProviderStatus("qwen", "Qwen", findings("qwen"))
+    assert qwen.state == "invalid" and qwen.line(now).startswith("not connected (skipped ")
+    assert ProviderStatus("google", "Google", []).line(now) == "not connected"

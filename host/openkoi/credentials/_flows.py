@@ -72,6 +72,13 @@ def find_target(registry: ProviderRegistry, name: str) -> Target:
     for target in every:
         if target.provider == canonical:
             return target
+    if canonical in registry.ids():
+        spec = registry.spec(canonical)
+        how = spec.connect_hint or {
+            "aws": "it uses the AWS credential chain (environment, ~/.aws, SSO)",
+            "plugin": "it is a plugin; see `openkoi plugin`",
+        }.get(spec.auth, "it needs no credential")
+        raise ConfigError(f"openkoi cannot connect {spec.name} itself: {how}")
     names = ", ".join(t.name for t in every)
     raise ConfigError(f"unknown connect target {name!r}; choose one of: {names}, status")
 
