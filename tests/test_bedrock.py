@@ -919,6 +919,21 @@ def test_aws_credential_from_env_files_and_bearer(
     )
 
 
+def test_discovery_neither_imports_botocore_nor_calls_the_network() -> None:
+    code = (
+        "import socket, sys\n"
+        "socket.socket.connect = lambda *a: sys.exit('network call')\n"
+        "from openkoi import ProviderRegistry\n"
+        "registry = ProviderRegistry()\n"
+        "print(registry.is_configured('bedrock'), 'botocore' in sys.modules)\n"
+    )
+    result = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, timeout=60
+    )
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.split() == ["True", "False"]
+
+
 def test_region_resolution(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
     assert resolve_region() == REGION
     assert resolve_region({"region": "ca-central-1"}) == "ca-central-1"

@@ -478,7 +478,8 @@ def _parse_stream_event(
         raise MalformedResponseError(f"the {event} event is not JSON", provider=provider) from None
     if not isinstance(data, dict):
         return None
-    index = int(data.get("contentBlockIndex") or 0)
+    raw_index = data.get("contentBlockIndex")
+    index = raw_index if isinstance(raw_index, int) else 0
     if event == "contentBlockDelta":
         delta = data.get("delta") or {}
         if isinstance(delta.get("text"), str) and delta["text"]:
