@@ -198,5 +198,8 @@ def error_to_wit(exc: BaseException) -> Any:
     if isinstance(exc, ProviderError):
         info = T.ErrorInfo(exc.message, exc.status, exc.code, exc.retry_after)
         return _PROVIDER_ERRORS.get(exc.kind, T.ProviderError_Other)(info)
+    if isinstance(exc, MemoryError):  # the host's memory limit: the host names it
+        info = T.ErrorInfo("the plugin ran out of memory", None, "openkoi-memory-limit", None)
+        return T.ProviderError_Other(info)
     message = f"plugin failed: {type(exc).__name__}: {exc}"[:500]
     return T.ProviderError_Other(T.ErrorInfo(message, None, None, None))

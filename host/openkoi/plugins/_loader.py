@@ -38,6 +38,8 @@ if TYPE_CHECKING:
     from openkoi._registry import ProviderRegistry
     from openkoi._secrets import Secret
     from openkoi.plugins._egress import EgressPolicy
+    from openkoi.plugins._guarded_http import Resolver
+    from openkoi.plugins._provider import WasmProvider
 
 log = logging.getLogger("openkoi.plugins")
 DEFAULT_POOL_SIZE = 4
@@ -245,9 +247,14 @@ def _factory(item: LoadedPlugin) -> Callable[[ProviderSettings], ModelProvider]:
 
 
 def open_plugin(
-    plugin: PluginFile, plugin_settings: PluginSettings, settings: ProviderSettings | None = None
-) -> ModelProvider:
-    """Compile (or load from the cache) and wrap a plugin as a provider."""
+    plugin: PluginFile,
+    plugin_settings: PluginSettings,
+    settings: ProviderSettings | None = None,
+    *,
+    resolver: Resolver | None = None,
+) -> WasmProvider:
+    """Compile (or load from the cache) and wrap a plugin as a provider. `resolver` replaces
+    DNS (tests)."""
     from openkoi._provider import ProviderSettings
     from openkoi.plugins._limits import effective_limits
     from openkoi.plugins._provider import WasmProvider
@@ -265,6 +272,7 @@ def open_plugin(
         limits=limits,
         pool_size=plugin_settings.pool_size,
         missing_secrets={name: _secret_hint(plugin, name, plugin_settings) for name in missing},
+        resolver=resolver,
     )
     settings = settings or ProviderSettings(
         id=plugin.manifest.id, name=plugin.manifest.name, base_url=""
@@ -278,13 +286,23 @@ def _secret_hint(plugin: PluginFile, name: str, settings: PluginSettings) -> str
     return f"set {env} (or map it under [plugins.{plugin.manifest.id}.secrets])"
 
 
-def load_plugin_file(path: Path, config: Config | None = None, **overrides: Any) -> ModelProvider:
-    """Open one plugin file directly (tests, the demo, benchmarks), with optional settings."""
+def load_plugin_file(
+    path: Path,
+    settings: dict[str, Any] | None = None,
+    *,
+    app_config: Config | None = None,
+    resolver: Resolver | None = None,
+) -> WasmProvider:
+    """Open one plugin file directly (tests, the demo, benchmarks). `settings` is a
+    `[plugins.<id>]` table, used instead of the one in `app_config`."""
     from openkoi._config import Config
 
-    config = config or Config()
     plugin = read_plugin_file(path)
-    settings = plugin_settings(config, plugin.manifest.id)
-    if overrides:
-        settings = PluginSettings.model_validate({**settings.model_dump(), **overrides})
-    return open_plugin(plugin, settings)
+    if settings is not None:
+        try:
+            checked = PluginSettings.model_validate(settings)
+        except ValidationError as exc:
+            raise ConfigError(f"invalid plugin settings: {exc.errors()[0]['msg']}") from None
+    else:
+        checked = plugin_settings(app_config or Config(), plugin.manifest.id)
+    return open_plugin(plugin, checked, resolver=resolver)

@@ -47,7 +47,7 @@ if TYPE_CHECKING:
     from openkoi._secrets import Secret
     from openkoi._types import ChatChunk
     from openkoi.plugins._egress import EgressPolicy
-    from openkoi.plugins._guarded_http import TransportPool
+    from openkoi.plugins._guarded_http import Resolver, TransportPool
 
 T = TypeVar("T")
 _INSTANTIATE_SECONDS = 30.0
@@ -155,6 +155,7 @@ class PluginRuntime:
         limits: Limits,
         pool_size: int,
         missing_secrets: Mapping[str, str] | None = None,
+        resolver: Resolver | None = None,
     ) -> None:
         from openkoi.plugins._guarded_http import TransportPool
 
@@ -166,6 +167,7 @@ class PluginRuntime:
         self._secrets = dict(secrets)
         self._config = dict(config)
         self._missing_secrets = dict(missing_secrets or {})
+        self._resolver = resolver
         started = time.perf_counter()
         self.component, self.from_cache = load_component(plugin.data, plugin.digest)
         self.load_seconds = time.perf_counter() - started
@@ -273,6 +275,7 @@ class PluginRuntime:
             max_requests=self.limits.max_requests,
             timeout=min(self.limits.call_seconds, 600.0),
             transports=self._transports,
+            resolver=self._resolver,
         )
         return CallContext(self.id, loop, client, self._config)
 
@@ -403,7 +406,7 @@ class PluginRuntime:
 
     def trap_error(self, ctx: CallContext, exc: BaseException, seconds: float) -> PluginError:
         self.stats.traps += 1
-        if ctx.remaining() <= 2 * TICK_SECONDS or "interrupt" in str(exc).lower():
+        if ctx.remaining() <= 2 * TICK_SECONDS or _trap_reason(exc) == "wasm trap: interrupt":
             limit: LimitName = "event-time" if ctx.deadline_kind == "event-time" else "time"
             what = "per stream event" if limit == "event-time" else "per call"
             return PluginLimitError(
@@ -413,7 +416,7 @@ class PluginRuntime:
                 provider=self.id,
             )
         return PluginTrapError(
-            f"plugin {self.id} crashed ({_first_line(exc)}); its instance was discarded",
+            f"plugin {self.id} crashed ({_trap_reason(exc)}); its instance was discarded",
             provider=self.id,
         )
 
@@ -473,6 +476,14 @@ def _resolve(waiter: _Waiter, inst: _Instance | None, runtime: PluginRuntime) ->
         runtime._hand_back(inst)
     else:
         waiter.future.set_result(inst)
+
+
+def _trap_reason(exc: BaseException) -> str:
+    """wasmtime's cause ("wasm trap: ...", "Exited with ...") without the backtrace."""
+    text = str(exc)
+    _, found, cause = text.partition("Caused by:")
+    lines = [line.strip() for line in (cause if found else text).splitlines() if line.strip()]
+    return (lines[0] if lines else type(exc).__name__)[:200]
 
 
 def _first_line(exc: BaseException) -> str:
