@@ -23,6 +23,7 @@ _SUBCOMMANDS: dict[str, str] = {
     "disconnect": "openkoi.cli._connect:disconnect",
     "status": "openkoi.cli._status:status",
     "plugin": "openkoi.cli._plugin:plugin",
+    "demo": "openkoi.cli._demo:demo",
 }
 _DEFAULT_COMMAND = "run"
 
