@@ -268,3 +268,73 @@ def test_expired_claude_token_is_not_used_by_the_prompt(serve: Any) -> None:
     )
     done = run_cli("hello")
     assert done.returncode == 1 and "no provider is configured" in done.stderr
+
+
+def test_claude_cli_sign_in_works_with_zero_setup(serve: Any) -> None:
+    """Claude Code signed in: the default prompt goes to Anthropic with its OAuth token."""
+    seen: list[Any] = []
+
+    def anthropic(request: Any) -> Any:
+        from _server import Reply
+
+        seen.append(request)
+        events = [
+            (
+                "message_start",
+                {
+                    "type": "message_start",
+                    "message": {
+                        "id": "m1",
+                        "model": "claude-sonnet-4-5",
+                        "usage": {"input_tokens": 5, "output_tokens": 0},
+                    },
+                },
+            ),
+            (
+                "content_block_start",
+                {
+                    "type": "content_block_start",
+                    "index": 0,
+                    "content_block": {"type": "text", "text": ""},
+                },
+            ),
+            (
+                "content_block_delta",
+                {
+                    "type": "content_block_delta",
+                    "index": 0,
+                    "delta": {"type": "text_delta", "text": "Hi from Claude"},
+                },
+            ),
+            ("content_block_stop", {"type": "content_block_stop", "index": 0}),
+            (
+                "message_delta",
+                {
+                    "type": "message_delta",
+                    "delta": {"stop_reason": "end_turn"},
+                    "usage": {"output_tokens": 3},
+                },
+            ),
+            ("message_stop", {"type": "message_stop"}),
+        ]
+        return Reply.sse([f"event: {name}\ndata: {json.dumps(data)}\n\n" for name, data in events])
+
+    server = serve(anthropic)
+    home = Path(os.environ["HOME"])
+    (home / ".claude").mkdir()
+    (home / ".claude" / ".credentials.json").write_text(
+        json.dumps(
+            {
+                "claudeAiOauth": {
+                    "accessToken": "sk-ant-oat01-zero-setup",
+                    "expiresAt": int((time.time() + 3600) * 1000),
+                }
+            }
+        )
+    )
+    done = run_cli("hello", env={"ANTHROPIC_BASE_URL": server.url})
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip() == "Hi from Claude"
+    assert seen[0].headers["authorization"] == "Bearer sk-ant-oat01-zero-setup"
+    assert "oauth-" in seen[0].headers["anthropic-beta"] and "x-api-key" not in seen[0].headers
+    assert seen[0].json()["model"] == "claude-sonnet-4-5"
