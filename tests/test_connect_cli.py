@@ -338,3 +338,31 @@ def test_claude_cli_sign_in_works_with_zero_setup(serve: Any) -> None:
     assert seen[0].headers["authorization"] == "Bearer sk-ant-oat01-zero-setup"
     assert "oauth-" in seen[0].headers["anthropic-beta"] and "x-api-key" not in seen[0].headers
     assert seen[0].json()["model"] == "claude-sonnet-4-5"
+
+
+def test_copilot_in_a_read_only_home_uses_a_session_for_this_run(fake: FakeAuth) -> None:
+    from _connect_support import read_only_prefix
+
+    fake.github_tokens.add("gho_read_only_0001")
+    koi = Path(os.environ["OPENKOI_HOME"])
+    koi.mkdir()
+    (koi / "auth.json").write_text(
+        json.dumps(
+            {
+                "version": 1,
+                "providers": {"github-copilot": {"type": "oauth", "access": "gho_read_only_0001"}},
+            }
+        )
+    )
+    before = (koi / "auth.json").read_text()
+    home = Path(os.environ["HOME"])
+    for folder in (koi, home):
+        folder.chmod(0o555)
+    try:
+        done = run_cli("hi", env=fake.env(), prefix=read_only_prefix())
+    finally:
+        for folder in (home, koi):
+            folder.chmod(0o755)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip() == "Hello from Copilot"
+    assert (koi / "auth.json").read_text() == before

@@ -23,7 +23,7 @@ from openkoi.credentials._copilot_token import (
 )
 from openkoi.credentials._discovery import STORE_SOURCE
 from openkoi.credentials._endpoints import GitHubEndpoints
-from openkoi.credentials._store import AuthStore
+from openkoi.credentials._store import AuthStore, CredentialStoreError
 
 from openkoi_providers.openai_compat import OpenAICompatibleProvider
 
@@ -82,7 +82,11 @@ class CopilotProvider(OpenAICompatibleProvider):
                 async def renew(entry: dict[str, Any]) -> dict[str, Any]:
                     return {**entry, "session": await self._new_session(str(entry["access"]))}
 
-                session = (await store.refresh(STORE_KEY, fresh, renew))["session"]
+                try:
+                    session = (await store.refresh(STORE_KEY, fresh, renew))["session"]
+                except CredentialStoreError:
+                    # Nowhere to cache it (read-only home): a session for this process only.
+                    session = await self._new_session(github_token)
             else:
                 session = await self._new_session(github_token)
             self._session = session
