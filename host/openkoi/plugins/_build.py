@@ -128,12 +128,14 @@ def build_plugin(source: Path, manifest_path: Path, output: Path) -> BuildResult
             "-o",
             str(raw),
         ]
-        done = subprocess.run(command, capture_output=True, text=True, cwd=work, check=False)
+        env = {**os.environ, "RUST_BACKTRACE": "0", "RUST_LIB_BACKTRACE": "0"}
+        done = subprocess.run(
+            command, capture_output=True, text=True, cwd=work, check=False, env=env
+        )
         if done.returncode != 0 or not raw.is_file():
-            detail = (done.stderr or done.stdout).strip().replace(str(work) + "/", "")
-            lines = [line for line in detail.splitlines() if line.strip()][-12:]
             raise PluginBuildError(
-                f"componentize-py could not build {source.name}:\n" + "\n".join(lines)
+                f"componentize-py could not build {source.name}:\n"
+                + _failure_detail(done.stderr or done.stdout)
             )
         wasm = embed_manifest(raw.read_bytes(), manifest)
     _write_bytes(output, wasm)
@@ -144,6 +146,14 @@ def build_plugin(source: Path, manifest_path: Path, output: Path) -> BuildResult
         digest=hashlib.sha256(wasm).hexdigest(),
         seconds=time.perf_counter() - started,
     )
+
+
+def _failure_detail(output: str) -> str:
+    """The cause componentize-py reports, without its Rust backtrace."""
+    text = output.split("Stack backtrace:")[0]
+    _, found, cause = text.partition("Caused by:")
+    lines = [line.rstrip() for line in (cause if found else text).splitlines() if line.strip()]
+    return "\n".join(lines[-12:]) or "(no output)"
 
 
 def _write_bytes(path: Path, data: bytes) -> None:
