@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING
 from openkoi._errors import ERROR_KINDS, ProviderError
 from openkoi._paths import openkoi_home
 from openkoi.routing._policy import CooldownPolicy
-from openkoi.usage._db import Migration, connect, migrate
+from openkoi.usage._db import Migration, open_database
 
 if TYPE_CHECKING:
     import sqlite3
@@ -88,13 +88,7 @@ class CooldownStore:
 
     def _connection(self) -> sqlite3.Connection:
         if self._conn is None:
-            conn = connect(self.path, timeout=self.timeout)
-            try:
-                migrate(conn, MIGRATIONS)
-            except BaseException:
-                conn.close()
-                raise
-            self._conn = conn
+            self._conn = open_database(self.path, MIGRATIONS, timeout=self.timeout)
         return self._conn
 
     def _degrade(self, exc: BaseException) -> dict[str, Cooldown]:

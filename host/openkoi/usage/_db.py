@@ -41,6 +41,19 @@ def connect(path: Path, *, timeout: float) -> sqlite3.Connection:
     return conn
 
 
+def open_database(
+    path: Path, migrations: Sequence[Migration], *, timeout: float
+) -> sqlite3.Connection:
+    """`connect` and `migrate` in one step; the connection is closed if migrating fails."""
+    conn = connect(path, timeout=timeout)
+    try:
+        migrate(conn, migrations)
+    except BaseException:
+        conn.close()
+        raise
+    return conn
+
+
 def _retry_busy(action: object, timeout: float) -> None:
     """Switching to WAL can report SQLITE_BUSY without waiting on the busy handler: retry."""
     import sqlite3

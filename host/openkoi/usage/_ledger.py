@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING, Any
 from openkoi._errors import LedgerError
 from openkoi._paths import openkoi_home
 from openkoi._types import TokenUsage
-from openkoi.usage._db import Migration, connect, migrate
+from openkoi.usage._db import Migration, open_database
 from openkoi.usage._pricing import Price
 
 if TYPE_CHECKING:
@@ -125,13 +125,7 @@ class Ledger:
 
     def _connection(self) -> sqlite3.Connection:
         if self._conn is None:
-            conn = connect(self.path, timeout=self.timeout)
-            try:
-                migrate(conn, MIGRATIONS)
-            except BaseException:
-                conn.close()
-                raise
-            self._conn = conn
+            self._conn = open_database(self.path, MIGRATIONS, timeout=self.timeout)
         return self._conn
 
     def _fail(self, doing: str, exc: BaseException) -> LedgerError:
