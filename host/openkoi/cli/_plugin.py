@@ -160,7 +160,9 @@ def plugin_inspect(file: Path, as_json: bool) -> None:
         ("imports", ", ".join(own)),
     ]
     if wasi:
-        rows.append(("", "wasi " + ", ".join(wasi) + " (provided empty: no env, files, sockets or stdio)"))
+        rows.append(
+            ("", "wasi " + ", ".join(wasi) + " (provided empty: no env, files, sockets or stdio)")
+        )
     for i, net in enumerate(info["network"]):
         by = "user-granted" if net["granted_by"] == "user" else "manifest"
         rows.append(("network" if i == 0 else "", f"{net['origin']}  [{by}]"))
