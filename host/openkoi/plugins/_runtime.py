@@ -69,6 +69,8 @@ class _Instance:
     def __init__(self, runtime: PluginRuntime) -> None:
         from wasmtime import Store, WasiConfig
 
+        from openkoi.plugins._fastcall import FastCall
+
         self.runtime = runtime
         self.store = Store(engine())
         self.store.set_wasi(WasiConfig())  # no env, no args, no preopens, no stdio, no network
@@ -84,7 +86,7 @@ class _Instance:
             func = instance.get_func(self.store, index) if index is not None else None
             if func is None:
                 raise PluginTrapError(f"plugin {runtime.id} lacks the export {name!r}")
-            self.funcs[name] = func
+            self.funcs[name] = FastCall(func, self.store)
         self.instance = instance
         self.broken = False
 
