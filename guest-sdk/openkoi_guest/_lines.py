@@ -61,18 +61,14 @@ class SSEEvent:
         return json.loads(self.data)
 
 
-def iter_sse(chunks: Iterable[str]) -> Iterator[SSEEvent]:
-    """Server-sent events (the WHATWG framing): comments and retry fields are skipped."""
+def _sse_block(block: str, last_id: str | None) -> tuple[SSEEvent | None, str | None]:
+    """One event's lines (the text between blank lines) as an event, or None for comments."""
+    if block.startswith("data: ") and "\n" not in block:  # the common one-line event
+        return SSEEvent("message", block[6:], last_id), last_id
     event = ""
     data: list[str] = []
-    last_id: str | None = None
-    for line in iter_lines(chunks):
-        if not line:
-            if data or event:
-                yield SSEEvent(event or "message", "\n".join(data), last_id)
-            event, data = "", []
-            continue
-        if line.startswith(":"):
+    for line in block.split("\n"):
+        if not line or line.startswith(":"):
             continue
         name, _, value = line.partition(":")
         value = value.removeprefix(" ")
@@ -82,8 +78,47 @@ def iter_sse(chunks: Iterable[str]) -> Iterator[SSEEvent]:
             event = value
         elif name == "id":
             last_id = value
-    if data:
-        yield SSEEvent(event or "message", "\n".join(data), last_id)
+    if not data and not event:
+        return None, last_id
+    return SSEEvent(event or "message", "\n".join(data), last_id), last_id
+
+
+def iter_sse(chunks: Iterable[str]) -> Iterator[SSEEvent]:
+    """Server-sent events (the WHATWG framing): comments and retry fields are skipped.
+
+    Works on whole blocks (the text between blank lines) rather than line by line: a stream of
+    many small events is parsed with a few string operations per event.
+    """
+    global _buffered
+    rest = ""
+    last_id: str | None = None
+    for chunk in chunks:
+        if not chunk:
+            continue
+        text = rest + chunk
+        hold_cr = text.endswith("\r")  # maybe the first half of "\r\n"
+        if hold_cr:
+            text = text[:-1]
+        if "\r" in text:
+            text = text.replace("\r\n", "\n").replace("\r", "\n")
+        blocks = text.split("\n\n")
+        rest = blocks.pop() + ("\r" if hold_cr else "")
+        pending = len(blocks)
+        _buffered += pending
+        try:
+            for block in blocks:
+                pending -= 1
+                _buffered -= 1
+                event, last_id = _sse_block(block, last_id)
+                if event is not None:
+                    yield event
+        finally:
+            _buffered -= pending
+    tail = rest.rstrip("\r\n")
+    if tail:
+        event, last_id = _sse_block(tail.replace("\r\n", "\n").replace("\r", "\n"), last_id)
+        if event is not None and event.data:
+            yield event
 
 
 def iter_ndjson(chunks: Iterable[str]) -> Iterator[Any]:
