@@ -389,3 +389,38 @@ def test_openkoi_model_plugin_streams_through_the_cli(
     sent = server.requests[-1].json()
     assert sent["model"] == "command-a-03-2025" and sent["stream"] is True
     assert sent["messages"] == [{"role": "user", "content": "Say hello"}]
+
+
+async def test_cancelling_a_chat_frees_its_instance_at_once(
+    serve: Callable[..., LoopbackServer],
+) -> None:
+    release = False
+
+    async def slow(request: Recorded) -> Reply:
+        waited = 0.0
+        while request.json()["model"] == "slow" and not release and waited < 5:
+            await asyncio.sleep(0.02)
+            waited += 0.02
+        return _plugins.cohere_handler(request)
+
+    server = serve(slow)
+    provider = load_plugin_file(
+        _plugins.cohere(),
+        {"config": {"base_url": server.url}, "network": {"extend": [server.url]}, "pool_size": 1},
+    )
+    try:
+        started = time.monotonic()
+        with pytest.raises(asyncio.TimeoutError):
+            await asyncio.wait_for(
+                provider.chat(ChatRequest(model="slow", messages=[Message.user("x")])), 0.3
+            )
+        runtime = provider.runtime
+        while not (runtime.idle == runtime.size == 1) and time.monotonic() - started < 2:
+            await asyncio.sleep(0.01)
+        assert runtime.idle == runtime.size == 1
+        assert time.monotonic() - started < 2  # not the 5 s the server would have taken
+        answer = await provider.chat(ChatRequest(model="command-a", messages=[Message.user("y")]))
+        assert answer.content == "Hello from Cohere"
+    finally:
+        release = True
+        await provider.aclose()

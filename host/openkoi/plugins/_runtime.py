@@ -291,10 +291,12 @@ class PluginRuntime:
         inst = await self._acquire()
         ctx = self._context(asyncio.get_running_loop())
         future = self._executor.submit(self._job, inst, ctx, export, args, convert)
+        wrapped = asyncio.wrap_future(future)
         try:
-            return await asyncio.shield(asyncio.wrap_future(future))
+            return await asyncio.shield(wrapped)
         except asyncio.CancelledError:
-            ctx.cancel()
+            ctx.cancel()  # the guest's waits end at once; the job frees the instance
+            wrapped.add_done_callback(_consume)
             raise
         finally:
             await _quietly(ctx.aclose())
@@ -471,6 +473,12 @@ class PluginRuntime:
         del idle
         self._executor.shutdown(wait=False, cancel_futures=False)
         await self._transports.aclose()
+
+
+def _consume(future: asyncio.Future[Any]) -> None:
+    """Retrieve the outcome of a call nobody awaits any more (it was cancelled)."""
+    if not future.cancelled():
+        future.exception()
 
 
 def _resolve(waiter: _Waiter, inst: _Instance | None, runtime: PluginRuntime) -> None:
