@@ -392,3 +392,19 @@ async def test_closing_a_stream_closes_upstream_and_frees_the_instance(
         await provider.aclose()
         server.close()
         await server.wait_closed()
+
+
+async def test_host_config_and_log_give_nothing_away(
+    hostile: tuple[WasmProvider, LoopbackServer], caplog: pytest.LogCaptureFixture
+) -> None:
+    import logging
+
+    provider, server = hostile
+    with caplog.at_level(logging.DEBUG, "openkoi.plugins"):
+        seen = json.loads(await attack(provider, "host"))
+    assert seen == {"declared": server.url, "undeclared": None, "secret": None}
+    lines = [r.getMessage() for r in caplog.records if "line one" in r.getMessage()]
+    assert len(lines) == 1
+    assert lines[0].startswith("plugin hostile: line one line two [31m")
+    assert "\x1b" not in lines[0] and "\n" not in lines[0]
+    assert len(lines[0]) <= len("plugin hostile: ") + 2000

@@ -14,6 +14,7 @@ from typing import Any
 import pytest
 from openkoi._config import validate_config
 from openkoi._errors import ConfigError, ProviderError
+from openkoi._paths import openkoi_home
 from openkoi.plugins._approvals import ApprovalStore, PluginApprovalError, check_approval
 from openkoi.plugins._convert import PROVIDER_ERROR_CASES
 from openkoi.plugins._limits import HOST_MAXIMUM, MIB, effective_limits
@@ -436,3 +437,33 @@ def test_every_wit_provider_error_case_maps_to_a_provider_error() -> None:
         "malformed-response",
     }
     assert all(issubclass(cls, ProviderError) for cls in PROVIDER_ERROR_CASES.values())
+
+
+def test_secrets_resolve_from_the_mapped_variable_the_manifest_names_or_a_saved_key(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from openkoi.plugins._loader import resolve_secrets
+
+    two = _with(secrets={"ACME_KEY": {"env": ["ACME_TOKEN"]}, "EXTRA_KEY": {}})
+    plugin = read_plugin_file(_plugin(tmp_path, two))
+    none = plugin_settings(_config(tmp_path, {}), "acme")
+    assert resolve_secrets(plugin, none) == ({}, ["ACME_KEY", "EXTRA_KEY"])
+
+    saved = openkoi_home() / "credentials" / "acme.key"
+    saved.parent.mkdir(parents=True)
+    saved.write_text("saved-key-0123456789\n", encoding="utf-8")
+    found, missing = resolve_secrets(plugin, none)
+    assert found["ACME_KEY"].reveal() == "saved-key-0123456789" and missing == ["EXTRA_KEY"]
+
+    monkeypatch.setenv("ACME_KEY", "by-its-own-name-123")
+    assert resolve_secrets(plugin, none)[0]["ACME_KEY"].reveal() == "by-its-own-name-123"
+    monkeypatch.setenv("ACME_TOKEN", "from-manifest-env-123")
+    assert resolve_secrets(plugin, none)[0]["ACME_KEY"].reveal() == "from-manifest-env-123"
+    monkeypatch.setenv("MY_ACME", "user-mapped-0123")
+    monkeypatch.setenv("EXTRA_KEY", "extra-0123456")
+    mapped = plugin_settings(
+        _config(tmp_path, {"acme": {"secrets": {"ACME_KEY": "MY_ACME"}}}), "acme"
+    )
+    found, missing = resolve_secrets(plugin, mapped)
+    assert found["ACME_KEY"].reveal() == "user-mapped-0123" and missing == []
+    assert "user-mapped" not in repr(found)

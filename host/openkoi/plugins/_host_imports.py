@@ -38,7 +38,7 @@ log = logging.getLogger("openkoi.plugins")
 BODY_RESOURCE_TYPE = 0x6F6B_0001  # identifies openkoi's body-stream among host resources
 _HIGH_WATER = 1 << 20  # stop reading upstream once this much text waits for the guest
 _LOG_LIMIT = 2000
-_CONTROL = re.compile(r"[\x00-\x08\x0b-\x1f\x7f]")
+_CONTROL = re.compile(r"[\x00-\x1f\x7f]")  # newlines too: no forged log lines
 _LOG_LEVELS = {
     "debug": logging.DEBUG,
     "info": logging.INFO,
