@@ -27,6 +27,8 @@ import time
 from collections.abc import Awaitable, Callable, Mapping
 from typing import TYPE_CHECKING, Any, TypeVar
 
+from openkoi.plugins._convert import record
+
 if TYPE_CHECKING:
     from wasmtime.component import Linker
 
@@ -294,15 +296,6 @@ class BodyPump:
 # -- the host functions ------------------------------------------------------------------------
 
 
-def _record(**fields: Any) -> Any:
-    from wasmtime.component import Record
-
-    record = Record()
-    for name, value in fields.items():
-        setattr(record, name.replace("_", "-"), value)
-    return record
-
-
 def _http_error(kind: str, message: str) -> Any:
     from wasmtime.component import Variant
 
@@ -356,7 +349,7 @@ def _send(ctx: CallContext, request: Any) -> Any:
             await response.aclose()
 
     status, head, text = ctx.run(go)
-    return _record(status=status, headers=head, body=text)
+    return record(status=status, headers=head, body=text)
 
 
 def _send_streaming(ctx: CallContext, request: Any) -> Any:
@@ -376,7 +369,7 @@ def _send_streaming(ctx: CallContext, request: Any) -> Any:
         return pump
 
     pump = ctx.run(go)
-    return _record(
+    return record(
         status=pump.response.status,
         headers=pump.response.headers,
         body=ResourceHost.own(pump.rep, BODY_RESOURCE_TYPE),
