@@ -332,7 +332,7 @@ class PluginRuntime:
         loop = asyncio.get_running_loop()
         ctx = self._context(loop)
         channel = _Channel(loop)
-        future = self._executor.submit(self._stream_job, inst, ctx, request, channel)
+        self._executor.submit(self._stream_job, inst, ctx, request, channel)
         finished = False
         try:
             while True:
@@ -346,7 +346,7 @@ class PluginRuntime:
                 channel.credits.release()
                 yield item
         finally:
-            if not finished or not future.done():
+            if not finished:  # closed early: wake the guest, which then frees the instance
                 ctx.cancel()
                 channel.credits.release()
             await _quietly(ctx.aclose())
