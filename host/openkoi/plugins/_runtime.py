@@ -185,7 +185,6 @@ class PluginRuntime:
         self._waiters: collections.deque[_Waiter] = collections.deque()
         self._closed = False
         self._info: Any = None
-        self._live: set[CallContext] = set()
 
     # -- the pool --------------------------------------------------------------------------------
 
