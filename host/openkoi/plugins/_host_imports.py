@@ -17,6 +17,7 @@ large pieces rather than many small ones.
 from __future__ import annotations
 
 import asyncio
+import atexit
 import concurrent.futures
 import contextlib
 import itertools
@@ -480,4 +481,13 @@ def linker() -> Linker:
                     host.add_func("get-config", _get_config)
                     host.add_func("log", _log)
             _linker = made
+            atexit.register(_close_linker)
     return _linker
+
+
+def _close_linker() -> None:
+    """Free the Linker before interpreter shutdown tears down the bindings its finalizer needs."""
+    global _linker
+    made, _linker = _linker, None
+    if made is not None:
+        made.close()
