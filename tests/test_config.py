@@ -42,6 +42,7 @@ def test_malformed_toml_names_the_file() -> None:
         ('[providers.x]\nbase_ur = "http://a"\n', "providers.x.base_ur", "unknown key"),
         ('[modles]\nexecutor = "a/b"\n', "modles", "unknown key"),
         ('[models.fallback]\nexecutor = "a/b"\n', "models.fallback.executor", "list"),
+        ('[plugins]\nwsm = ["a.wasm"]\n', "plugins.wsm", "dictionary"),
     ],
 )
 def test_bad_values_name_their_key(text: str, key: str, fragment: str) -> None:

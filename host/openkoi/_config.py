@@ -80,6 +80,8 @@ class PluginsSection(BaseModel):
 
     model_config = ConfigDict(extra="allow")
     wasm: list[str] = Field(default_factory=list)
+    # Any other key must be a plugin's table, so a typo such as `wsm = [...]` is an error.
+    __pydantic_extra__: dict[str, dict[str, Any]] = Field(init=False)
 
 
 class Config(_Section):
