@@ -195,7 +195,10 @@ def _print_setup(report: dict[str, Any]) -> None:
     for column in ("id", "name", "auth", "ready"):
         providers.add_column(column)
     for p in report["providers"]:
-        providers.add_row(p["id"], p["name"], p["auth"], "yes" if p["ready"] else "no credential")
+        ready = "yes" if p["ready"] else "no credential"
+        if p["auth"] == "local":
+            ready = "no key needed (`openkoi connect status` probes it)"
+        providers.add_row(p["id"], p["name"], p["auth"], ready)
     console.print(providers)
 
 
