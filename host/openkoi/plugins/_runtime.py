@@ -44,6 +44,8 @@ from openkoi.plugins._limits import MIB, Limits
 from openkoi.plugins._manifest import PROVIDER_EXPORT, PluginFile
 
 if TYPE_CHECKING:
+    from wasmtime import Store
+
     from openkoi._secrets import Secret
     from openkoi._types import ChatChunk
     from openkoi.plugins._egress import EgressPolicy
@@ -63,19 +65,26 @@ class RuntimeStats:
     calls: int = 0
 
 
+def new_store(limits: Limits) -> Store:
+    """The Store every plugin instance runs in: WASI that grants nothing (no env, no args, no
+    preopens, no stdio, no network), the plugin's memory limit, a deadline for instantiation."""
+    from wasmtime import Store, WasiConfig
+
+    store = Store(engine())
+    store.set_wasi(WasiConfig())
+    store.set_limits(memory_size=limits.memory_bytes)
+    store.set_epoch_deadline(ticks_for(_INSTANTIATE_SECONDS))
+    return store
+
+
 class _Instance:
     """One instantiated guest in its own Store."""
 
     def __init__(self, runtime: PluginRuntime) -> None:
-        from wasmtime import Store, WasiConfig
-
         from openkoi.plugins._fastcall import FastCall
 
         self.runtime = runtime
-        self.store = Store(engine())
-        self.store.set_wasi(WasiConfig())  # no env, no args, no preopens, no stdio, no network
-        self.store.set_limits(memory_size=runtime.limits.memory_bytes)
-        self.store.set_epoch_deadline(ticks_for(_INSTANTIATE_SECONDS))
+        self.store = new_store(runtime.limits)
         instance = linker().instantiate(self.store, runtime.component)
         root = instance.get_export_index(self.store, runtime.export_name)
         if root is None:
