@@ -197,7 +197,13 @@ async def test_loopback_metadata_and_private_addresses_are_refused_in_every_spel
 ) -> None:
     server = serve(_handler)
     provider = load_plugin_file(
-        hostile_wasm, {"limits": {**LIMITS, "max_requests": 200}, "config": {"base": server.url}}
+        # Dozens of refused requests in one call: a roomy time limit keeps a loaded machine
+        # from turning this into a time-limit test.
+        hostile_wasm,
+        {
+            "limits": {**LIMITS, "max_requests": 200, "timeout_ms": 30000},
+            "config": {"base": server.url},
+        },
     )
     try:
         urls = _spellings(server.port)
