@@ -17,7 +17,8 @@ import pytest
 from _connect_support import cli_env, read_only_prefix, run_cli
 from _keyring_backend import FileKeyring
 from _oauth_server import FakeAuth, start_fake_auth
-from openkoi.credentials._store import AuthStore, CredentialStoreError
+from openkoi._errors import CredentialStoreError
+from openkoi.credentials._store import AuthStore
 
 
 def _home() -> Path:

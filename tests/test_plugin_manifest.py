@@ -13,9 +13,9 @@ from typing import Any
 
 import pytest
 from openkoi._config import validate_config
-from openkoi._errors import ConfigError, ProviderError
+from openkoi._errors import ConfigError, PluginApprovalError, ProviderError
 from openkoi._paths import openkoi_home
-from openkoi.plugins._approvals import ApprovalStore, PluginApprovalError, check_approval
+from openkoi.plugins._approvals import ApprovalStore, check_approval
 from openkoi.plugins._convert import PROVIDER_ERROR_CASES
 from openkoi.plugins._limits import HOST_MAXIMUM, MIB, effective_limits
 from openkoi.plugins._loader import build_policy, config_values, plugin_settings

@@ -12,7 +12,7 @@ from typing import Any
 
 import anyio
 import httpx
-from openkoi._errors import AuthenticationError, CredentialsMissingError
+from openkoi._errors import AuthenticationError, CredentialsMissingError, CredentialStoreError
 from openkoi._provider import ProviderSettings
 from openkoi._types import ChatChunk, ChatRequest, ChatResponse
 from openkoi.credentials._copilot_token import (
@@ -23,7 +23,7 @@ from openkoi.credentials._copilot_token import (
 )
 from openkoi.credentials._discovery import STORE_SOURCE
 from openkoi.credentials._endpoints import GitHubEndpoints
-from openkoi.credentials._store import AuthStore, CredentialStoreError
+from openkoi.credentials._store import AuthStore
 
 from openkoi_providers.openai_compat import OpenAICompatibleProvider
 

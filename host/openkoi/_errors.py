@@ -4,7 +4,12 @@
     ├── ConfigError                  the caller must fix configuration or input
     │   ├── ModelRefError            `provider/model` malformed or missing its prefix
     │   ├── UnknownProviderError     no provider with that id
-    │   └── CredentialsMissingError  the provider needs a key nobody gave it
+    │   ├── CredentialsMissingError  the provider needs a key nobody gave it
+    │   ├── CredentialStoreError     auth.json (or the keyring) cannot be read or written
+    │   ├── PluginBuildError         `openkoi plugin build` failed
+    │   └── PluginLoadError          a plugin file was refused
+    │       ├── ManifestError        its manifest is missing, malformed or for another WIT
+    │       └── PluginApprovalError  it asks for more than the user approved
     ├── InvalidToolArgumentsError    the model wrote tool arguments that are not JSON
     ├── LedgerError                  the usage database could not be read or written
     └── ProviderError                a provider call failed; `transient` says whether to fall back
@@ -19,6 +24,10 @@
         │   └── ContextOverflowError the prompt does not fit (recognised by code/type)
         ├── ContentPolicyError       the provider refused on policy grounds (permanent)
         ├── UnsupportedError         the provider cannot do this at all, e.g. embeddings
+        ├── PluginError              a WASM plugin misbehaved (transient)
+        │   ├── PluginTrapError      the guest trapped; its instance was thrown away
+        │   ├── PluginLimitError     a limit was hit; `limit` names it
+        │   └── PluginDeniedError    the egress policy refused a request (permanent)
         └── AllCandidatesExhausted   every model of a fallback chain failed or is cooling down
 
 The fallback chain decides on `ProviderError.transient` alone, never on message text.
@@ -29,7 +38,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, ClassVar
+from typing import TYPE_CHECKING, ClassVar, Literal
 
 if TYPE_CHECKING:
     from openkoi._types import TokenUsage
@@ -71,6 +80,26 @@ class CredentialsMissingError(ConfigError):
     def __init__(self, message: str, *, provider: str) -> None:
         super().__init__(message)
         self.provider = provider
+
+
+class CredentialStoreError(ConfigError):
+    """The credential store cannot be read or written; `path` says which file."""
+
+
+class PluginBuildError(ConfigError):
+    """The plugin could not be built; the message says why (with componentize-py's output)."""
+
+
+class PluginLoadError(ConfigError):
+    """A plugin file was refused: unreadable, not a component, or a bad manifest."""
+
+
+class ManifestError(PluginLoadError):
+    """The manifest is missing, malformed, or targets a WIT version this host cannot run."""
+
+
+class PluginApprovalError(PluginLoadError):
+    """The plugin changed and asks for capabilities the user has not approved."""
 
 
 class InvalidToolArgumentsError(OpenKoiError):
@@ -176,6 +205,35 @@ class ContentPolicyError(ProviderError):
 
 class UnsupportedError(ProviderError):
     kind = "unsupported"
+
+
+LimitName = Literal["memory", "time", "event-time", "response-bytes", "requests"]
+
+
+class PluginError(ProviderError):
+    """A WASM plugin itself failed (not the service behind it); the chain moves on."""
+
+    transient = True
+    kind = "plugin"
+
+
+class PluginTrapError(PluginError):
+    kind = "plugin-trap"
+
+
+class PluginLimitError(PluginError):
+    kind = "plugin-limit"
+
+    def __init__(self, message: str, *, limit: LimitName, provider: str = "") -> None:
+        super().__init__(message, provider=provider, code=limit)
+        self.limit: LimitName = limit
+
+
+class PluginDeniedError(PluginError):
+    """Permanent: the same request would be refused again."""
+
+    transient = False
+    kind = "plugin-denied"
 
 
 @dataclass(frozen=True)

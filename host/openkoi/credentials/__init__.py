@@ -14,7 +14,8 @@ OAuth flows behind `openkoi connect`.
 
 from __future__ import annotations
 
+from openkoi._errors import CredentialStoreError
 from openkoi.credentials._discovery import Finding, findings, resolve
-from openkoi.credentials._store import AuthStore, CredentialStoreError
+from openkoi.credentials._store import AuthStore
 
 __all__ = ["AuthStore", "CredentialStoreError", "Finding", "findings", "resolve"]

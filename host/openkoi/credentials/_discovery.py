@@ -342,7 +342,8 @@ EXTERNAL: dict[str, tuple[Callable[[], Finding | None], ...]] = {
 
 def read_store() -> tuple[dict[str, Any] | None, str | None]:
     """The store's entries, or (None, why) when it cannot be read (reported, never fatal)."""
-    from openkoi.credentials._store import AuthStore, CredentialStoreError
+    from openkoi._errors import CredentialStoreError
+    from openkoi.credentials._store import AuthStore
 
     try:
         return AuthStore().read(), None

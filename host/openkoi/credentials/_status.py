@@ -202,7 +202,8 @@ def _model_name(model: Any) -> str:
 
 async def gather(registry: ProviderRegistry, *, probe: bool = True) -> StatusReport:
     """Every provider's status, with the Ollama probe running alongside."""
-    from openkoi.credentials._store import AuthStore, CredentialStoreError
+    from openkoi._errors import CredentialStoreError
+    from openkoi.credentials._store import AuthStore
 
     ollama: list[OllamaStatus] = []
 

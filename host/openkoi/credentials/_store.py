@@ -24,7 +24,7 @@ from collections.abc import Awaitable, Callable, Iterator
 from pathlib import Path
 from typing import Any, Protocol
 
-from openkoi._errors import ConfigError
+from openkoi._errors import CredentialStoreError
 from openkoi._paths import openkoi_home
 
 AUTH_FILE = "auth.json"
@@ -35,10 +35,6 @@ LOCK_TIMEOUT = 30.0
 STORE_ENV = "OPENKOI_CREDENTIAL_STORE"
 
 Entry = dict[str, Any]
-
-
-class CredentialStoreError(ConfigError):
-    """The credential store cannot be read or written; `path` says which file."""
 
 
 class _Backend(Protocol):

@@ -17,13 +17,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from openkoi._errors import PluginApprovalError, PluginLoadError
 from openkoi._fileio import atomic_write_text
 from openkoi._paths import openkoi_home
-from openkoi.plugins._manifest import PluginFile, PluginLoadError
-
-
-class PluginApprovalError(PluginLoadError):
-    """The plugin changed and asks for capabilities the user has not approved."""
+from openkoi.plugins._manifest import PluginFile
 
 
 @dataclass(frozen=True)

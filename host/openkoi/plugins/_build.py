@@ -19,7 +19,7 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from openkoi._errors import ConfigError
+from openkoi._errors import PluginBuildError
 from openkoi.plugins._manifest import Manifest, embed_manifest, load_manifest_toml
 
 _USER_MODULE = "openkoi_user_plugin"
@@ -35,10 +35,6 @@ _RUN_COMPONENTIZE = (
     "import sys; from componentize_py import script; sys.argv[0] = 'componentize-py'; "
     "sys.exit(script())"
 )
-
-
-class PluginBuildError(ConfigError):
-    """The plugin could not be built; the message says why (with componentize-py's output)."""
 
 
 @dataclass(frozen=True)

@@ -29,8 +29,8 @@ from typing import TYPE_CHECKING, Any
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
-from openkoi._errors import ConfigError, OpenKoiError
-from openkoi.plugins._manifest import PluginFile, PluginLoadError, RequestedLimits, read_plugin_file
+from openkoi._errors import ConfigError, OpenKoiError, PluginLoadError
+from openkoi.plugins._manifest import PluginFile, RequestedLimits, read_plugin_file
 
 if TYPE_CHECKING:
     from openkoi._config import Config

@@ -41,7 +41,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from openkoi._errors import ConfigError
+from openkoi._errors import ManifestError, PluginLoadError
 
 SECTION_NAME = "openkoi-manifest"
 WIT_PACKAGE = "openkoi:provider"
@@ -55,14 +55,6 @@ _CONFIG_KEY = re.compile(r"[a-z][a-z0-9_]{0,63}")
 _VERSION = re.compile(r"(0|[1-9][0-9]*)\.(0|[1-9][0-9]*)\.(0|[1-9][0-9]*)")
 _COMPONENT_HEADER = b"\x00asm\x0d\x00\x01\x00"
 _MODULE_HEADER = b"\x00asm\x01\x00\x00\x00"
-
-
-class PluginLoadError(ConfigError):
-    """A plugin file was refused: unreadable, not a component, or a bad manifest."""
-
-
-class ManifestError(PluginLoadError):
-    """The manifest is missing, malformed, or targets a WIT version this host cannot run."""
 
 
 def host_wit_version() -> str:
