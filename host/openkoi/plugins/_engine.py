@@ -15,12 +15,12 @@ import contextlib
 import hashlib
 import math
 import os
-import tempfile
 import threading
 import time
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from openkoi._fileio import atomic_write_bytes
 from openkoi._paths import openkoi_home
 
 if TYPE_CHECKING:
@@ -91,20 +91,8 @@ def cache_path(digest: str) -> Path:
 
 
 def write_atomic(path: Path, data: bytes, *, mode: int = 0o600) -> None:
-    """Write bytes through a temp file and a rename: readers never see half a file."""
-    path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        os.fchmod(fd, mode)
-        with os.fdopen(fd, "wb") as handle:
-            handle.write(data)
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        with contextlib.suppress(FileNotFoundError):
-            os.unlink(tmp)
-        raise
+    """The compiled cache is private to the user: files 0600 in a 0700 folder."""
+    atomic_write_bytes(path, data, mode=mode, dir_mode=0o700)
 
 
 def load_component(wasm: bytes, digest: str | None = None) -> tuple[Component, bool]:
