@@ -77,7 +77,7 @@ def openai_specs() -> list[ProviderSpec]:
 
 def _aws_credential() -> Secret | None:
     """The AWS chain's presence, checked without network calls or importing botocore."""
-    from openkoi_providers.bedrock import aws_credential
+    from openkoi_providers._aws import aws_credential
 
     return aws_credential()
 

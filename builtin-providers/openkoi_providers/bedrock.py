@@ -13,15 +13,12 @@ Mapping names (the same in every vendor module): `_map_messages`, `_map_tools` g
 
 from __future__ import annotations
 
-import configparser
-import contextlib
 import json
 import os
 from collections.abc import AsyncIterator, Mapping
-from dataclasses import dataclass, field, replace
-from pathlib import Path
+from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING, Any
-from urllib.parse import quote, urlsplit
+from urllib.parse import urlsplit
 
 import httpx
 from openkoi._errors import (
@@ -42,7 +39,6 @@ from openkoi._errors import (
 )
 from openkoi._http import error_from_response, parse_retry_after
 from openkoi._provider import HTTPProvider, ProviderSettings
-from openkoi._secrets import Secret
 from openkoi._types import (
     ChatChunk,
     ChatRequest,
@@ -56,14 +52,20 @@ from openkoi._types import (
     ToolDef,
 )
 
+from openkoi_providers._aws import (
+    AwsCredentials,
+    _import_botocore,
+    aws_credential,
+    model_path,
+    resolve_model_id,
+    resolve_region,
+)
+
 if TYPE_CHECKING:
     from botocore.credentials import Credentials
 
 EVENT_STREAM = "application/vnd.amazon.eventstream"
 SIGNING_NAME = "bedrock"
-DEFAULT_REGION = "us-east-1"
-INSTALL_HINT = "pip install 'openkoi[bedrock]'"
-BEARER_ENV = "AWS_BEARER_TOKEN_BEDROCK"
 
 _STOP_REASONS: dict[str, StopReason] = {
     "end_turn": "end_turn",
@@ -111,18 +113,6 @@ _CONTEXT_OVERFLOW_PHRASES = (
     "maximum context length",
 )
 
-# The spec's short ids, and which models serve on-demand only through a cross-region profile.
-_MODEL_ALIASES = {
-    "anthropic.claude-sonnet-4-20250514": "anthropic.claude-sonnet-4-20250514-v1:0",
-    "anthropic.claude-3-5-haiku-20241022": "anthropic.claude-3-5-haiku-20241022-v1:0",
-}
-_PROFILE_ONLY = frozenset(
-    {
-        "anthropic.claude-sonnet-4-20250514-v1:0",
-        "anthropic.claude-3-5-haiku-20241022-v1:0",
-        "meta.llama3-3-70b-instruct-v1:0",
-    }
-)
 KNOWN_MODELS = (
     "anthropic.claude-sonnet-4-20250514",
     "anthropic.claude-3-5-haiku-20241022",
@@ -131,125 +121,6 @@ KNOWN_MODELS = (
 )
 _COHERE_BATCH = 96  # Cohere on Bedrock embeds at most this many texts per call
 _TITAN_CONCURRENCY = 8  # Titan embeds one text per call: this many calls at once
-
-
-def _import_botocore() -> None:
-    try:
-        import botocore  # noqa: F401
-    except ImportError:
-        raise ConfigError(
-            f"AWS Bedrock needs botocore for request signing: {INSTALL_HINT}"
-        ) from None
-
-
-# -- credentials, cheaply ----------------------------------------------------------------------
-
-
-def aws_credential() -> Secret | None:
-    """Whether the AWS chain has something to offer, from the environment and files alone.
-
-    Never calls the network (instance metadata is not asked at discovery time) and never
-    imports botocore. Returns a Bedrock API key as itself; otherwise a marker `Secret` of kind
-    `aws` whose `source` says where the real credentials will come from when a request is made.
-    """
-    env = os.environ
-    token = env.get(BEARER_ENV, "").strip()
-    if token:
-        return Secret(token, source=f"env:{BEARER_ENV}")
-    if env.get("AWS_ACCESS_KEY_ID", "").strip() and env.get("AWS_SECRET_ACCESS_KEY", "").strip():
-        return _marker("env:AWS_ACCESS_KEY_ID")
-    if env.get("AWS_CONTAINER_CREDENTIALS_RELATIVE_URI") or env.get(
-        "AWS_CONTAINER_CREDENTIALS_FULL_URI"
-    ):
-        return _marker("aws:container")
-    if env.get("AWS_WEB_IDENTITY_TOKEN_FILE") and env.get("AWS_ROLE_ARN"):
-        return _marker("aws:web-identity")
-    profile = env.get("AWS_PROFILE") or env.get("AWS_DEFAULT_PROFILE") or "default"
-    home = Path.home() / ".aws"
-    credentials = _read_ini(env.get("AWS_SHARED_CREDENTIALS_FILE") or home / "credentials")
-    if credentials.has_option(profile, "aws_access_key_id"):
-        return _marker(f"aws:profile {profile}")
-    config = _read_ini(env.get("AWS_CONFIG_FILE") or home / "config")
-    keys = (
-        "aws_access_key_id",
-        "role_arn",
-        "credential_process",
-        "sso_session",
-        "sso_start_url",
-        "web_identity_token_file",
-        "login_session",
-    )
-    for section in (f"profile {profile}", profile if profile == "default" else ""):
-        found = section and config.has_section(section)
-        if found and any(config.has_option(section, key) for key in keys):
-            return _marker(f"aws:profile {profile}")
-    return None
-
-
-def _marker(source: str) -> Secret:
-    return Secret("aws-credential-chain", source=source, kind="aws")
-
-
-def _read_ini(path: str | os.PathLike[str]) -> configparser.RawConfigParser:
-    parser = configparser.RawConfigParser(strict=False)
-    with contextlib.suppress(configparser.Error, OSError, UnicodeDecodeError):
-        parser.read(os.fspath(path), encoding="utf-8")
-    return parser
-
-
-@dataclass(frozen=True)
-class AwsCredentials:
-    """Explicit static credentials (tests, benchmarks, callers with their own source)."""
-
-    access_key: str = field(repr=False)
-    secret_key: str = field(repr=False)
-    token: str | None = field(default=None, repr=False)
-
-
-# -- region, endpoint, model id ----------------------------------------------------------------
-
-
-def resolve_region(options: Mapping[str, Any] | None = None, profile: str | None = None) -> str:
-    """`region` option, AWS_REGION, AWS_DEFAULT_REGION, the profile's region, else us-east-1."""
-    explicit = (options or {}).get("region")
-    if isinstance(explicit, str) and explicit.strip():
-        return explicit.strip()
-    for var in ("AWS_REGION", "AWS_DEFAULT_REGION"):
-        value = os.environ.get(var, "").strip()
-        if value:
-            return value
-    try:
-        import botocore.session
-
-        region = botocore.session.Session(profile=profile).get_config_variable("region")
-    except Exception:  # a broken profile must not stop us from using the default region
-        region = None
-    return region if isinstance(region, str) and region else DEFAULT_REGION
-
-
-def _geo_prefix(region: str) -> str | None:
-    if region.startswith("us-gov-"):
-        return "us-gov"
-    for start, geo in (("us-", "us"), ("eu-", "eu"), ("ap-", "apac")):
-        if region.startswith(start):
-            return geo
-    return None
-
-
-def resolve_model_id(model: str, region: str) -> str:
-    """The id Bedrock accepts for `model`: the spec's short ids gain their version, and models
-    served on-demand only through a cross-region inference profile gain the region's geography.
-    Full ids, inference profiles and ARNs pass through unchanged."""
-    full = _MODEL_ALIASES.get(model, model)
-    if full in _PROFILE_ONLY:
-        geo = _geo_prefix(region)
-        if geo:
-            return f"{geo}.{full}"
-    return full
-
-
-def model_path(model_id: str, action: str) -> str:
-    return f"/model/{quote(model_id, safe='')}/{action}"
 
 
 # -- going out ---------------------------------------------------------------------------------
