@@ -276,14 +276,19 @@ def _parse_response(data: Any, provider: str) -> ChatResponse:
 
 def _classify(
     status: int | None,
-    message: str,
-    etype: str | None,
     *,
     provider: str,
+    message: str,
+    code: str | None = None,
+    etype: str | None = None,
     retry_after: float | None = None,
     secrets: Iterable[str | None] = (),
 ) -> ProviderError:
-    """Anthropic's error `type` decides the class; an in-stream error uses its type's status."""
+    """Anthropic's error `type` decides the class; an in-stream error uses its type's status.
+
+    Same signature as `openkoi._http.classify`, so `error_from_response` can call it directly.
+    """
+    etype = etype or code
     implied = status if status is not None else _ERROR_TYPE_STATUS.get(etype or "")
     if etype == "billing_error":
         implied = 403  # a billing problem will not recover by waiting or retrying: treat as auth
@@ -315,9 +320,9 @@ def _error_event(
     err = err if isinstance(err, dict) else {}
     error = _classify(
         None,
-        str(err.get("message") or "the response reported an error"),
-        str(err["type"]) if err.get("type") else None,
         provider=provider,
+        message=str(err.get("message") or "the response reported an error"),
+        etype=str(err["type"]) if err.get("type") else None,
         secrets=secrets,
     )
     error.partial_usage = usage
@@ -446,32 +451,13 @@ class AnthropicProvider(HTTPProvider):
         return headers
 
     def _error(self, response: httpx.Response, body_text: str) -> ProviderError:
-        def classifier(
-            status: int | None,
-            *,
-            provider: str,
-            message: str,
-            code: str | None = None,
-            etype: str | None = None,
-            retry_after: float | None = None,
-            secrets: Iterable[str | None] = (),
-        ) -> ProviderError:
-            return _classify(
-                status,
-                message,
-                etype or code,
-                provider=provider,
-                retry_after=retry_after,
-                secrets=secrets,
-            )
-
         return error_from_response(
             response.status_code,
             response.headers,
             body_text,
             provider=self.id,
             secrets=self._secrets(),
-            classifier=classifier,
+            classifier=_classify,
         )
 
     def _body(self, request: ChatRequest, *, stream: bool) -> dict[str, Any]:
