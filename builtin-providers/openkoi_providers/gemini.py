@@ -528,23 +528,13 @@ class GeminiProvider(HTTPProvider):
         path = f"{self._model_path(request.model)}:streamGenerateContent?alt=sse"
         state = _StreamState()
         secrets = self._secrets()
-        headers = {"accept": "text/event-stream"}
-        async with self._open_stream(path, self._body(request), headers, expect="") as response:
+        expect = ("text/event-stream", "application/json")  # SSE, or the whole JSON array
+        async with self._open_stream(path, self._body(request), expect=expect) as response:
             content_type = response.headers.get("content-type", "").split(";")[0].strip().lower()
-            if content_type == "text/event-stream" or not content_type:
-                events = self._sse_events(response, state)
-            elif content_type == "application/json":
+            if content_type == "application/json":
                 events = self._json_array_events(response, state)
             else:
-                text = (await response.aread()).decode("utf-8", "replace")
-                error = self._error(response, text)
-                if type(error) is ProviderError:
-                    error = MalformedResponseError(
-                        f"expected a text/event-stream stream but got {content_type}",
-                        provider=self.id,
-                        status=response.status_code,
-                    )
-                raise error
+                events = self._sse_events(response, state)
             try:
                 async for data in events:
                     chunk = _parse_stream_event(data, state, self.id, self._signatures, secrets)

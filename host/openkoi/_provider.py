@@ -190,13 +190,16 @@ class HTTPProvider:
         body: Mapping[str, Any],
         headers: Mapping[str, str] | None = None,
         *,
-        expect: str = "text/event-stream",
+        expect: str | tuple[str, ...] = "text/event-stream",
     ) -> AsyncIterator[httpx.Response]:
         """Open a streaming POST; the response is closed when the block exits, however it exits.
 
         Error statuses are read and mapped before anything is yielded. A 200 whose content type is
-        not `expect` (an HTML page from a proxy, a JSON error body) is mapped too.
+        not `expect` (an HTML page from a proxy, a JSON error body) is mapped too. `expect` may
+        name several acceptable types; the first is sent as `accept`.
         """
+        accepted = (expect,) if isinstance(expect, str) else expect
+        accepted = tuple(t for t in accepted if t)
         with map_transport_errors(self.id, self._secrets()):
             request = self.client.build_request(
                 "POST",
@@ -204,7 +207,7 @@ class HTTPProvider:
                 content=json.dumps(body),
                 headers={
                     "content-type": "application/json",
-                    **({"accept": expect} if expect else {}),
+                    **({"accept": accepted[0]} if accepted else {}),
                     **self._auth_headers(),
                     **(headers or {}),
                 },
@@ -216,13 +219,13 @@ class HTTPProvider:
                     text = (await response.aread()).decode("utf-8", "replace")
                 raise self._error(response, text)
             content_type = response.headers.get("content-type", "")
-            if expect and content_type and expect not in content_type:
+            if accepted and content_type and not any(t in content_type for t in accepted):
                 with map_transport_errors(self.id, self._secrets()):
                     text = (await response.aread()).decode("utf-8", "replace")
                 error = self._error(response, text)
                 if type(error) is ProviderError:
                     error = MalformedResponseError(
-                        f"expected a {expect} stream but got {content_type.split(';')[0]}",
+                        f"expected a {accepted[0]} stream but got {content_type.split(';')[0]}",
                         provider=self.id,
                         status=response.status_code,
                     )
