@@ -21,7 +21,6 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import httpx
-from httpx_sse import EventSource
 from openkoi._errors import (
     ContextOverflowError,
     InvalidRequestError,
@@ -30,7 +29,7 @@ from openkoi._errors import (
     UnsupportedError,
 )
 from openkoi._http import classify, error_from_response, new_client
-from openkoi._provider import HTTPProvider, ProviderSettings
+from openkoi._provider import HTTPProvider, ProviderSettings, sse_json_events
 from openkoi._types import (
     ChatChunk,
     ChatRequest,
@@ -495,20 +494,8 @@ class AnthropicProvider(HTTPProvider):
         state = _StreamState()
         secrets = self._secrets()
         async with self._open_stream(self._messages_path, body) as response:
-            async for event in EventSource(response).aiter_sse():
-                if not event.data:
-                    continue
-                try:
-                    data = json.loads(event.data)
-                except json.JSONDecodeError:
-                    raise MalformedResponseError(
-                        f"the stream sent a {event.event or 'message'} event that is not JSON",
-                        provider=self.id,
-                        partial_usage=state.current_usage(),
-                    ) from None
-                if not isinstance(data, dict):
-                    continue
-                if event.event == "error" and data.get("type") != "error":
+            async for name, data in sse_json_events(response, self.id, state.current_usage):
+                if name == "error" and data.get("type") != "error":
                     data = {"type": "error", "error": data.get("error", data)}
                 chunk = _parse_stream_event(data, state, self.id, secrets)
                 if chunk is not None:

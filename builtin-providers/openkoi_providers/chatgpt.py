@@ -20,7 +20,6 @@ from typing import Any
 
 import anyio
 import httpx
-from httpx_sse import EventSource
 from openkoi._errors import (
     AuthenticationError,
     CredentialsMissingError,
@@ -28,7 +27,7 @@ from openkoi._errors import (
     ProviderError,
 )
 from openkoi._http import classify, error_from_response, extract_error
-from openkoi._provider import HTTPProvider, ProviderSettings, collect
+from openkoi._provider import HTTPProvider, ProviderSettings, collect, sse_json_events
 from openkoi._types import (
     ChatChunk,
     ChatRequest,
@@ -428,18 +427,8 @@ class ChatGPTProvider(HTTPProvider):
                 "/responses", self._body(request, stream=True)
             ) as response:
                 state = _StreamState()
-                async for event in EventSource(response).aiter_sse():
-                    if not event.data or event.data == "[DONE]":
-                        continue
-                    try:
-                        data = json.loads(event.data)
-                    except json.JSONDecodeError:
-                        raise MalformedResponseError(
-                            "the stream sent an event that is not JSON", provider=self.id
-                        ) from None
-                    if not isinstance(data, dict):
-                        continue
-                    data.setdefault("type", event.event)
+                async for name, data in sse_json_events(response, self.id):
+                    data.setdefault("type", name)
                     chunk = _parse_stream_event(data, self.id, state)
                     if chunk is not None:
                         started = True

@@ -27,7 +27,6 @@ from typing import Any
 from urllib.parse import quote, urlsplit
 
 import httpx
-from httpx_sse import EventSource
 from openkoi._errors import (
     AuthenticationError,
     ContentPolicyError,
@@ -42,7 +41,7 @@ from openkoi._http import (
     map_transport_errors,
     parse_retry_after,
 )
-from openkoi._provider import HTTPProvider, ProviderSettings
+from openkoi._provider import HTTPProvider, ProviderSettings, sse_json_events
 from openkoi._types import (
     ChatChunk,
     ChatRequest,
@@ -554,19 +553,8 @@ class GeminiProvider(HTTPProvider):
     async def _sse_events(
         self, response: httpx.Response, state: _StreamState
     ) -> AsyncIterator[Mapping[str, Any]]:
-        async for event in EventSource(response).aiter_sse():
-            if not event.data or event.data == "[DONE]":
-                continue
-            try:
-                data = json.loads(event.data)
-            except json.JSONDecodeError:
-                raise MalformedResponseError(
-                    "the stream sent an event that is not JSON",
-                    provider=self.id,
-                    partial_usage=state.usage,
-                ) from None
-            if isinstance(data, dict):
-                yield data
+        async for _, data in sse_json_events(response, self.id, lambda: state.usage):
+            yield data
 
     async def _json_array_events(
         self, response: httpx.Response, state: _StreamState

@@ -8,7 +8,7 @@ failure, closing the upstream response), so a vendor module only maps wire forma
 from __future__ import annotations
 
 import json
-from collections.abc import AsyncIterator, Mapping, Sequence
+from collections.abc import AsyncIterator, Callable, Mapping, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from typing import Any, Protocol, runtime_checkable
@@ -234,6 +234,34 @@ class HTTPProvider:
                 yield response
         finally:
             await response.aclose()
+
+
+async def sse_json_events(
+    response: httpx.Response,
+    provider: str,
+    partial_usage: Callable[[], TokenUsage | None] = lambda: None,
+) -> AsyncIterator[tuple[str, dict[str, Any]]]:
+    """(event name, JSON object) for each server-sent event of `response`.
+
+    Empty events, `[DONE]` and JSON values that are not objects are skipped; an event that is not
+    JSON is a `MalformedResponseError` carrying the usage the stream had reported so far.
+    """
+    from httpx_sse import EventSource
+
+    async for event in EventSource(response).aiter_sse():
+        payload = event.data
+        if not payload or payload == "[DONE]":
+            continue
+        try:
+            data = json.loads(payload)
+        except json.JSONDecodeError:
+            raise MalformedResponseError(
+                f"the stream sent a {event.event or 'message'} event that is not JSON",
+                provider=provider,
+                partial_usage=partial_usage(),
+            ) from None
+        if isinstance(data, dict):
+            yield event.event, data
 
 
 async def collect(chunks: AsyncIterator[ChatChunk]) -> ChatResponse:
