@@ -256,7 +256,8 @@ def _codex_file() -> Path:
     return (Path(override).expanduser() if override else Path.home() / ".codex") / "auth.json"
 
 
-def codex_api_key_finding(provider: str = "openai") -> Finding | None:
+def _codex_document(provider: str) -> tuple[Path, dict[str, Any]] | Finding | None:
+    """The Codex CLI's auth.json as an object, a finding that it is unusable, or None if absent."""
     path = _codex_file()
     data = _read_json(path, "Codex CLI")
     if data is None:
@@ -269,6 +270,14 @@ def codex_api_key_finding(provider: str = "openai") -> Finding | None:
             "Codex CLI",
             "" if data is _MALFORMED else "not a JSON object",
         )
+    return path, data
+
+
+def codex_api_key_finding(provider: str = "openai") -> Finding | None:
+    document = _codex_document(provider)
+    if not isinstance(document, tuple):
+        return document
+    path, data = document
     key = data.get("OPENAI_API_KEY")
     if isinstance(key, str) and key.strip():
         secret = Secret(key.strip(), source=f"codex-cli:{path}")
@@ -277,18 +286,10 @@ def codex_api_key_finding(provider: str = "openai") -> Finding | None:
 
 
 def codex_tokens_finding(provider: str = "openai-oauth") -> Finding | None:
-    path = _codex_file()
-    data = _read_json(path, "Codex CLI")
-    if data is None:
-        return None
-    if data is _MALFORMED or not isinstance(data, dict):
-        return _invalid(
-            provider,
-            "codex-cli",
-            path,
-            "Codex CLI",
-            "" if data is _MALFORMED else "not a JSON object",
-        )
+    document = _codex_document(provider)
+    if not isinstance(document, tuple):
+        return document
+    path, data = document
     tokens = data.get("tokens")
     if tokens is None:
         return None
