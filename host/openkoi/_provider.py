@@ -270,7 +270,3 @@ async def collect(chunks: AsyncIterator[ChatChunk]) -> ChatResponse:
     async for chunk in chunks:
         acc.add(chunk)
     return acc.response()
-
-
-def usage_or_zero(usage: TokenUsage | None) -> TokenUsage:
-    return usage if usage is not None else TokenUsage()
