@@ -13,6 +13,11 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from _server import Reply, split_bytes
+
+STREAM_TYPES = frozenset(
+    {"text/event-stream", "application/x-ndjson", "application/vnd.amazon.eventstream"}
+)
 
 CORPUS = Path(
     os.environ.get("OPENKOI_CORPUS", Path(__file__).resolve().parents[2] / "shared" / "corpus")
@@ -44,6 +49,21 @@ class Case:
 
     def json(self) -> Any:
         return json.loads(self.body)
+
+    @property
+    def is_stream(self) -> bool:
+        return self.content_type.split(";")[0].strip() in STREAM_TYPES
+
+    def reply(self, chunk_size: int, *, chunked: bool | None = None) -> Reply:
+        """The recorded answer. A stream goes out in `chunk_size` pieces, so boundaries fall
+        mid-line, mid-event and mid-UTF-8; anything else as one body."""
+        if self.is_stream if chunked is None else chunked:
+            return Reply(
+                status=self.status,
+                chunks=list(split_bytes(self.body, chunk_size)),
+                headers=self.response_headers(),
+            )
+        return Reply(status=self.status, body=self.body, headers=self.response_headers())
 
 
 def case_names(protocol: str) -> list[str]:

@@ -12,7 +12,7 @@ from typing import Any
 
 import pytest
 from _corpus import Case, corpus_params, load_case
-from _server import Recorded, Reply, split_bytes
+from _server import Recorded, Reply
 from openkoi import (
     AuthenticationError,
     ChatRequest,
@@ -44,13 +44,7 @@ def _replay(case: Case, chunk_size: int = 37) -> Any:
         assert request.path == case.request["path"]
         assert request.headers["x-api-key"] == KEY
         assert request.headers["anthropic-version"] == "2023-06-01"
-        if case.content_type.startswith("text/event-stream"):
-            return Reply(
-                status=case.status,
-                chunks=list(split_bytes(case.body, chunk_size)),
-                headers=case.response_headers(),
-            )
-        return Reply(status=case.status, body=case.body, headers=case.response_headers())
+        return case.reply(chunk_size)
 
     return handler
 

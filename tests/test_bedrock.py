@@ -318,10 +318,8 @@ def _neutral_request(body: dict[str, Any], model: str) -> ChatRequest | None:
 def _replay(case: Case) -> Callable[[Recorded], Reply]:
     def answer(request: Recorded) -> Reply:
         assert request.target == case.request["path"]
-        if case.content_type.startswith("application/vnd.amazon.eventstream"):
-            # 37-byte pieces: boundaries fall inside preludes, headers, payloads and CRCs.
-            return Reply(chunks=split_bytes(case.body, 37), headers=case.response_headers())
-        return Reply(status=case.status, body=case.body, headers=case.response_headers())
+        # 37-byte pieces: boundaries fall inside preludes, headers, payloads and CRCs.
+        return case.reply(37)
 
     return signed(answer)
 

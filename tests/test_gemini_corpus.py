@@ -13,7 +13,7 @@ from typing import Any
 
 import pytest
 from _corpus import Case, corpus_params, load_case
-from _server import Recorded, Reply, split_bytes
+from _server import Recorded, Reply
 from openkoi import (
     AuthenticationError,
     ChatRequest,
@@ -51,13 +51,7 @@ def _replay(case: Case, chunk_size: int = 41) -> Any:
         assert (request.method, request.path) == (case.request["method"], case.request["path"])
         if _is_stream(case):
             assert request.query == {"alt": "sse"}  # the JSON-array cases are answered as recorded
-        if case.content_type.startswith("text/event-stream") or _is_stream(case):
-            return Reply(
-                status=case.status,
-                chunks=list(split_bytes(case.body, chunk_size)),
-                headers=case.response_headers(),
-            )
-        return Reply(status=case.status, body=case.body, headers=case.response_headers())
+        return case.reply(chunk_size, chunked=case.is_stream or _is_stream(case))
 
     return handler
 

@@ -54,13 +54,7 @@ def _serve(case: Case) -> Any:
         assert request.headers["chatgpt-account-id"] == "acct-test-7f3a"
         body = request.json()
         assert body["store"] is False and body["model"] == case.request["body"]["model"]
-        if case.content_type.startswith("text/event-stream"):
-            return Reply(
-                status=case.status,
-                chunks=list(split_bytes(case.body, 61)),
-                headers=case.response_headers(),
-            )
-        return Reply(status=case.status, body=case.body, headers=case.response_headers())
+        return case.reply(61)
 
     return handler
 

@@ -120,13 +120,7 @@ def _replay(case: Case, chunk_size: int = 23) -> Any:
                 status=404, body="404 page not found", headers={"content-type": "text/plain"}
             )
         assert request.path == case.request["path"]
-        if case.content_type.startswith("application/x-ndjson"):
-            return Reply(
-                status=case.status,
-                chunks=split_bytes(case.body, chunk_size),
-                headers=case.response_headers(),
-            )
-        return Reply(status=case.status, body=case.body, headers=case.response_headers())
+        return case.reply(chunk_size)
 
     return handler
 

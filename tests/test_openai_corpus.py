@@ -9,7 +9,7 @@ from typing import Any
 
 import pytest
 from _corpus import Case, corpus_params, load_case
-from _server import Recorded, Reply, split_bytes
+from _server import Recorded, Reply
 from openkoi import (
     AuthenticationError,
     ChatRequest,
@@ -41,13 +41,7 @@ def _replay(case: Case, chunk_size: int = 61) -> Any:
     def handler(request: Recorded) -> Reply:
         assert request.path.endswith(case.request["path"].split("/v1", 1)[-1])
         assert request.headers["authorization"] == "Bearer sk-test-key-123456"
-        if case.content_type.startswith("text/event-stream"):
-            return Reply(
-                status=case.status,
-                chunks=list(split_bytes(case.body, chunk_size)),
-                headers=case.response_headers(),
-            )
-        return Reply(status=case.status, body=case.body, headers=case.response_headers())
+        return case.reply(chunk_size)
 
     return handler
 
