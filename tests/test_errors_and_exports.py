@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import httpx
+import httpx_sse  # noqa: F401  (its SSEError subclasses httpx's errors: cover it too)
 import openkoi
 import pytest
 from openkoi import _errors

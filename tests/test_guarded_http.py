@@ -16,6 +16,7 @@ from pathlib import Path
 from urllib.parse import quote
 
 import httpx
+import httpx_sse  # noqa: F401  (its SSEError subclasses httpx's errors: cover it too)
 import pytest
 from _server import LoopbackServer, Recorded, Reply
 from openkoi._secrets import Secret
