@@ -10,7 +10,7 @@ import pytest
 from openkoi._types import ChatRequest, Message, ToolCall
 from openkoi.plugins._convert import request_to_wit
 from openkoi.plugins._fastcall import FastCall
-from openkoi.plugins._host_imports import CallContext, activate
+from openkoi.plugins._call import CallContext, activate
 from openkoi.plugins._loader import load_plugin_file
 from openkoi.plugins._manifest import PROVIDER_EXPORT
 from openkoi.plugins._runtime import _Instance
@@ -34,6 +34,7 @@ async def test_fast_lifting_matches_wasmtime_py(tmp_path: Path) -> None:
             return slow, FastCall(slow, store)
 
         ctx = CallContext("hostile", None, None, {})
+        ctx.state = inst.wasi
         request = request_to_wit(
             ChatRequest(
                 model="echo",

@@ -413,6 +413,6 @@ async def test_host_config_and_log_give_nothing_away(
     assert seen == {"declared": server.url, "undeclared": None, "secret": None}
     lines = [r.getMessage() for r in caplog.records if "line one" in r.getMessage()]
     assert len(lines) == 1
-    assert lines[0].startswith("plugin hostile: line one line two [31m")
+    assert lines[0].startswith("plugin hostile: line one\\u000aline two\\u001b[31m")
     assert "\x1b" not in lines[0] and "\n" not in lines[0]
-    assert len(lines[0]) <= len("plugin hostile: ") + 2000
+    assert len(lines[0]) <= len("plugin hostile: ") + 2000 + len(" [cut]")

@@ -19,7 +19,8 @@ import pytest
 from openkoi._types import ChatRequest, Message
 from openkoi.plugins._convert import record
 from openkoi.plugins._engine import engine
-from openkoi.plugins._host_imports import linker
+from openkoi.plugins._call import CallContext, activate
+from openkoi.plugins._linker import instantiate, prepare
 from openkoi.plugins._limits import DEFAULT_LIMITS
 from openkoi.plugins._loader import load_plugin_file
 from openkoi.plugins._runtime import new_store
@@ -28,31 +29,38 @@ from wasmtime.component import Component, Variant
 
 WAT = Path(__file__).resolve().parent / "plugins" / "wasi_sockets" / "sockets.wat"
 
-# What wasmtime 50's WASI answers a store whose WasiConfig grants nothing (`new_store`):
+# What openkoi's own WASI (`openkoi.plugins._wasi`) answers:
 # - create-tcp-socket and create-udp-socket fail with `access-denied`, so the guest never holds
-#   a socket and start-connect / start-bind are never reached. (wasmtime-py's only network knob,
-#   the C API's `wasi_config_inherit_network`, does not change this answer either.)
-# - ip-name-lookup.resolve-addresses fails with `permanent-resolver-failure` before it even
-#   parses the name: an IP literal, which a granted lookup hands back without asking DNS, is
-#   refused the same way.
+#   a socket and start-connect / start-bind are never reached (and are linked as traps).
+# - ip-name-lookup.resolve-addresses fails with `access-denied` before it even parses the name:
+#   an IP literal, which a granted lookup hands back without asking DNS, is refused the same way.
 NO_SOCKET = ("create-socket", "access-denied")
-NO_LOOKUP = ("resolve-addresses", "permanent-resolver-failure")
+NO_LOOKUP = ("resolve-addresses", "access-denied")
 
 
 class Guest:
     """The sockets component, instantiated like a plugin: the process Linker, a runtime Store."""
 
-    def __init__(self, component: Component, store: Store | None = None) -> None:
+    def __init__(
+        self, component: Component, store: Store | None = None, linker: Any = None
+    ) -> None:
         self.store = store if store is not None else new_store(DEFAULT_LIMITS)
-        self.instance = linker().instantiate(self.store, component)
+        if linker is None:
+            prepare(component)
+            self.instance = instantiate(self.store, component)
+        else:
+            self.instance = linker.instantiate(self.store, component)
 
     def __call__(self, export: str, arg: Any) -> Any:
-        """The export's answer: None (ok) or (step, error-code)."""
+        """The export's answer: None (ok) or (step, error-code), run as a call of 10 s."""
         index = self.instance.get_export_index(self.store, export)
         assert index is not None, export
         func = self.instance.get_func(self.store, index)
         assert func is not None, export
-        return func(self.store, arg)
+        ctx = CallContext("sockets", None, None, {})
+        ctx.start(10.0, "time")
+        with activate(ctx):
+            return func(self.store, arg)
 
 
 def ipv4(port: int, address: tuple[int, int, int, int] = (127, 0, 0, 1)) -> Variant:
@@ -118,17 +126,20 @@ def test_name_lookup_is_refused(component: Component) -> None:
 
 
 def test_the_lookup_refusal_is_the_hosts_configuration(component: Component) -> None:
-    """Control: the same component, in a store that does allow name lookup, is answered ok, and
-    a different error-code comes through untouched. So NO_LOOKUP above is the runtime's WASI
-    configuration at work, not a guest that cannot make the call."""
+    """Control: the same component, linked to wasmtime's own WASI in a store that does allow
+    name lookup, is answered ok, and a different error-code comes through untouched. So
+    NO_LOOKUP above is openkoi's WASI at work, not a guest that cannot make the call."""
     from wasmtime import WasiConfig, _ffi
+    from wasmtime.component import Linker
 
     config = WasiConfig()
     _ffi.wasi_config_allow_ip_name_lookup(config.ptr(), True)
     store = Store(engine())
     store.set_wasi(config)
     store.set_epoch_deadline(1_000_000)
-    granted = Guest(component, store)
+    wasmtime_wasi = Linker(engine())
+    wasmtime_wasi.add_wasip2()
+    granted = Guest(component, store, wasmtime_wasi)
     assert granted("resolve", "127.0.0.1") is None  # a literal: no DNS query is made
     assert granted("resolve", "") == ("resolve-addresses", "invalid-argument")
     assert granted("tcp-connect", ipv4(9)) == NO_SOCKET  # lookup granted, sockets still not

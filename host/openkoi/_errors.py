@@ -207,7 +207,7 @@ class UnsupportedError(ProviderError):
     kind = "unsupported"
 
 
-LimitName = Literal["memory", "time", "event-time", "response-bytes", "requests"]
+LimitName = Literal["memory", "time", "event-time", "response-bytes", "requests", "values"]
 
 
 class PluginError(ProviderError):

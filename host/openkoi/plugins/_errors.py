@@ -27,4 +27,5 @@ LIMIT_FIELDS: dict[str, str] = {
     "event-time": "limits.event_timeout_ms",
     "response-bytes": "limits.max_response_bytes",
     "requests": "limits.max_requests",
+    "values": "the host's cap on values a plugin passes or returns (not configurable)",
 }

@@ -53,27 +53,76 @@ def _name(vec: Any) -> str:
     return ctypes.string_at(vec.data, size).decode("utf-8") if size else ""
 
 
-def lift(value: Any) -> Any:
+class ValueTooLarge(Exception):
+    """A value from the guest is larger than the host lifts; nothing past the cap was built."""
+
+    def __init__(self, what: str) -> None:
+        super().__init__(what)
+        self.what = what
+
+
+class Budget:
+    """What one lifted value may cost the host, in bytes of Python objects (estimated: a string
+    costs its length plus `STRING_COST`, a list `ITEM_COST` per element, a record
+    `RECORD_COST`).
+
+    Charged before each list, string or record is built, so a guest cannot make the host
+    allocate past the cap. (wasmtime's own C copy of the value exists already when lifting
+    starts; it is freed right after.)"""
+
+    __slots__ = ("bytes",)
+
+    def __init__(self, nbytes: int) -> None:
+        self.bytes = nbytes
+
+    @property
+    def spent(self) -> int:
+        return self.bytes
+
+
+STRING_COST = 56
+ITEM_COST = 40
+RECORD_COST = 120
+UNLIMITED = 1 << 62
+
+
+def lift(value: Any, budget: Budget | None = None) -> Any:
     """A C component value as the Python value wasmtime-py would give (for openkoi's WIT)."""
+    return _lift(value, budget or Budget(UNLIMITED))
+
+
+def _lift(value: Any, budget: Budget) -> Any:
     kind = value.kind
     of = value.of
     if kind == _STRING:
-        return _name(of.string)
+        vec = of.string
+        size = vec.size
+        budget.bytes -= size + STRING_COST
+        if budget.bytes < 0:
+            raise ValueTooLarge(f"a string of {size:,} bytes took it past the cap")
+        return ctypes.string_at(vec.data, size).decode("utf-8") if size else ""
     if kind == _VARIANT:
         case = of.variant
         payload = case.val
-        return Variant(_name(case.discriminant), lift(payload.contents) if payload else None)
+        return Variant(
+            _name(case.discriminant), _lift(payload.contents, budget) if payload else None
+        )
     if kind == _LIST:
         items = of.list
+        size = items.size
+        budget.bytes -= size * ITEM_COST
+        if budget.bytes < 0:
+            raise ValueTooLarge(f"a list of {size:,} elements took it past the cap")
         data = items.data
-        return [lift(data[i]) for i in range(items.size)]
+        return [_lift(data[i], budget) for i in range(size)]
     if kind == _RECORD:
         fields = of.record
         data = fields.data
+        budget.bytes -= RECORD_COST
         out = Record()
         for i in range(fields.size):
             entry = data[i]
-            setattr(out, _name(entry.name), lift(entry.val))
+            setattr(out, _name(entry.name), _lift(entry.val, budget))
         return out
     if kind in _SCALARS:
         return getattr(of, _SCALARS[kind])
@@ -81,16 +130,16 @@ def lift(value: Any) -> Any:
         return _name(of.enumeration)
     if kind == _OPTION:
         inner = of.option
-        return lift(inner.contents) if inner else None
+        return _lift(inner.contents, budget) if inner else None
     if kind == _RESULT:
         inner = of.result.val
-        return lift(inner.contents) if inner else None
+        return _lift(inner.contents, budget) if inner else None
     if kind == _FLAGS:
         flags = of.flags
         return {_name(flags.data[i]) for i in range(flags.size)}
     if kind == _TUPLE:
         items = of.tuple
-        return tuple(lift(items.data[i]) for i in range(items.size))
+        return tuple(_lift(items.data[i], budget) for i in range(items.size))
     if kind == _CHAR:
         return chr(of.character)
     if kind == _RESOURCE:
@@ -109,7 +158,7 @@ class FastCall:
         self._params = [param for _, param in ty.params]
         self._has_result = ty.result is not None
 
-    def __call__(self, store: Any, *args: Any) -> Any:
+    def __call__(self, store: Any, *args: Any, budget: Budget | None = None) -> Any:
         if len(args) != len(self._params):
             raise TypeError(f"expected {len(self._params)} arguments, got {len(args)}")
         params = (ffi.wasmtime_component_val_t * max(1, len(args)))()
@@ -136,7 +185,7 @@ class FastCall:
             if not count:
                 return None
             try:
-                return lift(result)
+                return lift(result, budget)
             finally:
                 ffi.wasmtime_component_val_delete(ctypes.byref(result))
         finally:

@@ -17,178 +17,27 @@ large pieces rather than many small ones.
 from __future__ import annotations
 
 import asyncio
-import atexit
-import concurrent.futures
 import contextlib
 import itertools
 import logging
-import re
 import threading
-import time
-from collections.abc import Awaitable, Callable, Mapping
-from typing import TYPE_CHECKING, Any, TypeVar
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any
 
+from openkoi.plugins._call import CallContext, Cancelled, current
 from openkoi.plugins._convert import record
+from openkoi.plugins._guest_log import GuestLog
+from openkoi.plugins._hostfunc import add_func
 
 if TYPE_CHECKING:
-    from wasmtime.component import Linker
+    from wasmtime.component import LinkerInstance
 
-    from openkoi.plugins._guarded_http import GuardedClient, GuardedResponse, HttpError
+    from openkoi.plugins._guarded_http import GuardedResponse, HttpError
 
-T = TypeVar("T")
 log = logging.getLogger("openkoi.plugins")
 
 BODY_RESOURCE_TYPE = 0x6F6B_0001  # identifies openkoi's body-stream among host resources
 _HIGH_WATER = 1 << 20  # stop reading upstream once this much text waits for the guest
-_LOG_LIMIT = 2000
-_CONTROL = re.compile(r"[\x00-\x1f\x7f]")  # newlines too: no forged log lines
-_LOG_LEVELS = {
-    "debug": logging.DEBUG,
-    "info": logging.INFO,
-    "warn": logging.WARNING,
-    "error": logging.ERROR,
-}
-
-
-class Cancelled(Exception):
-    """The call was cancelled by the host while the guest waited."""
-
-
-class CallContext:
-    """Everything one guest call (or one stream, for its whole life) needs from the host."""
-
-    def __init__(
-        self,
-        plugin_id: str,
-        loop: asyncio.AbstractEventLoop | None,
-        client: GuardedClient | None,
-        config: Mapping[str, str],
-    ) -> None:
-        self.plugin_id = plugin_id
-        self.loop = loop
-        self.client = client
-        self.config = config
-        self.deadline = float("inf")
-        self.deadline_kind = "time"
-        self.cancelled = threading.Event()
-        self.bodies: dict[int, BodyPump] = {}
-        self.breach: str | None = None  # "response-bytes" | "requests"
-        self.denial: str | None = None
-
-    def start(self, seconds: float, kind: str) -> None:
-        self.deadline = time.monotonic() + seconds
-        self.deadline_kind = kind
-
-    def remaining(self) -> float:
-        return self.deadline - time.monotonic()
-
-    def note(self, error: HttpError) -> None:
-        if error.kind == "too-large":
-            self.breach = "response-bytes"
-        elif error.kind == "limit" and "requests" in error.message:
-            self.breach = "requests"
-        elif error.kind == "denied" and self.denial is None:
-            self.denial = error.message
-
-    def run(self, make: Callable[[], Awaitable[T]]) -> T:
-        """Run a coroutine on the call's loop and wait for it, at most until the deadline or a
-        cancel. Raises `TimeoutError` or `Cancelled`."""
-        from openkoi.plugins._guarded_http import HttpError
-
-        loop = self.loop
-        if loop is None or self.client is None:
-            raise HttpError("other", "HTTP is not available outside a provider call")
-        if self.cancelled.is_set():
-            raise Cancelled
-        remaining = self.remaining()
-        if remaining <= 0:
-            raise TimeoutError
-
-        async def wrapped() -> T:
-            return await make()
-
-        future = asyncio.run_coroutine_threadsafe(wrapped(), loop)
-        waiter = _cancel_waiter(self)
-        try:
-            pending: list[concurrent.futures.Future[Any]] = [future, waiter]
-            done, _ = concurrent.futures.wait(
-                pending, timeout=remaining, return_when=concurrent.futures.FIRST_COMPLETED
-            )
-        finally:
-            _forget_waiter(self, waiter)
-        if future in done:
-            return future.result()
-        future.cancel()
-        if self.cancelled.is_set():
-            raise Cancelled
-        raise TimeoutError
-
-    def cancel(self) -> None:
-        """Wake every wait of this call; the guest's next host call fails at once."""
-        self.cancelled.set()
-        with _WAITERS_LOCK:
-            waiters = list(_WAITERS.get(id(self), ()))
-        bodies = list(self.bodies.values())
-        for waiter in waiters:
-            if not waiter.done():
-                waiter.set_result(None)
-        for body in bodies:
-            body.wake()
-
-    async def aclose(self) -> None:
-        """Close every upstream response this call opened, then its client (on the loop)."""
-        bodies, self.bodies = list(self.bodies.values()), {}
-        for body in bodies:
-            await body.aclose()
-        if self.client is not None:
-            await self.client.aclose()
-
-    def open_bodies(self) -> int:
-        return sum(1 for body in self.bodies.values() if not body.closed)
-
-
-_WAITERS: dict[int, set[concurrent.futures.Future[None]]] = {}
-_WAITERS_LOCK = threading.Lock()
-
-
-def _cancel_waiter(ctx: CallContext) -> concurrent.futures.Future[None]:
-    waiter: concurrent.futures.Future[None] = concurrent.futures.Future()
-    with _WAITERS_LOCK:
-        _WAITERS.setdefault(id(ctx), set()).add(waiter)
-    if ctx.cancelled.is_set():
-        waiter.set_result(None)
-    return waiter
-
-
-def _forget_waiter(ctx: CallContext, waiter: concurrent.futures.Future[None]) -> None:
-    with _WAITERS_LOCK:
-        waiters = _WAITERS.get(id(ctx))
-        if waiters is not None:
-            waiters.discard(waiter)
-            if not waiters:
-                del _WAITERS[id(ctx)]
-
-
-_local = threading.local()
-
-
-class activate:
-    """Make `ctx` the current call of this thread while the guest runs."""
-
-    def __init__(self, ctx: CallContext) -> None:
-        self.ctx = ctx
-
-    def __enter__(self) -> CallContext:
-        self._previous = getattr(_local, "ctx", None)
-        _local.ctx = self.ctx
-        return self.ctx
-
-    def __exit__(self, *exc: object) -> None:
-        _local.ctx = self._previous
-
-
-def current() -> CallContext | None:
-    return getattr(_local, "ctx", None)
 
 
 # -- streaming bodies --------------------------------------------------------------------------
@@ -382,7 +231,7 @@ def _next_chunk(ctx: CallContext, this: Any) -> Any:
 
     rep = _rep_of(this)
     pump = ctx.bodies.get(rep) if rep is not None else None
-    if pump is None or pump.closed:
+    if not isinstance(pump, BodyPump) or pump.closed:
         return _http_error("other", "this body belongs to a call that has ended")
     result = pump.take()
     if isinstance(result, HttpError):
@@ -428,9 +277,7 @@ def _get_config(store: Any, key: Any) -> str | None:
 def _log(store: Any, level: Any, message: Any) -> None:
     try:
         ctx = current()
-        plugin = ctx.plugin_id if ctx is not None else "?"
-        text = _CONTROL.sub(" ", str(message))[:_LOG_LIMIT]
-        log.log(_LOG_LEVELS.get(str(level), logging.INFO), "plugin %s: %s", plugin, text)
+        GuestLog(ctx.plugin_id if ctx is not None else "?").write(str(level), str(message))
     except Exception:
         return
 
@@ -448,46 +295,15 @@ def _with_store(fn: Callable[..., Any]) -> Callable[..., Any]:
     return wrapper
 
 
-_linker: Linker | None = None
-_linker_lock = threading.Lock()
+def add_openkoi(root: LinkerInstance, version: str) -> None:
+    """Define openkoi's `http` and `host` interfaces (WIT `version`) in a Linker's root."""
+    from wasmtime.component import ResourceType
 
-
-def linker() -> Linker:
-    """The process's one Linker: WASI (empty), plus openkoi's `http` and `host`."""
-    global _linker
-    if _linker is not None:
-        return _linker
-    with _linker_lock:
-        if _linker is None:
-            from wasmtime.component import Linker, ResourceType
-
-            from openkoi.plugins._engine import engine
-            from openkoi.plugins._manifest import host_wit_version
-
-            version = host_wit_version()
-            made = Linker(engine())
-            made.add_wasip2()
-            with made.root() as root:
-                with root.add_instance(f"openkoi:provider/http@{version}") as http:
-                    http.add_resource(
-                        "body-stream", ResourceType.host(BODY_RESOURCE_TYPE), _drop_body
-                    )
-                    http.add_func("send", _guarded(_send))
-                    http.add_func("send-streaming", _guarded(_send_streaming))
-                    http.add_func(
-                        "[method]body-stream.next-chunk", _with_store(_guarded(_next_chunk))
-                    )
-                with root.add_instance(f"openkoi:provider/host@{version}") as host:
-                    host.add_func("get-config", _get_config)
-                    host.add_func("log", _log)
-            _linker = made
-            atexit.register(_close_linker)
-    return _linker
-
-
-def _close_linker() -> None:
-    """Free the Linker before interpreter shutdown tears down the bindings its finalizer needs."""
-    global _linker
-    made, _linker = _linker, None
-    if made is not None:
-        made.close()
+    with root.add_instance(f"openkoi:provider/http@{version}") as http:
+        http.add_resource("body-stream", ResourceType.host(BODY_RESOURCE_TYPE), _drop_body)
+        add_func(http, "send", _guarded(_send))
+        add_func(http, "send-streaming", _guarded(_send_streaming))
+        add_func(http, "[method]body-stream.next-chunk", _with_store(_guarded(_next_chunk)))
+    with root.add_instance(f"openkoi:provider/host@{version}") as host:
+        add_func(host, "get-config", _get_config)
+        add_func(host, "log", _log)

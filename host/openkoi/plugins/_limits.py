@@ -47,6 +47,27 @@ HOST_MAXIMUM = Limits(
 )
 
 
+# The host's own limits on every plugin Store, whatever the manifest asks: a componentize-py
+# guest uses about a tenth of each (measured: see bench/README.md).
+TABLE_ELEMENTS = 100_000  # elements of all its tables (8 bytes each in the host)
+INSTANCES = 64  # core instances
+TABLES = 32
+MEMORIES = 8
+
+# What values crossing from the guest may cost the host (`_fastcall.Budget`, estimated bytes of
+# Python objects), checked before the host builds them.
+STREAM_BATCH_BYTES = 4 * MIB  # one `next` of a stream
+STREAM_READ_AHEAD = 8  # batches a stream may run ahead of its reader...
+STREAM_READ_AHEAD_BYTES = 4 * MIB  # ...and their lifted cost in all
+MIN_RESULT_BYTES = 64 * MIB
+
+
+def result_bytes(limits: Limits) -> int:
+    """The cap on one returned value (a chat response, embeddings, models): room for a response
+    as large as the plugin may read, with the host's object overhead."""
+    return max(MIN_RESULT_BYTES, 4 * limits.response_bytes)
+
+
 def effective_limits(requested: RequestedLimits, user: RequestedLimits | None = None) -> Limits:
     user = user or RequestedLimits()
 

@@ -16,12 +16,15 @@ import collections
 import contextlib
 import threading
 import time
-from collections.abc import AsyncIterator, Callable, Mapping
+import weakref
+from collections.abc import AsyncIterator, Callable, Iterator, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, TypeVar
 
 from openkoi._errors import CredentialsMissingError, ProviderError
+from openkoi.plugins import _interrupt as interrupt
+from openkoi.plugins._call import CallContext, activate
 from openkoi.plugins._convert import (
     MEMORY_CODE,
     BadValue,
@@ -39,9 +42,24 @@ from openkoi.plugins._errors import (
     PluginLimitError,
     PluginTrapError,
 )
-from openkoi.plugins._host_imports import CallContext, activate, linker
-from openkoi.plugins._limits import MIB, Limits
+from openkoi.plugins._fastcall import Budget, ValueTooLarge
+from openkoi.plugins._guest_log import GuestLog
+from openkoi.plugins._hostfunc import VALUES_BREACH
+from openkoi.plugins._limits import (
+    INSTANCES,
+    MEMORIES,
+    MIB,
+    STREAM_BATCH_BYTES,
+    STREAM_READ_AHEAD,
+    STREAM_READ_AHEAD_BYTES,
+    TABLE_ELEMENTS,
+    TABLES,
+    Limits,
+    result_bytes,
+)
+from openkoi.plugins._linker import instantiate, prepare
 from openkoi.plugins._manifest import PROVIDER_EXPORT, PluginFile
+from openkoi.plugins._wasi import WasiState
 
 if TYPE_CHECKING:
     from wasmtime import Store
@@ -52,9 +70,21 @@ if TYPE_CHECKING:
     from openkoi.plugins._guarded_http import Resolver, TransportPool
 
 T = TypeVar("T")
-_INSTANTIATE_SECONDS = 30.0
 _DROP_SECONDS = 5.0
-_STREAM_CREDITS = 8  # batches a stream may run ahead of its reader
+_EVENT_OVERHEAD = 64  # read-ahead bytes counted per event on top of its lifted cost
+_HOST_GRACE_SECONDS = 1.0
+
+
+def _cancel_live_calls() -> None:
+    """At interpreter exit, before worker threads are joined: end every guest still running, so
+    a sleeping or spinning guest cannot hold the process open."""
+    for runtime in list(_LIVE):
+        runtime.cancel_all()
+
+
+_LIVE: weakref.WeakSet[PluginRuntime] = weakref.WeakSet()
+# Registered after concurrent.futures' own exit hook (which joins workers), so it runs first.
+threading._register_atexit(_cancel_live_calls)  # type: ignore[attr-defined]
 
 
 @dataclass
@@ -66,26 +96,43 @@ class RuntimeStats:
 
 
 def new_store(limits: Limits) -> Store:
-    """The Store every plugin instance runs in: WASI that grants nothing (no env, no args, no
-    preopens, no stdio, no network), the plugin's memory limit, a deadline for instantiation."""
-    from wasmtime import Store, WasiConfig
+    """The Store every plugin instance runs in: the plugin's memory limit and the host's limits
+    on tables, instances and memories, and the deadline callback that ends a guest at its
+    call's deadline or cancel. Its WASI is openkoi's own (`_wasi`), linked by `_linker`."""
+    from wasmtime import Store
 
     store = Store(engine())
-    store.set_wasi(WasiConfig())
-    store.set_limits(memory_size=limits.memory_bytes)
-    store.set_epoch_deadline(ticks_for(_INSTANTIATE_SECONDS))
+    store.set_limits(
+        memory_size=limits.memory_bytes,
+        table_elements=TABLE_ELEMENTS,
+        instances=INSTANCES,
+        tables=TABLES,
+        memories=MEMORIES,
+    )
+    interrupt.install(store)
+    store.set_epoch_deadline(1)
     return store
 
 
 class _Instance:
-    """One instantiated guest in its own Store."""
+    """One instantiated guest in its own Store, with its own WASI state."""
 
     def __init__(self, runtime: PluginRuntime) -> None:
         from openkoi.plugins._fastcall import FastCall
 
         self.runtime = runtime
         self.store = new_store(runtime.limits)
-        instance = linker().instantiate(self.store, runtime.component)
+        self.wasi = WasiState(runtime.guest_stderr)
+        self.broken = False
+        ctx = CallContext(runtime.id, None, None, runtime.config)
+        seconds = runtime.limits.call_seconds
+        ctx.start(seconds, "time")
+        ctx.state = self.wasi
+        with runtime.tracking(ctx), activate(ctx):
+            try:
+                instance = instantiate(self.store, runtime.component)
+            except Exception as exc:
+                raise runtime.trap_error(ctx, exc, seconds) from None
         root = instance.get_export_index(self.store, runtime.export_name)
         if root is None:
             raise PluginTrapError(f"plugin {runtime.id} does not export {runtime.export_name}")
@@ -97,23 +144,29 @@ class _Instance:
                 raise PluginTrapError(f"plugin {runtime.id} lacks the export {name!r}")
             self.funcs[name] = FastCall(func, self.store)
         self.instance = instance
-        self.broken = False
 
-    def invoke(self, ctx: CallContext, name: str, *args: Any, seconds: float, kind: str) -> Any:
+    def invoke(
+        self, ctx: CallContext, name: str, *args: Any, seconds: float, kind: str, budget: Budget
+    ) -> Any:
         """Call an export under a fresh deadline; a trap breaks the instance and is raised as a
         `PluginError` naming the limit when the deadline caused it."""
         ctx.start(seconds, kind)
-        self.store.set_epoch_deadline(ticks_for(seconds))
+        ctx.state = self.wasi
+        self.store.set_epoch_deadline(min(interrupt.SLICE_TICKS, ticks_for(seconds)))
         with activate(ctx):
             try:
-                return self.funcs[name](self.store, *args)
+                return self.funcs[name](self.store, *args, budget=budget)
+            except ValueTooLarge as exc:
+                self.broken = True
+                raise self.runtime.values_error(exc.what) from None
             except Exception as exc:
                 self.broken = True
                 raise self.runtime.trap_error(ctx, exc, seconds) from None
 
     def drop(self, ctx: CallContext, handle: Any) -> None:
         ctx.start(_DROP_SECONDS, "time")
-        self.store.set_epoch_deadline(ticks_for(_DROP_SECONDS))
+        ctx.state = self.wasi
+        self.store.set_epoch_deadline(interrupt.SLICE_TICKS)
         with activate(ctx):
             try:
                 handle.drop(self.store)
@@ -130,26 +183,48 @@ class _Waiter:
 
 
 class _Channel:
-    """Stream batches from the worker thread to the reader on the loop, with back-pressure."""
+    """Stream batches from the worker thread to the reader on the loop, with back-pressure: the
+    guest runs ahead of its reader by at most `STREAM_READ_AHEAD` batches and
+    `STREAM_READ_AHEAD_BYTES` of lifted values."""
 
     _END = object()
 
     def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
         self.loop = loop
         self.queue: asyncio.Queue[Any] = asyncio.Queue()
-        self.credits = threading.Semaphore(_STREAM_CREDITS)
+        self._room = threading.Condition()
+        self._batches = 0
+        self._bytes = 0
 
-    def put(self, item: Any) -> None:
+    def put(self, item: Any, size: int = 0) -> None:
+        if size:
+            with self._room:
+                self._batches += 1
+                self._bytes += size
         with contextlib.suppress(RuntimeError):  # a closed loop: nobody is reading
-            self.loop.call_soon_threadsafe(self.queue.put_nowait, item)
+            self.loop.call_soon_threadsafe(self.queue.put_nowait, (item, size))
 
     def end(self) -> None:
         self.put(self._END)
 
-    def wait_credit(self, ctx: CallContext) -> bool:
-        while not ctx.cancelled.is_set():
-            if self.credits.acquire(timeout=0.25):
-                return not ctx.cancelled.is_set()
+    def consumed(self, size: int) -> None:
+        if size:
+            with self._room:
+                self._batches -= 1
+                self._bytes -= size
+                self._room.notify_all()
+
+    def wake(self) -> None:
+        with self._room:
+            self._room.notify_all()
+
+    def wait_room(self, ctx: CallContext) -> bool:
+        """Until the reader has room for another batch; False when the call was cancelled."""
+        with self._room:
+            while not ctx.cancelled.is_set():
+                if self._batches < STREAM_READ_AHEAD and self._bytes < STREAM_READ_AHEAD_BYTES:
+                    return True
+                self._room.wait(0.25)
         return False
 
 
@@ -176,11 +251,12 @@ class PluginRuntime:
         self.limits = limits
         self.pool_size = max(1, pool_size)
         self._secrets = dict(secrets)
-        self._config = dict(config)
+        self.config = dict(config)
         self._missing_secrets = dict(missing_secrets or {})
         self._resolver = resolver
         started = time.perf_counter()
         self.component, self.from_cache = load_component(plugin.data, plugin.digest)
+        prepare(self.component)
         self.load_seconds = time.perf_counter() - started
         self.export_name = next(e for e in plugin.exports if e.split("@")[0] == PROVIDER_EXPORT)
         self.stats = RuntimeStats()
@@ -194,6 +270,9 @@ class PluginRuntime:
         self._waiters: collections.deque[_Waiter] = collections.deque()
         self._closed = False
         self._info: Any = None
+        self._active: set[CallContext] = set()
+        self._guest_log = GuestLog(self.id)
+        _LIVE.add(self)
 
     # -- the pool --------------------------------------------------------------------------------
 
@@ -205,14 +284,57 @@ class PluginRuntime:
     def size(self) -> int:
         return self._count
 
+    @contextlib.contextmanager
+    def tracking(self, ctx: CallContext) -> Iterator[CallContext]:
+        """Keep `ctx` among the calls `aclose` (and process exit) cancel while it runs."""
+        with self._lock:
+            self._active.add(ctx)
+            closed = self._closed
+        if closed:
+            ctx.cancel()
+        try:
+            yield ctx
+        finally:
+            with self._lock:
+                self._active.discard(ctx)
+            self._guest_log.end_of_call(ctx)
+
+    def guest_stderr(self, line: str) -> None:
+        self._guest_log.write("debug", line, source="stderr")
+
+    def cancel_all(self) -> None:
+        with self._lock:
+            active = list(self._active)
+        for ctx in active:
+            ctx.cancel()
+
     def _new_instance(self) -> _Instance:
         inst = _Instance(self)
         self.stats.instances_created += 1
         if self._info is None:
-            ctx = CallContext(self.id, None, None, self._config)
-            info = inst.invoke(ctx, "info", seconds=_INSTANTIATE_SECONDS, kind="time")
+            ctx = CallContext(self.id, None, None, self.config)
+            with self.tracking(ctx):
+                info = inst.invoke(
+                    ctx,
+                    "info",
+                    seconds=self.limits.call_seconds,
+                    kind="time",
+                    budget=self.result_budget(),
+                )
             self._info = info
         return inst
+
+    def result_budget(self) -> Budget:
+        """What one value returned by the guest may cost the host."""
+        return Budget(result_bytes(self.limits))
+
+    def values_error(self, what: str) -> PluginLimitError:
+        return PluginLimitError(
+            f"plugin {self.id} returned a value over the host's cap ({what}); "
+            "its instance was discarded",
+            limit="values",
+            provider=self.id,
+        )
 
     async def _acquire(self) -> _Instance:
         if self._closed:
@@ -287,7 +409,7 @@ class PluginRuntime:
             transports=self._transports,
             resolver=self._resolver,
         )
-        return CallContext(self.id, loop, client, self._config)
+        return CallContext(self.id, loop, client, self.config)
 
     async def info(self) -> Any:
         if self._info is None:
@@ -301,9 +423,17 @@ class PluginRuntime:
         future = self._executor.submit(self._job, inst, ctx, export, args, convert)
         wrapped = asyncio.wrap_future(future)
         try:
-            return await asyncio.shield(wrapped)
+            # The guest is ended at its deadline by the host (`_interrupt`, `_wasi`); this bound
+            # is the host's own, should anything in between ever fail to end.
+            return await asyncio.wait_for(
+                asyncio.shield(wrapped), self.limits.call_seconds + _HOST_GRACE_SECONDS
+            )
+        except TimeoutError:
+            ctx.cancel()
+            wrapped.add_done_callback(_consume)
+            raise self.limit_error("time") from None
         except asyncio.CancelledError:
-            ctx.cancel()  # the guest's waits end at once; the job frees the instance
+            ctx.cancel()  # the guest is ended at once; the job frees the instance
             wrapped.add_done_callback(_consume)
             raise
         finally:
@@ -318,19 +448,27 @@ class PluginRuntime:
         convert: Callable[[Any], T],
     ) -> T:
         try:
-            if ctx.cancelled.is_set():
-                raise PluginError("the call was cancelled", provider=self.id)
-            self.stats.calls += 1
-            result = inst.invoke(ctx, export, *args, seconds=self.limits.call_seconds, kind="time")
-            if is_error(result):
-                raise self.result_error(inst, ctx, result)
-            try:
-                return convert(result)
-            except (BadValue, TypeError, ValueError, AttributeError) as exc:
-                raise PluginError(
-                    f"plugin {self.id} returned a value that does not fit the contract: {exc}",
-                    provider=self.id,
-                ) from None
+            with self.tracking(ctx):
+                if ctx.cancelled.is_set():
+                    raise PluginError("the call was cancelled", provider=self.id)
+                self.stats.calls += 1
+                result = inst.invoke(
+                    ctx,
+                    export,
+                    *args,
+                    seconds=self.limits.call_seconds,
+                    kind="time",
+                    budget=self.result_budget(),
+                )
+                if is_error(result):
+                    raise self.result_error(inst, ctx, result)
+                try:
+                    return convert(result)
+                except (BadValue, TypeError, ValueError, AttributeError) as exc:
+                    raise PluginError(
+                        f"plugin {self.id} returned a value that does not fit the contract: {exc}",
+                        provider=self.id,
+                    ) from None
         finally:
             self._hand_back(inst)
 
@@ -344,19 +482,19 @@ class PluginRuntime:
         finished = False
         try:
             while True:
-                item = await channel.queue.get()
+                item, size = await channel.queue.get()
                 if item is _Channel._END:
                     finished = True
                     return
                 if isinstance(item, BaseException):
                     finished = True
                     raise item
-                channel.credits.release()
+                channel.consumed(size)
                 yield item
         finally:
-            if not finished:  # closed early: wake the guest, which then frees the instance
+            if not finished:  # closed early: end the guest, which then frees the instance
                 ctx.cancel()
-                channel.credits.release()
+                channel.wake()
             await _quietly(ctx.aclose())
 
     def _stream_job(
@@ -364,43 +502,52 @@ class PluginRuntime:
     ) -> None:
         handle: Any = None
         try:
-            if ctx.cancelled.is_set():
-                return
-            self.stats.calls += 1
-            opened = inst.invoke(
-                ctx, "stream-chat", request, seconds=self.limits.call_seconds, kind="time"
-            )
-            if is_error(opened):
-                channel.put(self.result_error(inst, ctx, opened))
-                return
-            handle = opened
-            while channel.wait_credit(ctx):
-                batch = inst.invoke(
+            with self.tracking(ctx):
+                if ctx.cancelled.is_set():
+                    return
+                self.stats.calls += 1
+                opened = inst.invoke(
                     ctx,
-                    "[method]chat-stream.next",
-                    handle,
-                    seconds=self.limits.event_seconds,
-                    kind="event-time",
+                    "stream-chat",
+                    request,
+                    seconds=self.limits.call_seconds,
+                    kind="time",
+                    budget=self.result_budget(),
                 )
-                if batch is None:
+                if is_error(opened):
+                    channel.put(self.result_error(inst, ctx, opened))
                     return
-                if is_error(batch):
-                    channel.put(self.result_error(inst, ctx, batch))
-                    return
-                try:
-                    chunks = [chunk_from_wit(event) for event in batch]
-                except (BadValue, TypeError, ValueError, AttributeError) as exc:
-                    inst.broken = True
-                    channel.put(
-                        PluginError(
-                            f"plugin {self.id} sent a stream event that does not fit the "
-                            f"contract: {exc}",
-                            provider=self.id,
-                        )
+                handle = opened
+                while channel.wait_room(ctx):
+                    budget = Budget(STREAM_BATCH_BYTES)
+                    batch = inst.invoke(
+                        ctx,
+                        "[method]chat-stream.next",
+                        handle,
+                        seconds=self.limits.event_seconds,
+                        kind="event-time",
+                        budget=budget,
                     )
-                    return
-                if chunks:
-                    channel.put(chunks)
+                    if batch is None:
+                        return
+                    if is_error(batch):
+                        channel.put(self.result_error(inst, ctx, batch))
+                        return
+                    try:
+                        chunks = [chunk_from_wit(event) for event in batch]
+                    except (BadValue, TypeError, ValueError, AttributeError) as exc:
+                        inst.broken = True
+                        channel.put(
+                            PluginError(
+                                f"plugin {self.id} sent a stream event that does not fit the "
+                                f"contract: {exc}",
+                                provider=self.id,
+                            )
+                        )
+                        return
+                    if chunks:
+                        lifted = STREAM_BATCH_BYTES - budget.bytes
+                        channel.put(chunks, size=lifted + _EVENT_OVERHEAD * len(chunks))
         except (ProviderError, CredentialsMissingError) as exc:
             channel.put(exc)
         except Exception as exc:  # keep the reader informed whatever happened
@@ -418,6 +565,10 @@ class PluginRuntime:
 
     def trap_error(self, ctx: CallContext, exc: BaseException, seconds: float) -> PluginError:
         self.stats.traps += 1
+        if ctx.breach == VALUES_BREACH:
+            return self.limit_error("values")
+        if ctx.cancelled.is_set():
+            return PluginError(f"plugin {self.id}: the call was cancelled", provider=self.id)
         if ctx.remaining() <= 2 * TICK_SECONDS or _trap_reason(exc) == "wasm trap: interrupt":
             limit: LimitName = "event-time" if ctx.deadline_kind == "event-time" else "time"
             what = "per stream event" if limit == "event-time" else "per call"
@@ -464,6 +615,7 @@ class PluginRuntime:
             "event-time": f"{self.limits.event_seconds:g} s per stream event",
             "response-bytes": f"{self.limits.response_bytes:,} response bytes per call",
             "requests": f"{self.limits.max_requests} HTTP requests per call",
+            "values": "values passed to the host",
         }
         return PluginLimitError(
             f"plugin {self.id} hit its {limit} limit ({values[limit]}; {LIMIT_FIELDS[limit]})",
@@ -479,6 +631,8 @@ class PluginRuntime:
             idle, self._idle = self._idle, []
             self._count -= len(idle)
         del idle
+        self.cancel_all()
+        _LIVE.discard(self)
         self._executor.shutdown(wait=False, cancel_futures=False)
         await self._transports.aclose()
 

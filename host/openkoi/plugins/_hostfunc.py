@@ -1,0 +1,92 @@
+"""Defining host functions whose arguments are lifted under a cap.
+
+wasmtime-py's `LinkerInstance.add_func` converts every argument with no limit before the host
+function sees it, through a type lookup per value. Functions defined here are called through
+openkoi's own callback instead: arguments are lifted by `_fastcall.lift` under a `Budget` (list
+elements and string bytes in total per call), so a guest that passes a million headers or a
+huge log line makes the call trap with a limit, and the host never builds the oversized value.
+Results are lowered as wasmtime-py does.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any
+
+from wasmtime import WasmtimeError
+from wasmtime import _ffi as ffi
+from wasmtime.component import ResourceAny
+from wasmtime.component._enter import catch_exceptions
+from wasmtime.component._linker import FUNCTIONS, func_finalize
+from wasmtime.component._types import FuncType
+
+from openkoi.plugins._call import current
+from openkoi.plugins._fastcall import Budget, ValueTooLarge, lift
+
+if TYPE_CHECKING:
+    from wasmtime.component import LinkerInstance
+
+# What one host call's arguments may cost the host (see `_fastcall.Budget`): a request body
+# and its headers, a log line, a stdout write.
+ARG_BYTES = 64 * 1024 * 1024
+VALUES_BREACH = "values"
+
+
+def _host_call(
+    idx: Any, context: Any, ty_raw: Any, args: Any, nargs: int, results: Any, nresults: int
+) -> Any:
+    def run(store: Any) -> None:
+        func = FUNCTIONS.get(idx or 0)
+        budget = Budget(ARG_BYTES)
+        try:
+            pyargs = [lift(args[i], budget) for i in range(nargs)]
+        except ValueTooLarge as exc:
+            ctx = current()
+            if ctx is not None:
+                ctx.breach = VALUES_BREACH
+            raise WasmtimeError(
+                f"openkoi: a host call's arguments exceed the host's cap: {exc.what}"
+            ) from None
+        try:
+            result = func(store, *pyargs)
+            if nresults:
+                with FuncType._from_ptr(ty_raw, owner=store) as fty:
+                    result_ty = fty.result
+                    assert result_ty is not None
+                    result_ty.convert_to_c(store, result, results)
+        except WasmtimeError:
+            raise
+        except Exception as exc:  # never park an exception in wasmtime-py's global
+            raise WasmtimeError(f"openkoi: host function failed ({type(exc).__name__})") from None
+        finally:
+            _end_borrows(store, pyargs)
+
+    return catch_exceptions(context, run)
+
+
+_callback = ffi.wasmtime_component_func_callback_t(_host_call)
+
+
+def _end_borrows(store: Any, values: list[Any]) -> None:
+    """End the borrows the guest lent for this call (wasmtime requires it before returning)."""
+    for value in values:
+        if isinstance(value, list):
+            _end_borrows(store, value)
+        elif isinstance(value, ResourceAny) and not value.owned:
+            with contextlib.suppress(WasmtimeError):
+                value.drop(store)
+
+
+def add_func(instance: LinkerInstance, name: str, func: Callable[..., Any]) -> None:
+    """`instance.add_func(name, func)`, with arguments lifted under the host's caps."""
+    from ctypes import create_string_buffer
+
+    instance._assert_not_locked()
+    encoded = name.encode("utf-8")
+    idx = FUNCTIONS.allocate(func)
+    err = ffi.wasmtime_component_linker_instance_add_func(
+        instance.ptr(), create_string_buffer(encoded), len(encoded), _callback, idx, func_finalize
+    )
+    if err:
+        raise WasmtimeError._from_ptr(err)
