@@ -8,9 +8,9 @@ from pathlib import Path
 import _plugins
 import pytest
 from openkoi._types import ChatRequest, Message, ToolCall
+from openkoi.plugins._call import CallContext, activate
 from openkoi.plugins._convert import request_to_wit
 from openkoi.plugins._fastcall import FastCall
-from openkoi.plugins._call import CallContext, activate
 from openkoi.plugins._loader import load_plugin_file
 from openkoi.plugins._manifest import PROVIDER_EXPORT
 from openkoi.plugins._runtime import _Instance

@@ -17,11 +17,11 @@ from typing import Any
 import _plugins
 import pytest
 from openkoi._types import ChatRequest, Message
+from openkoi.plugins._call import CallContext, activate
 from openkoi.plugins._convert import record
 from openkoi.plugins._engine import engine
-from openkoi.plugins._call import CallContext, activate
-from openkoi.plugins._linker import instantiate, prepare
 from openkoi.plugins._limits import DEFAULT_LIMITS
+from openkoi.plugins._linker import instantiate, prepare
 from openkoi.plugins._loader import load_plugin_file
 from openkoi.plugins._runtime import new_store
 from wasmtime import Store
