@@ -27,7 +27,7 @@ from typing import TYPE_CHECKING, Any
 from openkoi.plugins._call import CallContext, Cancelled, current
 from openkoi.plugins._convert import record
 from openkoi.plugins._guest_log import GuestLog
-from openkoi.plugins._hostfunc import add_func
+from openkoi.plugins._hostfunc import REQUEST_ARG_BYTES, add_func
 
 if TYPE_CHECKING:
     from wasmtime.component import LinkerInstance
@@ -301,8 +301,8 @@ def add_openkoi(root: LinkerInstance, version: str) -> None:
 
     with root.add_instance(f"openkoi:provider/http@{version}") as http:
         http.add_resource("body-stream", ResourceType.host(BODY_RESOURCE_TYPE), _drop_body)
-        add_func(http, "send", _guarded(_send))
-        add_func(http, "send-streaming", _guarded(_send_streaming))
+        add_func(http, "send", _guarded(_send), cap=REQUEST_ARG_BYTES)
+        add_func(http, "send-streaming", _guarded(_send_streaming), cap=REQUEST_ARG_BYTES)
         add_func(http, "[method]body-stream.next-chunk", _with_store(_guarded(_next_chunk)))
     with root.add_instance(f"openkoi:provider/host@{version}") as host:
         add_func(host, "get-config", _get_config)

@@ -11,6 +11,8 @@ Results are lowered as wasmtime-py does.
 from __future__ import annotations
 
 import contextlib
+import ctypes
+import threading
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
@@ -18,7 +20,6 @@ from wasmtime import WasmtimeError
 from wasmtime import _ffi as ffi
 from wasmtime.component import ResourceAny
 from wasmtime.component._enter import catch_exceptions
-from wasmtime.component._linker import FUNCTIONS, func_finalize
 from wasmtime.component._types import FuncType
 
 from openkoi.plugins._call import current
@@ -27,9 +28,10 @@ from openkoi.plugins._fastcall import Budget, ValueTooLarge, lift
 if TYPE_CHECKING:
     from wasmtime.component import LinkerInstance
 
-# What one host call's arguments may cost the host (see `_fastcall.Budget`): a request body
-# and its headers, a log line, a stdout write.
-ARG_BYTES = 64 * 1024 * 1024
+# What one host call's arguments may cost the host (see `_fastcall.Budget`): an HTTP request
+# (body and headers) may be large; a log line, a config key or a stdout write may not.
+REQUEST_ARG_BYTES = 64 * 1024 * 1024
+SMALL_ARG_BYTES = 1024 * 1024
 VALUES_BREACH = "values"
 
 
@@ -37,8 +39,8 @@ def _host_call(
     idx: Any, context: Any, ty_raw: Any, args: Any, nargs: int, results: Any, nresults: int
 ) -> Any:
     def run(store: Any) -> None:
-        func = FUNCTIONS.get(idx or 0)
-        budget = Budget(ARG_BYTES)
+        func, cap = _REGISTERED[idx or 0]
+        budget = Budget(cap)
         try:
             pyargs = [lift(args[i], budget) for i in range(nargs)]
         except ValueTooLarge as exc:
@@ -66,6 +68,10 @@ def _host_call(
 
 
 _callback = ffi.wasmtime_component_func_callback_t(_host_call)
+# Host functions live as long as the process: the Linker is made once and never redefined.
+_REGISTERED: list[tuple[Callable[..., Any], int]] = [(lambda *_: None, 0)]
+_lock = threading.Lock()
+_keep = ctypes.CFUNCTYPE(None, ctypes.c_void_p)(lambda _: None)
 
 
 def _end_borrows(store: Any, values: list[Any]) -> None:
@@ -78,15 +84,17 @@ def _end_borrows(store: Any, values: list[Any]) -> None:
                 value.drop(store)
 
 
-def add_func(instance: LinkerInstance, name: str, func: Callable[..., Any]) -> None:
-    """`instance.add_func(name, func)`, with arguments lifted under the host's caps."""
-    from ctypes import create_string_buffer
-
+def add_func(
+    instance: LinkerInstance, name: str, func: Callable[..., Any], *, cap: int = SMALL_ARG_BYTES
+) -> None:
+    """`instance.add_func(name, func)`, its arguments lifted under `cap` (see `Budget`)."""
     instance._assert_not_locked()
     encoded = name.encode("utf-8")
-    idx = FUNCTIONS.allocate(func)
+    with _lock:
+        idx = len(_REGISTERED)
+        _REGISTERED.append((func, cap))
     err = ffi.wasmtime_component_linker_instance_add_func(
-        instance.ptr(), create_string_buffer(encoded), len(encoded), _callback, idx, func_finalize
+        instance.ptr(), ctypes.create_string_buffer(encoded), len(encoded), _callback, idx, _keep
     )
     if err:
         raise WasmtimeError._from_ptr(err)
