@@ -1,5 +1,6 @@
 """A hostile guest: each model name is one attack on the host. Used by tests only."""
 
+import itertools
 import json
 import os
 import sys
@@ -75,8 +76,8 @@ def _observe():
     perf = [time.perf_counter_ns() for _ in range(2000)]
     return {
         "wall": wall,
-        "mono_steps": sorted({b - a for a, b in zip(mono, mono[1:]) if b != a})[:5],
-        "perf_steps": sorted({b - a for a, b in zip(perf, perf[1:]) if b != a})[:5],
+        "mono_steps": sorted({b - a for a, b in itertools.pairwise(mono) if b != a})[:5],
+        "perf_steps": sorted({b - a for a, b in itertools.pairwise(perf) if b != a})[:5],
         "mono": mono[0],
         "urandom": [os.urandom(16).hex() for _ in range(2)],
         "random": random.random(),
