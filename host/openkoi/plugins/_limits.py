@@ -60,13 +60,13 @@ MEMORIES = 4
 STREAM_BATCH_BYTES = 4 * MIB  # one `next` of a stream
 STREAM_READ_AHEAD = 8  # batches a stream may run ahead of its reader...
 STREAM_READ_AHEAD_BYTES = 4 * MIB  # ...and their lifted cost in all
-MIN_RESULT_BYTES = 64 * MIB
+MIN_RESULT_BYTES = 16 * MIB
 
 
 def result_bytes(limits: Limits) -> int:
     """The cap on one returned value (a chat response, embeddings, models): room for a response
     as large as the plugin may read, with the host's object overhead."""
-    return max(MIN_RESULT_BYTES, 4 * limits.response_bytes)
+    return max(MIN_RESULT_BYTES, 2 * limits.response_bytes)
 
 
 def effective_limits(requested: RequestedLimits, user: RequestedLimits | None = None) -> Limits:

@@ -14,6 +14,7 @@ from __future__ import annotations
 import asyncio
 import collections
 import contextlib
+import ctypes
 import threading
 import time
 import weakref
@@ -329,6 +330,7 @@ class PluginRuntime:
         return Budget(result_bytes(self.limits))
 
     def values_error(self, what: str) -> PluginLimitError:
+        release_freed_memory()
         return PluginLimitError(
             f"plugin {self.id} returned a value over the host's cap ({what}); "
             "its instance was discarded",
@@ -635,6 +637,12 @@ class PluginRuntime:
         _LIVE.discard(self)
         self._executor.shutdown(wait=False, cancel_futures=False)
         await self._transports.aclose()
+
+
+def release_freed_memory() -> None:
+    """Hand the heap wasmtime freed (its copy of an oversized value) back to the system."""
+    with contextlib.suppress(Exception):  # glibc only; elsewhere the heap keeps it
+        ctypes.CDLL(None).malloc_trim(0)
 
 
 def _consume(future: asyncio.Future[Any]) -> None:
