@@ -7,10 +7,13 @@ are refused before any connection, which each test proves by showing the server 
 from __future__ import annotations
 
 import asyncio
+import base64
 import gzip
+import itertools
 import json
 import socket
 import ssl
+import urllib.parse
 from collections.abc import Awaitable, Callable
 from pathlib import Path
 from urllib.parse import quote
@@ -382,14 +385,66 @@ def test_secret_split_at_any_chunk_boundary_is_scrubbed(cut: int) -> None:
     assert out == f"before {REDACTED} after"
 
 
-def test_scrubber_holds_back_only_what_could_start_a_secret() -> None:
+def test_what_the_stream_scrubber_releases_never_depends_on_the_secret() -> None:
+    """The chunk-split oracle: a guest that makes an allowed origin echo a guess must not learn
+    whether its guess starts the secret from where its chunks split."""
+    scrubber = SecretScrubber([KEY])
+    for k in range(1, len(KEY)):
+        guess, wrong = KEY[:k], "Q" * k
+        seen: list[list[int]] = []
+        for text in (guess, wrong, guess.lower()):
+            stream = scrubber.stream()
+            sizes = [len(stream.feed("hello " + text)), len(stream.feed(" and more"))]
+            sizes.append(len(stream.release()))
+            seen.append(sizes)
+        assert seen[0] == seen[1] == seen[2], (k, seen)
+
+
+@pytest.mark.parametrize("cut", range(1, 40))
+def test_a_secret_split_across_chunks_is_scrubbed(cut: int) -> None:
     stream = SecretScrubber([KEY]).stream()
-    assert stream.feed("data: one\n\n") == "data: one\n\n"  # nothing delayed
-    assert stream.feed("hello SK-LI") == "hello "  # could be the start of the key, any case
-    assert stream.feed("VE-0123456789ABCDEFxyz end") == f"{REDACTED} end"
-    assert stream.feed("ends in sk-") == "ends in "
-    assert stream.feed("but is not") == "sk-but is not"
-    assert stream.finish() == ""
+    text = f"data: {KEY} end"
+    out = stream.feed(text[:cut]) + stream.feed(text[cut:]) + stream.finish()
+    assert out == f"data: {REDACTED} end"
+
+
+def _forms(secret: str) -> list[str]:
+    raw = secret.encode()
+    standard = base64.b64encode(raw).decode()
+    return [
+        secret,
+        secret.upper(),
+        json.dumps(secret)[1:-1],
+        secret.replace("/", "\\/"),  # PHP, Go's HTML-safe JSON
+        "".join(f"\\u{ord(c):04x}" for c in secret),
+        "".join(f"\\u{ord(c):04X}" for c in secret),
+        secret[:5] + "".join(f"\\u{ord(c):04x}" for c in secret[5:9]) + secret[9:],  # mixed
+        json.dumps(json.dumps(secret))[3:-3],  # JSON inside JSON
+        urllib.parse.quote(secret, safe=""),
+        urllib.parse.quote(secret, safe="").lower(),
+        "".join(f"%{b:02X}" for b in raw),  # every byte encoded
+        "".join(f"&#{ord(c)};" for c in secret),
+        "".join(f"&#x{ord(c):x};" for c in secret),
+        standard,
+        standard.rstrip("="),
+        base64.urlsafe_b64encode(raw).decode(),
+        base64.urlsafe_b64encode(raw).decode().rstrip("="),
+        standard.replace("/", "\\/"),
+    ]
+
+
+@pytest.mark.parametrize("index", range(len(_forms(KEY + "/x+y"))))
+def test_every_form_a_benign_server_writes_a_secret_in_is_scrubbed(index: int) -> None:
+    secret = KEY + "/x+y"
+    form = _forms(secret)[index]
+    scrubber = SecretScrubber([secret])
+    assert scrubber.scrub(f"<{form}>") == f"<{REDACTED}>", form
+    # and in a stream cut at every place
+    for cut in range(0, len(form) + 2, 7):
+        text = f"<{form}>"
+        stream = scrubber.stream()
+        out = stream.feed(text[:cut]) + stream.feed(text[cut:]) + stream.finish()
+        assert out == f"<{REDACTED}>", (form, cut)
 
 
 def test_scrubber_passes_text_through_and_ignores_short_values() -> None:
@@ -739,7 +794,9 @@ async def test_chunks_decode_utf8_split_across_boundaries(serve: Serve) -> None:
     text = "data: héllo wörld 😀\n\n" * 3
     raw = text.encode()
     server = serve(lambda r: Reply(chunks=[raw[i : i + 5] for i in range(0, len(raw), 5)]))
-    async with client([f"http://localhost:{server.port}"]) as c:
+    policy = EgressPolicy.parse([f"http://localhost:{server.port}"])
+    resolver = FakeResolver({"localhost": ["127.0.0.1"]})
+    async with GuardedClient(policy, {}, resolver=resolver) as c:  # no secret: no hold-back
         response = await c.send("GET", f"http://localhost:{server.port}/", [], None)
         chunks = []
         while (chunk := await response.next_chunk()) is not None:
@@ -747,6 +804,23 @@ async def test_chunks_decode_utf8_split_across_boundaries(serve: Serve) -> None:
             chunks.append(chunk)
     assert "".join(chunks) == text
     assert len(chunks) > 3
+
+
+async def test_a_slow_stream_is_not_delayed_by_the_scrubbers_window(serve: Serve) -> None:
+    """With a secret configured the last `window` characters wait for more text, but only
+    until the upstream goes quiet: each slow event still arrives on its own."""
+    events = [f"data: event {i}\n\n" for i in range(4)]
+    server = serve(lambda r: Reply.sse(events, chunk_delay=0.3))
+    async with client([f"http://localhost:{server.port}"]) as c:
+        response = await c.send("GET", f"http://localhost:{server.port}/", [], None)
+        arrivals: list[tuple[float, str]] = []
+        loop = asyncio.get_running_loop()
+        while (chunk := await response.next_chunk()) is not None:
+            arrivals.append((loop.time(), chunk))
+    assert "".join(text for _, text in arrivals) == "".join(events)
+    assert len(arrivals) >= 4
+    gaps = [b[0] - a[0] for a, b in itertools.pairwise(arrivals)]
+    assert all(gap > 0.15 for gap in gaps[:3]), gaps  # one by one, not held to the end
 
 
 async def test_secret_split_across_stream_chunks_is_scrubbed(serve: Serve) -> None:
@@ -872,3 +946,25 @@ async def test_https_certificate_is_verified(tls_server: TlsServer) -> None:
     finally:
         await pool.aclose()
     assert tls_server.requests == []
+
+
+async def test_a_secret_bound_to_an_origin_is_refused_for_any_other(serve: Serve) -> None:
+    bound_to = serve(lambda r: Reply(body=r.headers.get("authorization", "none")))
+    other = serve(lambda r: Reply(body=r.headers.get("authorization", "none")))
+    a, b = f"http://localhost:{bound_to.port}", f"http://127.0.0.1:{other.port}"
+    origins = {"API_KEY": EgressPolicy.parse([a])}
+    resolver = FakeResolver({"localhost": ["127.0.0.1"]})
+    async with client([a, b], resolver, secret_origins=origins) as c:
+        header = [("authorization", "Bearer {{secret:API_KEY}}")]
+        response = await c.send("GET", a + "/", header, None)
+        assert await response.text() == f"Bearer {REDACTED}"  # sent, and scrubbed on the way back
+        error = await denied(c.send("GET", b + "/", header, None))
+        assert error.message == (
+            f"secret 'API_KEY' may only be sent to {a} (secrets.API_KEY.origins in the "
+            f"manifest), not to {b}"
+        )
+        # an unbound secret still goes to any allowed origin
+        response = await c.send("GET", b + "/", [("x-other", "{{secret:OTHER}}")], None)
+        assert await response.text() == "none"
+    assert [r.headers.get("authorization") for r in other.requests] == [None]
+    assert bound_to.requests[0].headers["authorization"] == f"Bearer {KEY}"

@@ -125,7 +125,16 @@ def test_a_valid_manifest_parses_into_typed_fields() -> None:
         ),
         (
             _with(secrets={"ACME_KEY": {"value": "sk-123"}}),
-            "unknown field 'value' in secrets.ACME_KEY (known fields: env, description)",
+            "unknown field 'value' in secrets.ACME_KEY (known fields: env, description, origins)",
+        ),
+        (
+            _with(secrets={"ACME_KEY": {"origins": ["https://evil.example"]}}),
+            "secrets.ACME_KEY.origins lists https://evil.example, which network.allow does not; "
+            "a secret can only be bound to origins the plugin may reach",
+        ),
+        (
+            _with(secrets={"ACME_KEY": {"origins": "https://api.acme.example"}}),
+            "secrets.ACME_KEY.origins must be a list of origins like ['https://api.acme.example']",
         ),
         (
             _with(secrets={"ACME_KEY": {"env": "ACME_KEY"}}),
@@ -467,3 +476,13 @@ def test_secrets_resolve_from_the_mapped_variable_the_manifest_names_or_a_saved_
     found, missing = resolve_secrets(plugin, mapped)
     assert found["ACME_KEY"].reveal() == "user-mapped-0123" and missing == []
     assert "user-mapped" not in repr(found)
+
+
+def test_a_secret_bound_to_origins_round_trips_through_the_embedded_manifest() -> None:
+    data = _with(
+        secrets={"ACME_KEY": {"env": ["ACME_KEY"], "origins": ["https://api.acme.example"]}}
+    )
+    manifest = parse_manifest(data, "plugin.toml")
+    assert manifest.secrets[0].origins == ("https://api.acme.example",)
+    again = parse_manifest(json.loads(manifest.to_json()), "embedded")
+    assert again.secrets == manifest.secrets

@@ -18,10 +18,12 @@ anything else to the runtime, and no message carries a secret.
 
 from __future__ import annotations
 
+import asyncio
+import base64
 import codecs
+import contextlib
 import functools
 import ipaddress
-import json
 import re
 import socket
 import ssl
@@ -64,6 +66,9 @@ SECRET_PLACEHOLDER = re.compile(r"\{\{secret:([A-Za-z_][A-Za-z0-9_]*)\}\}")
 REDACTED = "[REDACTED]"
 # A shorter value cannot be scrubbed from responses without mangling ordinary text.
 MIN_SECRET_LENGTH = 6
+# A stream holds back the scrubber's window until more text comes or the upstream has been
+# quiet this long.
+QUIET_RELEASE_SECONDS = 0.05
 
 HttpErrorKind = Literal[
     "denied", "timeout", "connect", "too-large", "invalid-request", "limit", "other"
@@ -112,24 +117,29 @@ class HttpError(OpenKoiError):
 
 
 class SecretScrubber:
-    """Replaces secret values (raw, JSON-escaped, percent-encoded; any case) with `[REDACTED]`."""
+    """Replaces secret values with `[REDACTED]` in every form a benign server writes them back.
+
+    The forms: the raw value; JSON with any character written as `\\uXXXX` (either case, and
+    with the backslash doubled when JSON is nested) and `\\/`, `\\"`, `\\\\`;
+    percent-encoding (either case, `+` for a space); HTML character references; and base64 of
+    the whole value (standard and URL-safe, padded or not), itself in any of those forms. Each
+    character of a form may be written in any of its spellings, mixed within one value."""
 
     def __init__(self, values: Iterable[str]) -> None:
-        forms: set[str] = set()
+        patterns: list[str] = []
+        longest = 0
         for value in values:
             if len(value) < MIN_SECRET_LENGTH:
                 continue
-            forms.add(value)
-            forms.add(json.dumps(value)[1:-1])
-            forms.add(quote(value, safe=""))
-            forms.add(quote(value, safe="").replace("%20", "+"))
-        ordered = sorted(forms, key=len, reverse=True)
-        self._pattern = (
-            re.compile("|".join(re.escape(f) for f in ordered), re.IGNORECASE) if ordered else None
-        )
-        # Every proper prefix of every form: a chunk ending in one may be cut inside a secret.
-        self._prefixes = frozenset(f.lower()[:k] for f in ordered for k in range(1, len(f)))
-        self.window = max((len(f) for f in ordered), default=1) - 1
+            for form in _whole_value_forms(value):
+                pattern, length = _spellings(form)
+                patterns.append(pattern)
+                longest = max(longest, length)
+        patterns.sort(key=len, reverse=True)
+        self._pattern = re.compile("|".join(patterns), re.IGNORECASE) if patterns else None
+        # The longest text a match can span: a stream holds back this many characters less one,
+        # whatever they are, so what the guest sees never depends on the secret's content.
+        self.window = max(longest - 1, 0)
 
     def __bool__(self) -> bool:
         return self._pattern is not None
@@ -140,31 +150,80 @@ class SecretScrubber:
     def stream(self) -> _StreamScrubber:
         return _StreamScrubber(self)
 
-    def held_back(self, text: str) -> int:
-        """How many trailing chars of `text` could be the start of a secret (0 most of the time)."""
-        lowered = text[-self.window :].lower() if self.window else ""
-        for k in range(len(lowered), 0, -1):
-            if lowered[-k:] in self._prefixes:
-                return k
-        return 0
+
+@functools.lru_cache(maxsize=64)
+def scrubber_for(values: tuple[str, ...]) -> SecretScrubber:
+    """One compiled scrubber per set of secret values (a plugin's calls share it)."""
+    return SecretScrubber(values)
+
+
+def _whole_value_forms(value: str) -> list[str]:
+    raw = value.encode("utf-8")
+    standard = base64.b64encode(raw).decode("ascii")
+    urlsafe = base64.urlsafe_b64encode(raw).decode("ascii")
+    return list(
+        dict.fromkeys([value, standard, standard.rstrip("="), urlsafe, urlsafe.rstrip("=")])
+    )
+
+
+_JSON_BACKSLASH = r"\\{1,3}"  # one backslash, or two or three when JSON is nested
+_HTML_NAMED = {"&": "amp", "<": "lt", ">": "gt", '"': "quot", "'": "apos"}
+
+
+def _spellings(form: str) -> tuple[str, int]:
+    """A regex matching `form` with each character in any of its spellings, and the longest
+    text it can match."""
+    parts: list[str] = []
+    longest = 0
+    for char in form:
+        code = ord(char)
+        options = [re.escape(char)]
+        if code <= 0xFFFF:
+            options.append(f"{_JSON_BACKSLASH}u{code:04x}")
+        if char in '/"\\':
+            options.append(_JSON_BACKSLASH + re.escape(char))
+        options.append("".join(f"%{byte:02x}" for byte in char.encode("utf-8")))
+        if char == " ":
+            options.append(r"\+")
+        options.append(f"&#0{{0,2}}{code};")
+        options.append(f"&#x0{{0,2}}{code:x};")
+        if char in _HTML_NAMED:
+            options.append(f"&{_HTML_NAMED[char]};")
+        parts.append("(?:" + "|".join(options) + ")")
+        longest += max(
+            3 + 5,  # \\\\\\uXXXX
+            3 * len(char.encode("utf-8")),
+            len(f"&#{code};") + 2,  # up to two leading zeros
+            len(f"&#x{code:x};") + 2,
+        )
+    return "".join(parts), longest
 
 
 class _StreamScrubber:
-    """Scrubs a text stream. A chunk ending in what could be the start of a secret keeps that tail
-    back until the next chunk shows whether it is one; any other text goes out at once, so
-    streaming latency is unchanged."""
+    """Scrubs a text stream. It always holds back the last `window` characters (whatever they
+    are) until more text comes, the stream ends, or `release()`: so where the guest's chunks
+    split never depends on whether the text looks like a secret."""
 
     def __init__(self, scrubber: SecretScrubber) -> None:
         self._scrubber = scrubber
         self._tail = ""
 
+    @property
+    def holding(self) -> bool:
+        return bool(self._tail)
+
     def feed(self, text: str) -> str:
         if not self._scrubber:
             return text
         out = self._scrubber.scrub(self._tail + text)
-        keep = self._scrubber.held_back(out)
+        keep = min(self._scrubber.window, len(out))
         self._tail = out[len(out) - keep :]
         return out[: len(out) - keep]
+
+    def release(self) -> str:
+        """What is held back, as it is (the upstream went quiet)."""
+        tail, self._tail = self._tail, ""
+        return tail
 
     def finish(self) -> str:
         tail, self._tail = self._tail, ""
@@ -297,15 +356,33 @@ class _Body:
         self._decoder = codecs.getincrementaldecoder(_charset(response))(errors="replace")
         self._scrub = scrubber.stream()
         self._done = False
+        self._pending: asyncio.Future[bytes | None] | None = None
+        self._failed: HttpError | None = None
+
+    async def _read(self) -> bytes | None:
+        try:
+            return await self._chunks.__anext__()
+        except StopAsyncIteration:
+            return None
 
     async def next_text(self) -> str | None:
+        if self._failed is not None:
+            failed, self._failed = self._failed, None
+            raise failed
         while not self._done:
             error: HttpError | None = None
             raw: bytes | None = None
+            if self._pending is None:
+                self._pending = asyncio.ensure_future(self._read())
+            if self._scrub.holding:
+                # Text is held back: hand it over if the upstream stays quiet, so a slow stream
+                # is not delayed by the scrubber's window (the release does not look at it).
+                done, _ = await asyncio.wait({self._pending}, timeout=QUIET_RELEASE_SECONDS)
+                if not done:
+                    return self._scrub.release()
+            pending, self._pending = self._pending, None
             try:
-                raw = await self._chunks.__anext__()
-            except StopAsyncIteration:
-                raw = None
+                raw = await pending
             except httpx.HTTPError as exc:
                 error = self._client._mapped(exc, "while reading the response")
             if error is None:
@@ -323,6 +400,9 @@ class _Body:
                     error = exc
             if error is not None:
                 await self.aclose()
+                if self._scrub.holding:  # what came before the failure first, then the failure
+                    self._failed = error
+                    return self._scrub.finish()
                 raise error
             if raw is None:
                 text = self._scrub.feed(self._decoder.decode(data, final=True))
@@ -335,6 +415,11 @@ class _Body:
         return None
 
     async def aclose(self) -> None:
+        pending, self._pending = self._pending, None
+        if pending is not None and not pending.done():
+            pending.cancel()
+            with contextlib.suppress(BaseException):
+                await pending
         if not self._done:
             self._done = True
             self._client._open.discard(self)
@@ -381,10 +466,12 @@ class GuardedClient:
         timeout: float = 60.0,
         resolver: Resolver | None = None,
         transports: TransportPool | None = None,
+        secret_origins: Mapping[str, EgressPolicy] | None = None,
     ) -> None:
         self._policy = policy
         self._secrets = dict(secrets)
-        self._scrubber = SecretScrubber(s.reveal() for s in self._secrets.values())
+        self._secret_origins = dict(secret_origins or {})
+        self._scrubber = scrubber_for(tuple(s.reveal() for s in self._secrets.values()))
         self.max_response_bytes = max_response_bytes
         self.max_requests = max_requests
         self.max_redirects = max_redirects
@@ -452,6 +539,7 @@ class GuardedClient:
                     for h in template
                     if not h.carries_secret and h.name.lower() not in _CREDENTIAL_HEADERS
                 ]
+            self._check_secret_origins(template, target)
             addresses = await self._resolve(target, origin)
             response = await self._send_once(method, target, addresses, template, content)
 
@@ -545,6 +633,21 @@ class GuardedClient:
             raise self._error(
                 "invalid-request", f"secret {name!r} contains characters not allowed in a header"
             )
+
+    def _check_secret_origins(self, headers: list[_Header], target: RequestTarget) -> None:
+        """A secret bound to origins in the manifest goes to those origins only."""
+        for header in headers:
+            if not header.carries_secret:
+                continue
+            for name in SECRET_PLACEHOLDER.findall(header.value):
+                bound = self._secret_origins.get(name)
+                if bound is not None and not bound.check_target(target).allowed:
+                    shown = ", ".join(str(o) for o in bound.origins)
+                    raise self._error(
+                        "denied",
+                        f"secret {name!r} may only be sent to {shown} (secrets.{name}.origins in "
+                        f"the manifest), not to {target.origin}",
+                    )
 
     def _count_request(self) -> None:
         if self.max_requests is not None and self.requests_made >= self.max_requests:

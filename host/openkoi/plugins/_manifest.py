@@ -66,6 +66,7 @@ class SecretDecl:
     name: str
     env: tuple[str, ...] = ()
     description: str = ""
+    origins: tuple[str, ...] = ()  # where it may be sent; empty: any origin the plugin may reach
 
 
 @dataclass(frozen=True)
@@ -111,7 +112,13 @@ class Manifest:
         if self.secrets:
             data["secrets"] = {
                 s.name: {
-                    k: v for k, v in (("env", list(s.env)), ("description", s.description)) if v
+                    k: v
+                    for k, v in (
+                        ("env", list(s.env)),
+                        ("description", s.description),
+                        ("origins", list(s.origins)),
+                    )
+                    if v
                 }
                 for s in self.secrets
             }
@@ -254,17 +261,33 @@ def parse_manifest(data: Any, source: str) -> Manifest:
             )
         where = f"secrets.{secret_name}"
         spec = _table(spec, where, source)
-        _only(spec, ("env", "description"), where, source)
+        _only(spec, ("env", "description", "origins"), where, source)
         env = spec.get("env", [])
         if not isinstance(env, list) or not all(
             isinstance(e, str) and _ENV.fullmatch(e) for e in env
         ):
             raise _fail(f"{where}.env must be a list of environment variable names", source)
+        origins = spec.get("origins", [])
+        if not isinstance(origins, list) or not all(isinstance(o, str) for o in origins):
+            raise _fail(f"{where}.origins must be a list of origins like {allow[:1]}", source)
+        try:
+            bound = EgressPolicy.parse(origins)
+        except OriginSyntaxError as exc:
+            raise _fail(f"{where}.origins: {exc}", source) from None
+        allowed = EgressPolicy.parse(allow)
+        for origin in bound.origins:
+            if origin.normalized not in {o.normalized for o in allowed.origins}:
+                raise _fail(
+                    f"{where}.origins lists {origin}, which network.allow does not; a secret "
+                    "can only be bound to origins the plugin may reach",
+                    source,
+                )
         secrets.append(
             SecretDecl(
                 secret_name,
                 tuple(env),
                 _string(spec.get("description", ""), f"{where}.description", source, empty=True),
+                tuple(origins),
             )
         )
 

@@ -34,6 +34,7 @@ from openkoi.plugins._convert import (
     error_info,
     is_error,
 )
+from openkoi.plugins._egress import EgressPolicy
 from openkoi.plugins._engine import TICK_SECONDS, engine, load_component, ticks_for
 from openkoi.plugins._errors import (
     LIMIT_FIELDS,
@@ -67,7 +68,6 @@ if TYPE_CHECKING:
 
     from openkoi._secrets import Secret
     from openkoi._types import ChatChunk
-    from openkoi.plugins._egress import EgressPolicy
     from openkoi.plugins._guarded_http import Resolver, TransportPool
 
 T = TypeVar("T")
@@ -254,6 +254,9 @@ class PluginRuntime:
         self._secrets = dict(secrets)
         self.config = dict(config)
         self._missing_secrets = dict(missing_secrets or {})
+        self._secret_origins = {
+            s.name: EgressPolicy.parse(s.origins) for s in plugin.manifest.secrets if s.origins
+        }
         self._resolver = resolver
         started = time.perf_counter()
         self.component, self.from_cache = load_component(plugin.data, plugin.digest)
@@ -410,6 +413,7 @@ class PluginRuntime:
             timeout=min(self.limits.call_seconds, 600.0),
             transports=self._transports,
             resolver=self._resolver,
+            secret_origins=self._secret_origins,
         )
         return CallContext(self.id, loop, client, self.config)
 
