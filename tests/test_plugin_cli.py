@@ -126,7 +126,10 @@ def test_inspect_shows_manifest_capabilities_and_exports_without_running(
     assert "openkoi:provider/provider@0.1.0" in exports
     assert "network   https://api.cohere.com  [manifest]" in lines
     assert "          http://127.0.0.1:8080  [user-granted]" in lines
-    assert "secrets   COHERE_API_KEY (env COHERE_API_KEY, CO_API_KEY): configured" in lines
+    assert (
+        "secrets   COHERE_API_KEY (env COHERE_API_KEY, CO_API_KEY), sent to any allowed origin: "
+        "configured"
+    ) in lines
     assert _plugins.COHERE_KEY not in out
     assert "pool      2 instances" in lines
     assert "approval  not yet approved" in out
@@ -169,7 +172,9 @@ def test_approve_records_and_list_explains_a_refused_plugin(
     code, out, _ = run(capsys, "plugin", "list")
     assert " ok " in out
     approvals = json.loads((openkoi_home() / "plugins" / "approvals.json").read_text())
-    assert "https://exfil.example" in approvals["cohere"]["origins"]
+    entry = approvals["plugins"][str(original.absolute())]
+    assert entry["id"] == "cohere"
+    assert "https://exfil.example" in entry["origins"]
 
 
 def test_demo_runs_offline_end_to_end(capsys: pytest.CaptureFixture[str]) -> None:

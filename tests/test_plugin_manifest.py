@@ -335,7 +335,7 @@ def test_approvals_record_first_sight_and_refuse_a_plugin_that_asks_for_more(
     assert (tmp_path / "approvals.json").stat().st_mode & 0o777 == 0o600
 
     fewer = _with(version="1.2.4", network={"allow": ["https://api.acme.example"]})
-    changed = read_plugin_file(_plugin(tmp_path, fewer, "fewer.wasm"))
+    changed = read_plugin_file(_plugin(tmp_path, fewer))  # the same configured file, replaced
     assert check_approval(changed, store) == "updated"
 
     greedy = _with(
@@ -343,16 +343,94 @@ def test_approvals_record_first_sight_and_refuse_a_plugin_that_asks_for_more(
         network={"allow": ["https://api.acme.example", "https://evil.example"]},
         secrets={"ACME_KEY": {}, "OTHER_TOKEN": {}},
     )
-    more = read_plugin_file(_plugin(tmp_path, greedy, "greedy.wasm"))
+    more = read_plugin_file(_plugin(tmp_path, greedy))
     with pytest.raises(PluginApprovalError) as caught:
         check_approval(more, store)
     text = str(caught.value)
     assert "asks for more than you approved" in text
     assert "+ network https://evil.example" in text
-    assert "+ secret OTHER_TOKEN" in text
+    assert "+ secret OTHER_TOKEN (read from OTHER_TOKEN)" in text
     assert f"openkoi plugin approve {more.path}" in text
     store.record(more)  # what `openkoi plugin approve` does
     assert check_approval(more, store) == "approved"
+
+
+def _approved(tmp_path: Path, manifest: dict[str, Any]) -> tuple[ApprovalStore, Path]:
+    store = ApprovalStore(tmp_path / "approvals.json")
+    path = _plugin(tmp_path, manifest)
+    assert check_approval(read_plugin_file(path), store) == "recorded"
+    return store, path
+
+
+def _refusal(store: ApprovalStore, path: Path) -> str:
+    with pytest.raises(PluginApprovalError) as caught:
+        check_approval(read_plugin_file(path), store)
+    return str(caught.value)
+
+
+def test_an_upgrade_that_reads_a_secret_from_another_variable_needs_approval(
+    tmp_path: Path,
+) -> None:
+    """The attack: same secret name, now read from OPENAI_API_KEY, the user's OpenAI key."""
+    store, path = _approved(tmp_path, _with(secrets={"ACME_KEY": {"env": ["MY_KEY"]}}))
+    _plugin(tmp_path, _with(version="1.2.4", secrets={"ACME_KEY": {"env": ["OPENAI_API_KEY"]}}))
+    text = _refusal(store, path)
+    assert "+ secret ACME_KEY read from OPENAI_API_KEY" in text
+
+
+def test_an_upgrade_that_unbinds_a_secret_from_its_origin_needs_approval(tmp_path: Path) -> None:
+    bound = {"ACME_KEY": {"env": ["ACME_KEY"], "origins": ["https://api.acme.example"]}}
+    store, path = _approved(tmp_path, _with(secrets=bound))
+    _plugin(tmp_path, _with(version="1.2.4", secrets={"ACME_KEY": {"env": ["ACME_KEY"]}}))
+    assert "+ secret ACME_KEY sent to any allowed origin" in _refusal(store, path)
+
+
+def test_an_upgrade_that_raises_its_limits_needs_approval(tmp_path: Path) -> None:
+    store, path = _approved(tmp_path, _with(limits={}))
+    maximal = {"memory_mb": 1024, "timeout_ms": 600_000, "max_requests": 1000}
+    _plugin(tmp_path, _with(version="1.2.4", limits=maximal))
+    text = _refusal(store, path)
+    assert "+ limit memory_mb 128 -> 1024" in text
+    assert "+ limit timeout_ms 120000 -> 600000" in text
+    assert "+ limit max_requests 32 -> 1000" in text
+    # lower than approved again: accepted without asking
+    store.record(read_plugin_file(path))
+    _plugin(tmp_path, _with(version="1.2.5", limits={"memory_mb": 512}))
+    assert check_approval(read_plugin_file(path), store) == "updated"
+
+
+def test_a_file_at_an_approved_path_that_declares_another_id_is_refused(tmp_path: Path) -> None:
+    """The attack: replace an approved file with one that is a new plugin (new id, new
+    origins), so the user's [plugins.<old id>] narrowing no longer applies."""
+    store, path = _approved(tmp_path, VALID)
+    other = _with(id="acme-two", network={"allow": ["https://exfil.example"]})
+    _plugin(tmp_path, other)
+    text = _refusal(store, path)
+    assert "now declares the plugin id 'acme-two' (approved as 'acme')" in text
+    assert "- id acme\n  + id acme-two" in text
+    assert "+ network https://exfil.example" in text
+    store.record(read_plugin_file(path))  # `openkoi plugin approve`
+    assert check_approval(read_plugin_file(path), store) == "approved"
+
+
+def test_approvals_of_the_first_format_are_read_by_their_path(tmp_path: Path) -> None:
+    path = _plugin(tmp_path, VALID)
+    plugin = read_plugin_file(path)
+    old = {
+        "acme": {
+            "digest": plugin.digest,
+            "origins": ["https://api.acme.example", "https://*.cdn.acme.example"],
+            "secrets": ["ACME_KEY"],
+            "path": str(path),
+            "version": "1.2.3",
+        }
+    }
+    (tmp_path / "approvals.json").write_text(json.dumps(old))
+    store = ApprovalStore(tmp_path / "approvals.json")
+    assert check_approval(plugin, store) == "approved"
+    # the first format knew no env sources: the manifest's ACME_TOKEN is new
+    _plugin(tmp_path, _with(version="1.2.4"))
+    assert "+ secret ACME_KEY read from ACME_TOKEN" in _refusal(store, path)
 
 
 # -- settings and the registry ------------------------------------------------------------------

@@ -73,7 +73,7 @@ def _configured_settings(plugin_id: str) -> Any:
 
 def describe(path: Path) -> dict[str, Any]:
     """Everything `inspect` shows, as data (also `inspect --json`)."""
-    from openkoi.plugins._approvals import ApprovalStore, Capabilities
+    from openkoi.plugins._approvals import ApprovalStore, differences
     from openkoi.plugins._limits import effective_limits
     from openkoi.plugins._loader import build_policy, resolve_secrets
     from openkoi.plugins._manifest import RequestedLimits, host_wit_version, read_plugin_file
@@ -84,13 +84,13 @@ def describe(path: Path) -> dict[str, Any]:
     policy = build_policy(plugin, settings)
     configured, _missing = resolve_secrets(plugin, settings)
     limits = effective_limits(m.limits, RequestedLimits(**settings.limits.model_dump()))
-    approved = ApprovalStore().get(m.id)
+    approved = ApprovalStore().get(plugin.path)
     if approved is None:
         approval = "not yet approved (approved on first load, or `openkoi plugin approve`)"
-    elif approved.digest == plugin.digest:
+    elif approved.digest == plugin.digest and approved.plugin_id == m.id:
         approval = f"approved (sha256 {approved.digest[:16]})"
     else:
-        more = Capabilities.of(plugin).exceeds(approved.capabilities)
+        more = differences(plugin, approved)
         approval = (
             "changed since approval; asks for more: " + ", ".join(more)
             if more
@@ -117,7 +117,12 @@ def describe(path: Path) -> dict[str, Any]:
         ],
         "manifest_network": list(m.allow),
         "secrets": [
-            {"name": s.name, "env": list(s.env), "configured": s.name in configured}
+            {
+                "name": s.name,
+                "env": list(s.env),
+                "origins": list(s.origins) or ["any allowed origin"],
+                "configured": s.name in configured,
+            }
             for s in m.secrets
         ],
         "config": [
@@ -169,7 +174,8 @@ def plugin_inspect(file: Path, as_json: bool) -> None:
     for i, s in enumerate(info["secrets"]):
         env = f" (env {', '.join(s['env'])})" if s["env"] else ""
         state = "configured" if s["configured"] else "not configured"
-        rows.append(("secrets" if i == 0 else "", f"{s['name']}{env}: {state}"))
+        to = ", ".join(s["origins"])
+        rows.append(("secrets" if i == 0 else "", f"{s['name']}{env}, sent to {to}: {state}"))
     for i, c in enumerate(info["config"]):
         value = c["value"] if c["value"] is not None else c["default"]
         shown = f" = {value!r}" if value is not None else ""
@@ -190,23 +196,27 @@ def plugin_approve(file: Path, yes: bool) -> None:
 
     Example: openkoi plugin approve ~/.openkoi/plugins/wasm/cohere.wasm
     """
-    from openkoi.plugins._approvals import ApprovalStore, Capabilities
+    from openkoi.plugins._approvals import ApprovalStore, Capabilities, differences
     from openkoi.plugins._manifest import read_plugin_file
 
     plugin = read_plugin_file(file)
     store = ApprovalStore()
     wanted = Capabilities.of(plugin)
-    previous = store.get(plugin.manifest.id)
+    previous = store.get(plugin.path)
     click.echo(
         f"plugin {plugin.manifest.id} {plugin.manifest.version} (sha256 {plugin.digest[:16]})"
     )
     if previous is not None:
-        diff = wanted.exceeds(previous.capabilities) + wanted.dropped(previous.capabilities)
+        diff = differences(plugin, previous) + wanted.dropped(previous.capabilities)
         click.echo("changes since the last approval:" if diff else "no new capabilities")
         for line in diff:
             click.echo(f"  {line}")
     click.echo("it may reach: " + (", ".join(sorted(wanted.origins)) or "nothing"))
-    click.echo("it may use the secrets: " + (", ".join(sorted(wanted.secrets)) or "none"))
+    for name, grant in sorted(wanted.secrets.items()):
+        where = "any allowed origin" if grant.origins == ("*",) else ", ".join(grant.origins)
+        click.echo(f"secret {name}: read from {', '.join(grant.env)}; sent to {where}")
+    for name, value in sorted(wanted.limits.items()):
+        click.echo(f"limit above the default: {name} = {value}")
     if not yes and not click.confirm("approve?", default=False):
         raise click.exceptions.Exit(1)
     store.record(plugin)
