@@ -144,10 +144,12 @@ async def measure_instances(wasm: Path) -> None:
         f"({len(held)} instances)",
     )
     # Instances touch more memory once they have run a call: measure that too.
-    for inst in held:
-        from openkoi.plugins._host_imports import CallContext
+    from openkoi.plugins._call import CallContext
+    from openkoi.plugins._fastcall import Budget
 
-        inst.invoke(CallContext("bench", None, None, {}), "info", seconds=10, kind="time")
+    for inst in held:
+        ctx = CallContext("bench", None, None, {})
+        inst.invoke(ctx, "info", seconds=10, kind="time", budget=Budget(1 << 30))
     row("RSS per instance after one call", f"{(_rss_mib() - before) / len(held):.1f} MiB")
     del held
     await provider.aclose()
@@ -255,11 +257,69 @@ async def measure_concurrency(wasm: Path, streams: int, pool: int, events: int =
         await plugin.aclose()
 
 
+def hostile_plugin() -> Path:
+    """The test suite's hostile guest (tests/plugins/hostile), built through its cache."""
+    sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests"))
+    import _plugins
+
+    return Path(_plugins.hostile())
+
+
+async def measure_sandbox(rounds: int = 5) -> None:
+    """Containment figures: host memory for a plugin at its limit, time past a deadline."""
+    from openkoi._errors import PluginLimitError, ProviderError
+    from openkoi.plugins._loader import load_plugin_file
+
+    print("(f) the sandbox against a hostile guest")
+    wasm = hostile_plugin()
+    memory_mb = 64
+
+    async def attack(provider: Any, name: str, text: str = "") -> str:
+        try:
+            answer = await provider.chat(ChatRequest(model=name, messages=[Message.user(text)]))
+            return str(answer.content)
+        except PluginLimitError as exc:
+            return f"limit:{exc.limit}"
+        except ProviderError as exc:
+            return f"error:{type(exc).__name__}"
+
+    provider = load_plugin_file(wasm, {"limits": {"memory_mb": memory_mb, "timeout_ms": 1000}})
+    await attack(provider, "echo", "warm")
+    before = _rss_mib()
+    outcome = await attack(provider, "memory")
+    grown = _rss_mib() - before
+    row(
+        f"host RSS growth, guest at its {memory_mb} MiB limit",
+        f"{grown:.1f} MiB",
+        f"overhead {grown - memory_mb:+.1f} MiB over memory_mb ({outcome})",
+    )
+    before = _rss_mib()
+    outcome = await attack(provider, "tools")
+    row(
+        "host RSS growth, 300,000 tool calls returned",
+        f"{_rss_mib() - before:.1f} MiB",
+        f"({outcome})",
+    )
+    for name, text in (("loop", ""), ("sleep", "30")):
+        late = []
+        for _ in range(rounds):
+            start = time.perf_counter()
+            outcome = await attack(provider, name, text)
+            late.append(time.perf_counter() - start - 1.0)
+        row(
+            f"deadline (1 s) to error, guest in {'a busy loop' if name == 'loop' else 'a sleep'}",
+            f"{median(late) * 1000:+.0f} ms",
+            f"max {max(late) * 1000:+.0f} ms, target < 100 ms ({outcome})",
+        )
+    await provider.aclose()
+
+
 async def main_async(args: argparse.Namespace, wasm: Path) -> None:
     await measure_instances(wasm)
     await measure_chat(wasm, args.runs)
     await measure_stream(wasm, args.events)
     await measure_concurrency(wasm, args.streams, args.pool)
+    await measure_sandbox()
 
 
 def main() -> None:

@@ -186,3 +186,33 @@ async def test_what_a_guest_can_observe_of_time_randomness_and_its_environment(
     assert seen["urandom"][0] != seen["urandom"][1]
     assert seen["environ"] == {}
     assert seen["cwd"].startswith("blocked") or seen["cwd"] in ("ALLOWED: /", "ALLOWED: ")
+
+
+SPIN_AT_START = """
+(component
+  (core module $m
+    (func $spin (loop $again (br $again)))
+    (start $spin))
+  (core instance (instantiate $m)))
+"""
+
+
+def test_instantiation_runs_under_the_calls_deadline_not_a_fixed_one() -> None:
+    """A guest whose start function never returns is stopped at the deadline the runtime gives
+    instantiation (the plugin's own per-call limit)."""
+    from openkoi.plugins._call import CallContext, activate
+    from openkoi.plugins._engine import engine
+    from openkoi.plugins._limits import DEFAULT_LIMITS
+    from openkoi.plugins._linker import instantiate, prepare
+    from openkoi.plugins._runtime import new_store
+    from wasmtime import WasmtimeError
+    from wasmtime.component import Component
+
+    component = Component(engine(), SPIN_AT_START)
+    prepare(component)
+    ctx = CallContext("spin", None, None, {})
+    ctx.start(1.0, "time")
+    started = time.monotonic()
+    with activate(ctx), pytest.raises(WasmtimeError):
+        instantiate(new_store(DEFAULT_LIMITS), component)
+    assert 0.9 < time.monotonic() - started < 1.3

@@ -1,12 +1,17 @@
 """Running a plugin: a pool of sandboxed instances, guest calls on worker threads, limits.
 
-Each instance has its own Store (used by one thread at a time) with a memory limit, and each
-call sets an epoch deadline: the per-call wall time, or the per-event wall time for each `next`
-of a stream. A call takes an instance from the pool, runs on one of the plugin's worker threads
-while its HTTP runs on the caller's event loop, and gives the instance back. An instance that
-trapped (or hit a limit mid-call) is thrown away, never reused; the pool makes a fresh one when
-it is next needed. A stream holds its instance until it ends or is closed; closing it early
-wakes the guest, closes the upstream response, drops the guest's stream and frees the instance.
+Each instance has its own Store (used by one thread at a time) with the plugin's memory limit
+and the host's limits on tables, instances and memories, and its own WASI state (openkoi's WASI,
+`_wasi`). Each call has a deadline: the per-call wall time, or the per-event wall time for each
+`next` of a stream. The Store's epoch callback (`_interrupt`) stops a computing guest at it, and
+every wait the guest can make (a sleep, a poll, an HTTP request or body read) ends at it too, so
+no call outlives its deadline. A call takes an instance from the pool, runs on one of the
+plugin's worker threads while its HTTP runs on the caller's event loop, and gives the instance
+back. An instance that trapped (or hit a limit mid-call) is thrown away, never reused; the pool
+makes a fresh one when it is next needed. A stream holds its instance until it ends or is
+closed; closing it early (or cancelling a call) wakes the guest, closes the upstream response
+and stops the guest within a short grace, which frees the instance. `aclose` and interpreter
+exit cancel every call still running, so worker threads never hold the process open.
 """
 
 from __future__ import annotations
@@ -486,9 +491,14 @@ class PluginRuntime:
         channel = _Channel(loop)
         self._executor.submit(self._stream_job, inst, ctx, request, channel)
         finished = False
+        # The host's own bound on each wait, should the guest's deadline ever fail to end it.
+        bound = max(self.limits.call_seconds, self.limits.event_seconds) + _HOST_GRACE_SECONDS
         try:
             while True:
-                item, size = await channel.queue.get()
+                try:
+                    item, size = await asyncio.wait_for(channel.queue.get(), bound)
+                except TimeoutError:
+                    raise self.limit_error("event-time") from None
                 if item is _Channel._END:
                     finished = True
                     return
