@@ -7,13 +7,13 @@ usage ledger apply to it as to any library call.
 from __future__ import annotations
 
 import sys
-import time
 from typing import TYPE_CHECKING
 
 import anyio
 import click
 
 from openkoi._errors import ConfigError
+from openkoi._timefmt import utc_moment
 
 if TYPE_CHECKING:
     from openkoi._errors import CandidateFailure
@@ -45,7 +45,7 @@ def _describe(failure: CandidateFailure) -> str:
     if failure.error.status:
         text += f" (HTTP {failure.error.status})"
     if failure.cooldown_until is not None:
-        text += time.strftime(", cooling until %H:%M:%S UTC", time.gmtime(failure.cooldown_until))
+        text += f", cooling until {utc_moment(failure.cooldown_until)}"
     return text
 
 
