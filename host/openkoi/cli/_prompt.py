@@ -6,6 +6,7 @@ usage ledger apply to it as to any library call.
 
 from __future__ import annotations
 
+import contextlib
 import sys
 from typing import TYPE_CHECKING
 
@@ -117,21 +118,27 @@ def run(
         out = sys.stdout
         started = False
         try:
-            async for chunk in router.chat_stream("executor", request):
-                if not started:
-                    started = True
-                    if failures:
-                        tried = {f.ref for f in failures}
-                        answering = next(r for r in router.chain("executor") if r not in tried)
-                        skipped = "; ".join(_describe(f) for f in failures)
-                        _note(f"note: answered by {answering} ({skipped})")
-                if chunk.delta:
-                    out.write(chunk.delta)
-                    out.flush()
+            # aclosing: a reader that went away (BrokenPipeError) still closes the stream here,
+            # not in a finalizer after the event loop is gone.
+            async with contextlib.aclosing(router.chat_stream("executor", request)) as chunks:
+                async for chunk in chunks:
+                    if not started:
+                        started = True
+                        if failures:
+                            tried = {f.ref for f in failures}
+                            answering = next(r for r in router.chain("executor") if r not in tried)
+                            skipped = "; ".join(_describe(f) for f in failures)
+                            _note(f"note: answered by {answering} ({skipped})")
+                    if chunk.delta:
+                        out.write(chunk.delta)
+                        out.flush()
         finally:
-            if started:
-                out.write("\n")
-                out.flush()
-            await router.aclose()
+            try:
+                if started:
+                    with contextlib.suppress(BrokenPipeError):
+                        out.write("\n")
+                        out.flush()
+            finally:
+                await router.aclose()
 
     anyio.run(stream)

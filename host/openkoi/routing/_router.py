@@ -13,7 +13,7 @@ import contextlib
 import time
 import uuid
 import warnings
-from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
+from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
@@ -145,7 +145,7 @@ class Router:
         self._record(attempt, "ok", response.usage)
         return response
 
-    async def chat_stream(self, role: str, request: ChatRequest) -> AsyncIterator[ChatChunk]:
+    async def chat_stream(self, role: str, request: ChatRequest) -> AsyncGenerator[ChatChunk, None]:
         """Yield the answer's chunks from the first model of the chain that starts one."""
 
         async def open_first(
