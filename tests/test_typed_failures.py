@@ -478,3 +478,27 @@ async def test_a_request_json_cannot_hold_is_the_callers_error(serve: Any) -> No
     finally:
         await provider.aclose()
     assert server.requests == []
+
+
+async def test_a_wrong_shape_moves_the_chain_on(serve: Any) -> None:
+    """Before, a raw ValidationError left the router and stopped the chain."""
+    from _routing_support import FakeClock, completion, make_config, make_router
+
+    broken = {"choices": [{"index": 0, "message": {"content": {"parts": 1}}}]}
+    primary = serve(lambda request: Reply.json(broken))
+    backup = serve(lambda request: completion("from backup"))
+    config = make_config(
+        {"primary": primary.url, "backup": backup.url},
+        models={"executor": "primary/m", "fallback": {"executor": ["backup/m"]}},
+    )
+    clock = FakeClock()
+    router = make_router(config, clock)
+    try:
+        answer = await router.chat("executor", ChatRequest(messages=[Message.user("hi")]))
+        cooling = router.cooldowns.get(["primary/m"])["primary/m"]
+        outcomes = [r["outcome"] for r in router.ledger.calls()] if router.ledger else []
+    finally:
+        await router.aclose()
+    assert answer.content == "from backup"
+    assert cooling.kind == "malformed-response" and cooling.until > clock.now
+    assert outcomes == ["malformed-response", "ok"]

@@ -5,7 +5,9 @@ Bedrock provider is built) and sent with openkoi's own httpx client. Credentials
 standard AWS chain (environment, shared config and credentials profiles, SSO, container and
 instance metadata); a Bedrock API key (`AWS_BEARER_TOKEN_BEDROCK`) is sent as a Bearer token
 instead. The binary `application/vnd.amazon.eventstream` answer of ConverseStream is decoded
-with botocore's event-stream parser as bytes arrive.
+with botocore's event-stream parser as bytes arrive. Tools AWS runs itself (`toolUse.type =
+"server_tool_use"`, e.g. Nova's code interpreter) and their results are not tool calls for the
+caller, whole or streamed.
 
 Mapping names (the same in every vendor module): `_map_messages`, `_map_tools` going out;
 `_parse_response`, `_parse_stream_event`, `_map_usage`, `_STOP_REASONS` coming back.

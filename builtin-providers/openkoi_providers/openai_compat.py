@@ -1,5 +1,9 @@
 """OpenAI Chat Completions and embeddings, and every service that speaks the same protocol.
 
+Dialects read as well: `content` as a list of typed parts (Mistral's reasoning models: thinking
+parts are reasoning, text parts are text), and the legacy `function_call` (one call, given a
+stable id derived from the response id).
+
 Mapping names (the same in every vendor module): `_map_messages`, `_map_tools` going out;
 `_parse_response`, `_parse_stream_event`, `_map_usage`, `_STOP_REASONS` coming back.
 """
