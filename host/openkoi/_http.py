@@ -58,8 +58,8 @@ def new_client(
     )
 
 
-def _seconds(value: str | None, scale: float = 1.0) -> float | None:
-    """A plain number of seconds (times `scale`), if it is a finite, non-negative one."""
+def _non_negative(value: str | None, scale: float = 1.0) -> float | None:
+    """A plain number (times `scale`), if it is a finite, non-negative one."""
     if not value:
         return None
     try:
@@ -79,7 +79,7 @@ def parse_duration(value: str | None) -> float | None:
     if not value:
         return None
     text = value.strip().lower()
-    plain = _seconds(text)
+    plain = _non_negative(text)
     if plain is not None:
         return plain
     parts = _DURATION.findall(text)
@@ -95,7 +95,7 @@ def _rate_limit_reset(lowered: Mapping[str, str]) -> float | None:
     waits = []
     for kind in ("requests", "tokens"):
         wait = parse_duration(lowered.get(f"x-ratelimit-reset-{kind}"))
-        left = _seconds(lowered.get(f"x-ratelimit-remaining-{kind}"))
+        left = _non_negative(lowered.get(f"x-ratelimit-remaining-{kind}"))
         if wait is not None and not left:
             waits.append(wait)
     return max(waits) if waits else None
@@ -109,14 +109,14 @@ def parse_retry_after(headers: Mapping[str, str], now: float | None = None) -> f
     default cooldown applies rather than none at all. A date already past means "now" (0).
     """
     lowered = {k.lower(): v for k, v in headers.items()}
-    millis = _seconds(lowered.get("retry-after-ms"), 0.001)
+    millis = _non_negative(lowered.get("retry-after-ms"), 0.001)
     if millis is not None:
         return millis
     value = (lowered.get("retry-after") or "").strip()
-    seconds = _seconds(value)
+    seconds = _non_negative(value)
     if seconds is not None:
         return seconds
-    if value and not _looks_numeric(value):
+    if value:
         try:
             when = email.utils.parsedate_to_datetime(value)
         except (TypeError, ValueError, IndexError, OverflowError):
@@ -125,14 +125,6 @@ def parse_retry_after(headers: Mapping[str, str], now: float | None = None) -> f
             current = time.time() if now is None else now
             return max(0.0, when.timestamp() - current)
     return _rate_limit_reset(lowered)
-
-
-def _looks_numeric(value: str) -> bool:
-    try:
-        float(value)
-    except ValueError:
-        return False
-    return True
 
 
 def _short(text: str, limit: int = 300) -> str:
