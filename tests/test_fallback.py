@@ -105,6 +105,29 @@ RFC_DATE_IN_120S = "__date__"
         (error_reply(503), "overloaded", 10.0),
         (error_reply(529), "overloaded", 10.0),
         (error_reply(503, {"retry-after": "30"}), "overloaded", 30.0),
+        # a value that says nothing usable gives the default, never 0 s
+        (error_reply(429, {"retry-after": "-5"}), "rate-limited", 10.0),
+        (error_reply(429, {"retry-after": "NaN"}), "rate-limited", 10.0),
+        (error_reply(429, {"retry-after": "inf"}), "rate-limited", 10.0),
+        (error_reply(429, {"retry-after": "soon"}), "rate-limited", 10.0),
+        (error_reply(429, {"retry-after-ms": "-1"}), "rate-limited", 10.0),
+        # OpenAI's reset headers: the exhausted limit's reset
+        (
+            error_reply(
+                429,
+                {
+                    "x-ratelimit-remaining-requests": "99",
+                    "x-ratelimit-reset-requests": "120ms",
+                    "x-ratelimit-remaining-tokens": "0",
+                    "x-ratelimit-reset-tokens": "1m30s",
+                },
+            ),
+            "rate-limited",
+            90.0,
+        ),
+        (error_reply(429, {"x-ratelimit-reset-requests": "45s"}), "rate-limited", 45.0),
+        # a server's value stays within max_cooldown (300 s here)
+        (error_reply(429, {"retry-after": "3600"}), "rate-limited", 300.0),
     ],
 )
 async def test_transient_status_falls_back_and_cools_the_model(
@@ -262,7 +285,10 @@ def test_policy_arithmetic() -> None:
     policy = CooldownPolicy(cooldown=10, backoff=2, max_cooldown=300)
     assert [policy.seconds(n) for n in (1, 2, 3, 6, 7, 5000)] == [10, 20, 40, 300, 300, 300]
     assert policy.seconds(3, retry_after=1.5) == 1.5  # the server's word wins
-    assert policy.seconds(1, retry_after=10**9) == 86_400  # within reason
+    assert policy.seconds(1, retry_after=10**9) == 300  # within max_cooldown
+    assert CooldownPolicy(max_cooldown=7200).seconds(1, retry_after=3600) == 3600  # raised cap
+    for nonsense in (-1.0, float("nan"), float("inf"), float("-inf")):
+        assert policy.seconds(2, retry_after=nonsense) == 20  # the backoff, not 0 s
 
 
 def test_concurrent_failure_does_not_count_twice(tmp_path: Path) -> None:

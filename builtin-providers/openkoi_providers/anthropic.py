@@ -34,6 +34,7 @@ from openkoi._types import (
     ChatChunk,
     ChatRequest,
     ChatResponse,
+    Embeddings,
     Message,
     ModelInfo,
     StopReason,
@@ -224,16 +225,30 @@ def _default_max_tokens(model: str) -> int:
 # -- coming back ----------------------------------------------------------------------------
 
 
-def _map_usage(usage: Mapping[str, Any] | None) -> TokenUsage | None:
-    """Anthropic's `input_tokens` already excludes cached tokens, as TokenUsage wants."""
-    if not usage:
-        return None
+def _tokens(usage: Mapping[str, Any]) -> TokenUsage:
     return TokenUsage(
         input_tokens=int(usage.get("input_tokens") or 0),
         output_tokens=int(usage.get("output_tokens") or 0),
         cache_read_tokens=int(usage.get("cache_read_input_tokens") or 0),
         cache_write_tokens=int(usage.get("cache_creation_input_tokens") or 0),
     )
+
+
+def _map_usage(usage: Mapping[str, Any] | None) -> TokenUsage | None:
+    """Anthropic's `input_tokens` already excludes cached tokens, as TokenUsage wants.
+
+    With compaction the API samples more than once per request and lists each pass in
+    `usage.iterations`; the top-level counts are the last pass only, and the bill is the sum of
+    the iterations, so that sum is what is reported.
+    """
+    if not usage:
+        return None
+    iterations = usage.get("iterations")
+    if isinstance(iterations, list) and iterations:
+        passes = [_tokens(item) for item in iterations if isinstance(item, dict)]
+        if passes:
+            return sum(passes[1:], passes[0])
+    return _tokens(usage)
 
 
 def _parse_response(data: Any, provider: str) -> ChatResponse:
@@ -508,14 +523,14 @@ class AnthropicProvider(HTTPProvider):
             partial_usage=state.current_usage(),
         )
 
-    async def embed(self, texts: Sequence[str], model: str | None = None) -> list[list[float]]:
+    async def _embed(self, texts: list[str], model: str | None) -> Embeddings:
         raise UnsupportedError(
             "Anthropic offers no embeddings; use an embedding model from another provider "
             "(e.g. openai/text-embedding-3-small)",
             provider=self.id,
         )
 
-    async def models(self) -> list[ModelInfo]:
+    async def _models(self) -> list[ModelInfo]:
         known = [
             ModelInfo(id=mid, name=name, context_window=200_000, max_output_tokens=out)
             for mid, name, out in _KNOWN_MODELS

@@ -5,7 +5,9 @@ Bedrock provider is built) and sent with openkoi's own httpx client. Credentials
 standard AWS chain (environment, shared config and credentials profiles, SSO, container and
 instance metadata); a Bedrock API key (`AWS_BEARER_TOKEN_BEDROCK`) is sent as a Bearer token
 instead. The binary `application/vnd.amazon.eventstream` answer of ConverseStream is decoded
-with botocore's event-stream parser as bytes arrive.
+with botocore's event-stream parser as bytes arrive. Tools AWS runs itself (`toolUse.type =
+"server_tool_use"`, e.g. Nova's code interpreter) and their results are not tool calls for the
+caller, whole or streamed.
 
 Mapping names (the same in every vendor module): `_map_messages`, `_map_tools` going out;
 `_parse_response`, `_parse_stream_event`, `_map_usage`, `_STOP_REASONS` coming back.
@@ -16,7 +18,7 @@ from __future__ import annotations
 import json
 import os
 from collections.abc import AsyncIterator, Mapping
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
 
@@ -43,6 +45,7 @@ from openkoi._types import (
     ChatChunk,
     ChatRequest,
     ChatResponse,
+    Embeddings,
     Message,
     ModelInfo,
     StopReason,
@@ -298,6 +301,8 @@ def _parse_response(data: Any, provider: str) -> ChatResponse:
             texts.append(block["text"])
         elif isinstance(block.get("toolUse"), dict):
             use = block["toolUse"]
+            if _server_side(use):
+                continue
             calls.append(
                 ToolCall(
                     id=str(use.get("toolUseId") or ""),
@@ -310,6 +315,8 @@ def _parse_response(data: Any, provider: str) -> ChatResponse:
             if isinstance(text, str):
                 reasoning.append(text)
     stop = _map_stop_reason(data.get("stopReason")) or ("tool_use" if calls else "end_turn")
+    if stop == "tool_use" and not calls:
+        stop = "end_turn"  # only tools AWS already ran: nothing is left for the caller to run
     return ChatResponse(
         content="".join(texts),
         reasoning="".join(reasoning),
@@ -319,10 +326,18 @@ def _parse_response(data: Any, provider: str) -> ChatResponse:
     )
 
 
+def _server_side(use: Mapping[str, Any]) -> bool:
+    """A tool AWS runs itself (Nova's code interpreter, web grounding): its call and its result
+    are in the answer for the record; the caller must not run it again."""
+    return use.get("type") == "server_tool_use"
+
+
 @dataclass
 class _StreamState:
     stopped: bool = False  # messageStop seen
     usage: TokenUsage | None = None
+    server_blocks: set[int] = field(default_factory=set)  # content blocks of server-side tools
+    client_calls: bool = False  # a tool call the caller has to run was streamed
 
 
 def _parse_stream_event(
@@ -351,6 +366,8 @@ def _parse_stream_event(
         return None
     raw_index = data.get("contentBlockIndex")
     index = raw_index if isinstance(raw_index, int) else 0
+    if index in state.server_blocks and event in ("contentBlockDelta", "contentBlockStop"):
+        return None
     if event == "contentBlockDelta":
         delta = data.get("delta") or {}
         if isinstance(delta.get("text"), str) and delta["text"]:
@@ -365,6 +382,10 @@ def _parse_stream_event(
     if event == "contentBlockStart":
         use = (data.get("start") or {}).get("toolUse")
         if isinstance(use, dict):
+            if _server_side(use):
+                state.server_blocks.add(index)
+                return None
+            state.client_calls = True
             return ChatChunk(
                 tool_calls=[
                     ToolCallDelta(
@@ -377,7 +398,10 @@ def _parse_stream_event(
         return None
     if event == "messageStop":
         state.stopped = True
-        return ChatChunk(stop_reason=_map_stop_reason(data.get("stopReason")) or "end_turn")
+        stop = _map_stop_reason(data.get("stopReason")) or "end_turn"
+        if stop == "tool_use" and not state.client_calls:
+            stop = "end_turn"
+        return ChatChunk(stop_reason=stop)
     if event == "metadata":
         usage = _map_usage(data.get("usage"))
         if usage is None:
@@ -601,7 +625,7 @@ class BedrockProvider(HTTPProvider):
         headers = await self._signed(path, body, "application/json")
         return await self._post_json(path, body, headers=headers)
 
-    async def _embed(self, texts: list[str], model: str | None) -> list[list[float]]:
+    async def _embed(self, texts: list[str], model: str | None) -> Embeddings:
         if not model:
             return await super()._embed(texts, model)
         base = (
@@ -619,10 +643,12 @@ class BedrockProvider(HTTPProvider):
             provider=self.id,
         )
 
-    async def _embed_titan(self, texts: list[str], model: str) -> list[list[float]]:
+    async def _embed_titan(self, texts: list[str], model: str) -> Embeddings:
+        """One InvokeModel per text; each answer counts its `inputTextTokenCount`."""
         import anyio
 
         results: list[list[float]] = [[] for _ in texts]
+        counts: list[int | None] = [None for _ in texts]
         limiter = anyio.Semaphore(_TITAN_CONCURRENCY)
 
         async def one(i: int, text: str) -> None:
@@ -630,6 +656,8 @@ class BedrockProvider(HTTPProvider):
                 data = await self._invoke(model, {"inputText": text})
             vector = data.get("embedding") if isinstance(data, dict) else None
             results[i] = _floats(vector, self.id)
+            count = data.get("inputTextTokenCount")
+            counts[i] = count if isinstance(count, int) and count >= 0 else None
 
         try:
             async with anyio.create_task_group() as group:
@@ -637,9 +665,11 @@ class BedrockProvider(HTTPProvider):
                     group.start_soon(one, i, text)
         except BaseExceptionGroup as failures:
             raise _first_error(failures) from None
-        return results
+        known = [c for c in counts if c is not None]
+        usage = TokenUsage(input_tokens=sum(known)) if len(known) == len(counts) else None
+        return Embeddings(results, usage)
 
-    async def _embed_cohere(self, texts: list[str], model: str) -> list[list[float]]:
+    async def _embed_cohere(self, texts: list[str], model: str) -> Embeddings:
         input_type = self.settings.options.get("embedding_input_type", "search_document")
         vectors: list[list[float]] = []
         for start in range(0, len(texts), _COHERE_BATCH):
@@ -653,9 +683,9 @@ class BedrockProvider(HTTPProvider):
                     f"expected {len(batch)} embeddings in the answer", provider=self.id
                 )
             vectors.extend(_floats(v, self.id) for v in found)
-        return vectors
+        return Embeddings(vectors)  # Cohere's answer on Bedrock carries no token count
 
-    async def models(self) -> list[ModelInfo]:
+    async def _models(self) -> list[ModelInfo]:
         found = [ModelInfo(id=m, name=m) for m in KNOWN_MODELS]
         if self.settings.embedding_model:
             found.append(

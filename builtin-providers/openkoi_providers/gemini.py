@@ -46,6 +46,7 @@ from openkoi._types import (
     ChatChunk,
     ChatRequest,
     ChatResponse,
+    Embeddings,
     Message,
     ModelInfo,
     StopReason,
@@ -567,7 +568,7 @@ class GeminiProvider(HTTPProvider):
             if isinstance(item, dict):
                 yield item
 
-    async def _embed(self, texts: list[str], model: str | None) -> list[list[float]]:
+    async def _embed(self, texts: list[str], model: str | None) -> Embeddings:
         if not model:
             return await super()._embed(texts, model)
         model = model.removeprefix("models/")
@@ -588,11 +589,13 @@ class GeminiProvider(HTTPProvider):
                 f"expected {len(texts)} embeddings in the response", provider=self.id
             )
         try:
-            return [[float(x) for x in item["values"]] for item in items]
+            vectors = [[float(x) for x in item["values"]] for item in items]
         except (KeyError, TypeError, ValueError):
             raise MalformedResponseError(
                 "an embedding in the response has no list of numbers", provider=self.id
             ) from None
+        meta = data.get("usageMetadata")  # absent from most answers: then the cost is unknown
+        return Embeddings(vectors, _map_usage(meta) if isinstance(meta, dict) else None)
 
     async def _get_json(self, path: str, params: Mapping[str, str]) -> Any:
         with map_transport_errors(self.id, self._secrets()):
@@ -602,7 +605,7 @@ class GeminiProvider(HTTPProvider):
             raise self._error(response, text)
         return json_body(text, provider=self.id, status=response.status_code)
 
-    async def models(self) -> list[ModelInfo]:
+    async def _models(self) -> list[ModelInfo]:
         """Every model the key can use, following `nextPageToken` through the listing."""
         found: list[ModelInfo] = []
         params: dict[str, str] = {"pageSize": "1000"}

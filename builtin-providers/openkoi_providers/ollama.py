@@ -32,6 +32,7 @@ from openkoi._types import (
     ChatChunk,
     ChatRequest,
     ChatResponse,
+    Embeddings,
     Message,
     ModelInfo,
     StopReason,
@@ -528,7 +529,7 @@ class OllamaProvider(HTTPProvider):
 
     # -- embeddings and models ---------------------------------------------------------------
 
-    async def _embed(self, texts: list[str], model: str | None) -> list[list[float]]:
+    async def _embed(self, texts: list[str], model: str | None) -> Embeddings:
         if not model:
             raise InvalidRequestError(
                 "name an Ollama embedding model, e.g. nomic-embed-text "
@@ -542,17 +543,20 @@ class OllamaProvider(HTTPProvider):
             if exc.code != "endpoint_not_found":
                 raise
             return await self._embed_legacy(texts, model)
-        return _parse_embeddings(data, len(texts), self.id)
+        count = data.get("prompt_eval_count") if isinstance(data, dict) else None
+        usage = TokenUsage(input_tokens=count) if isinstance(count, int) and count >= 0 else None
+        return Embeddings(_parse_embeddings(data, len(texts), self.id), usage)
 
-    async def _embed_legacy(self, texts: list[str], model: str) -> list[list[float]]:
-        """Servers older than `/api/embed` take one prompt per `/api/embeddings` call."""
+    async def _embed_legacy(self, texts: list[str], model: str) -> Embeddings:
+        """Servers older than `/api/embed` take one prompt per `/api/embeddings` call (and
+        report no token counts)."""
         vectors: list[list[float]] = []
         for text in texts:
             data = await self._post_json("/api/embeddings", {"model": model, "prompt": text})
             vectors.extend(_parse_embeddings(data, 1, self.id))
-        return vectors
+        return Embeddings(vectors)
 
-    async def models(self) -> list[ModelInfo]:
+    async def _models(self) -> list[ModelInfo]:
         data = await self._get_json("/api/tags")
         infos: list[ModelInfo] = []
         details = {

@@ -1,5 +1,9 @@
 """OpenAI Chat Completions and embeddings, and every service that speaks the same protocol.
 
+Dialects read as well: `content` as a list of typed parts (Mistral's reasoning models: thinking
+parts are reasoning, text parts are text), and the legacy `function_call` (one call, given a
+stable id derived from the response id).
+
 Mapping names (the same in every vendor module): `_map_messages`, `_map_tools` going out;
 `_parse_response`, `_parse_stream_event`, `_map_usage`, `_STOP_REASONS` coming back.
 """
@@ -21,6 +25,7 @@ from openkoi._types import (
     ChatChunk,
     ChatRequest,
     ChatResponse,
+    Embeddings,
     Message,
     ModelInfo,
     StopReason,
@@ -115,6 +120,48 @@ def _reasoning_of(message: Mapping[str, Any]) -> str:
     return value if isinstance(value, str) else ""
 
 
+def _part_text(value: Any) -> str:
+    """A thinking part's text: a string, or (Mistral) a list of `{"type": "text"}` parts."""
+    if isinstance(value, str):
+        return value
+    if isinstance(value, list):
+        return "".join(
+            p["text"] for p in value if isinstance(p, dict) and isinstance(p.get("text"), str)
+        )
+    return ""
+
+
+def _split_content(content: Any) -> tuple[str, str]:
+    """(text, reasoning) of a message's `content`: a string, or a list of typed parts as
+    Mistral's reasoning models send, `[{"type": "thinking", "thinking": [...]},
+    {"type": "text", "text": "..."}]`. Parts of other types (images, references) carry no text."""
+    if content is None:
+        return "", ""
+    if isinstance(content, str):
+        return content, ""
+    if not isinstance(content, list):
+        raise TypeError(f"message content is a {type(content).__name__}, not text")
+    text: list[str] = []
+    reasoning: list[str] = []
+    for part in content:
+        if isinstance(part, str):
+            text.append(part)
+        elif isinstance(part, dict):
+            kind = part.get("type")
+            if kind == "thinking":
+                reasoning.append(_part_text(part.get("thinking")))
+            elif kind in ("text", None) and isinstance(part.get("text"), str):
+                text.append(part["text"])
+    return "".join(text), "".join(reasoning)
+
+
+def _legacy_call_id(data: Mapping[str, Any]) -> str:
+    """A legacy `function_call` has no id: derive one from the response id, so the streamed and
+    the whole answer name the call alike and a tool result can refer to it."""
+    response_id = data.get("id")
+    return f"call_{response_id}" if isinstance(response_id, str) and response_id else "call_0"
+
+
 def _parse_response(data: Any, provider: str) -> ChatResponse:
     if not isinstance(data, dict) or not isinstance(data.get("choices"), list):
         raise MalformedResponseError("response has no choices", provider=provider)
@@ -130,13 +177,23 @@ def _parse_response(data: Any, provider: str) -> ChatResponse:
         )
         for i, call in enumerate(message.get("tool_calls") or [])
     ]
+    legacy = message.get("function_call")
+    if isinstance(legacy, dict) and not tool_calls:
+        tool_calls.append(
+            ToolCall(
+                id=_legacy_call_id(data),
+                name=legacy.get("name") or "",
+                arguments=legacy.get("arguments") or "{}",
+            )
+        )
     refusal = message.get("refusal")
     stop = _map_stop_reason(choice.get("finish_reason")) or "end_turn"
     if refusal and stop == "end_turn":
         stop = "refusal"
+    text, thinking = _split_content(message.get("content"))
     return ChatResponse(
-        content=message.get("content") or "",
-        reasoning=_reasoning_of(message),
+        content=text,
+        reasoning=_reasoning_of(message) or thinking,
         refusal=refusal,
         tool_calls=tool_calls,
         usage=_map_usage(data.get("usage")) or TokenUsage(),
@@ -180,7 +237,7 @@ def _parse_stream_event(data: Mapping[str, Any], provider: str) -> ChatChunk | N
         delta = choice.get("delta")
         if delta and len(delta) == 1 and choice.get("finish_reason") is None:
             text = delta.get("content")
-            if text and choice.get("index", 0) == 0:
+            if text and type(text) is str and choice.get("index", 0) == 0:
                 return text_chunk(text)
     fields: dict[str, Any] = {}
     usage = data.get("usage")
@@ -192,10 +249,15 @@ def _parse_stream_event(data: Mapping[str, Any], provider: str) -> ChatChunk | N
         delta = choice.get("delta")
         if delta:
             text = delta.get("content")
+            thinking = ""
+            if text is not None and type(text) is not str:
+                text, thinking = _split_content(text)
             if text:
                 fields["delta"] = text
             if len(delta) > 1 or not text:
-                _parse_rare_delta_fields(delta, fields)
+                _parse_rare_delta_fields(delta, fields, data)
+            if thinking and not fields.get("reasoning_delta"):
+                fields["reasoning_delta"] = thinking
         reason = choice.get("finish_reason")
         if reason is not None:
             fields["stop_reason"] = _STOP_REASONS.get(reason, "other")
@@ -207,7 +269,9 @@ def _parse_stream_event(data: Mapping[str, Any], provider: str) -> ChatChunk | N
     return ChatChunk(**fields)
 
 
-def _parse_rare_delta_fields(delta: Mapping[str, Any], fields: dict[str, Any]) -> None:
+def _parse_rare_delta_fields(
+    delta: Mapping[str, Any], fields: dict[str, Any], data: Mapping[str, Any]
+) -> None:
     reasoning = _reasoning_of(delta)
     if reasoning:
         fields["reasoning_delta"] = reasoning
@@ -224,6 +288,17 @@ def _parse_rare_delta_fields(delta: Mapping[str, Any], fields: dict[str, Any]) -
                 arguments=(call.get("function") or {}).get("arguments") or "",
             )
             for call in calls
+        ]
+    legacy = delta.get("function_call")
+    if isinstance(legacy, dict) and not calls:
+        name = legacy.get("name")
+        fields["tool_calls"] = [
+            ToolCallDelta(
+                index=0,
+                id=_legacy_call_id(data) if name else None,
+                name=name,
+                arguments=legacy.get("arguments") or "",
+            )
         ]
 
 
@@ -300,7 +375,7 @@ class OpenAICompatibleProvider(HTTPProvider):
             "the stream ended before its final [DONE] event", provider=provider
         )
 
-    async def _embed(self, texts: list[str], model: str | None) -> list[list[float]]:
+    async def _embed(self, texts: list[str], model: str | None) -> Embeddings:
         if not model:
             return await super()._embed(texts, model)
         encoding = self.settings.options.get("embedding_encoding", "float")
@@ -313,9 +388,12 @@ class OpenAICompatibleProvider(HTTPProvider):
                 f"expected {len(texts)} embeddings in the response", provider=self.id
             )
         ordered = sorted(items, key=lambda item: int(item.get("index", 0)))
-        return [_decode_embedding(item.get("embedding")) for item in ordered]
+        return Embeddings(
+            [_decode_embedding(item.get("embedding")) for item in ordered],
+            _map_usage(data.get("usage")),
+        )
 
-    async def models(self) -> list[ModelInfo]:
+    async def _models(self) -> list[ModelInfo]:
         found = [ModelInfo(id=m, name=m) for m in (self.settings.default_model,) if m]
         if self.settings.embedding_model:
             found.append(

@@ -23,7 +23,7 @@ from typing import Any
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from openkoi._errors import ConfigError
-from openkoi._fileio import atomic_write_text
+from openkoi._fileio import atomic_write_text, read_state_text
 from openkoi._paths import config_path
 
 
@@ -118,8 +118,8 @@ class ConfigFile:
 
         self.path = path or config_path()
         self._document: Any
-        if self.path.exists():
-            text = self.path.read_text(encoding="utf-8")
+        text = read_state_text(self.path, "config file")
+        if text is not None:
             try:
                 self._document = tomlkit.parse(text)
             except tomlkit.exceptions.ParseError as exc:

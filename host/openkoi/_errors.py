@@ -40,18 +40,38 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, ClassVar, Literal
 
+from openkoi._timefmt import utc_moment
+
 if TYPE_CHECKING:
     from openkoi._types import TokenUsage
 
 _REDACTED = "[REDACTED]"
 
+# A run of at least this many leading characters of a secret is redacted: servers echo a key's
+# first characters back ("Incorrect API key provided: sk-live-abcd..."). Ten is longer than the
+# public prefixes alone (`sk-`, `sk-proj-`, `AKIA`) and short enough that no useful part survives.
+REDACT_PREFIX = 10
+
 
 def redact(text: str, secrets: Iterable[str | None]) -> str:
-    """Replace every occurrence of each secret (and of its long prefixes) in `text`."""
+    """Replace every occurrence of each secret, and of each prefix of it at least
+    `REDACT_PREFIX` characters long, in `text`."""
     for secret in secrets:
         if not secret or len(secret) < 6:
             continue
         text = text.replace(secret, _REDACTED)
+        if len(secret) <= REDACT_PREFIX:
+            continue
+        head = secret[:REDACT_PREFIX]
+        start = text.find(head)
+        while start != -1:
+            end = start + REDACT_PREFIX
+            while (
+                end < len(text) and end - start < len(secret) and text[end] == secret[end - start]
+            ):
+                end += 1
+            text = text[:start] + _REDACTED + text[end:]
+            start = text.find(head, start + len(_REDACTED))
     return text
 
 
@@ -255,15 +275,12 @@ class AllCandidatesExhausted(ProviderError):
     kind = "exhausted"
 
     def __init__(self, role: str, candidates: Sequence[CandidateFailure], *, now: float) -> None:
-        import time
-
         ends = [c.cooldown_until for c in candidates if c.cooldown_until is not None]
         parts = []
         for c in candidates:
             until = ""
             if c.cooldown_until is not None:
-                stamp = time.strftime("%H:%M:%S", time.gmtime(c.cooldown_until))
-                until = f", cooling until {stamp} UTC"
+                until = f", cooling until {utc_moment(c.cooldown_until, now)}"
             how = "skipped, last error" if c.skipped else "error"
             parts.append(f"{c.ref} ({how}: {c.error}{until})")
         super().__init__(

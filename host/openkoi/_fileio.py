@@ -1,11 +1,39 @@
-"""Atomic file writes: a reader sees the old file or the new one, never half of either."""
+"""State files: atomic writes (a reader sees the old file or the new one, never half of
+either), and reads whose every failure is one typed line naming the file.
+
+The temp file sits next to the target (`.<name>.<random>.tmp`) so the rename stays on one file
+system. A write that fails removes its temp file; one that was killed (power cut, SIGKILL) cannot,
+so each write also sweeps the target's temp files older than `STALE_TEMP_SECONDS`: far older than
+any write takes, so a concurrent writer's file is never taken from under it.
+"""
 
 from __future__ import annotations
 
 import contextlib
 import os
 import tempfile
+import time
 from pathlib import Path
+
+from openkoi._errors import ConfigError
+
+STALE_TEMP_SECONDS = 600.0
+
+
+def _sweep_stale_temps(path: Path, now: float) -> None:
+    """Remove leftovers of interrupted writes of `path` (only its own temp files)."""
+    prefix, suffix = f".{path.name}.", ".tmp"
+    with contextlib.suppress(OSError), os.scandir(path.parent) as entries:
+        for entry in entries:
+            name = entry.name
+            if not (name.startswith(prefix) and name.endswith(suffix)):
+                continue
+            with contextlib.suppress(OSError):
+                info = entry.stat(follow_symlinks=False)
+                if entry.is_file(follow_symlinks=False) and now - info.st_mtime > (
+                    STALE_TEMP_SECONDS
+                ):
+                    os.unlink(entry.path)
 
 
 def atomic_write_bytes(
@@ -13,10 +41,11 @@ def atomic_write_bytes(
 ) -> None:
     """Write `data` to a temp file in the same folder, fsync it, then rename it over `path`."""
     path.parent.mkdir(parents=True, exist_ok=True, mode=dir_mode)
+    _sweep_stale_temps(path, time.time())
     fd, tmp_name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     try:
-        os.fchmod(fd, mode)
         with os.fdopen(fd, "wb") as handle:
+            os.fchmod(handle.fileno(), mode)
             handle.write(data)
             handle.flush()
             os.fsync(handle.fileno())
@@ -29,3 +58,23 @@ def atomic_write_bytes(
 
 def atomic_write_text(path: Path, text: str, *, mode: int = 0o644) -> None:
     atomic_write_bytes(path, text.encode("utf-8"), mode=mode)
+
+
+def read_state_text(path: Path, what: str, error: type[ConfigError] = ConfigError) -> str | None:
+    """The text of one of openkoi's own files, or None when it does not exist.
+
+    Anything else (bytes that are not UTF-8, no permission, a folder in its place) raises `error`
+    with one line that names the file and leaves the file as it is, for the user to look at.
+    """
+    try:
+        return path.read_text(encoding="utf-8")
+    except (FileNotFoundError, NotADirectoryError):
+        return None
+    except UnicodeDecodeError as exc:
+        raise error(
+            f"{what} {path} is not valid UTF-8 (byte 0x{exc.object[exc.start]:02x} at offset "
+            f"{exc.start}); openkoi left it untouched: fix it, or move it away",
+            path=str(path),
+        ) from None
+    except OSError as exc:
+        raise error(f"cannot read {what} {path}: {exc.strerror or exc}", path=str(path)) from None

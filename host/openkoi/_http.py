@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import email.utils
 import json
+import math
+import re
 import time
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from contextlib import contextmanager
@@ -56,31 +58,73 @@ def new_client(
     )
 
 
-def parse_retry_after(headers: Mapping[str, str], now: float | None = None) -> float | None:
-    """Seconds to wait from `retry-after-ms`, or `Retry-After` as seconds or an HTTP-date."""
-    lowered = {k.lower(): v for k, v in headers.items()}
-    millis = lowered.get("retry-after-ms")
-    if millis:
-        try:
-            return max(0.0, float(millis) / 1000.0)
-        except ValueError:
-            pass
-    value = lowered.get("retry-after")
+def _non_negative(value: str | None, scale: float = 1.0) -> float | None:
+    """A plain number (times `scale`), if it is a finite, non-negative one."""
     if not value:
         return None
-    value = value.strip()
     try:
-        return max(0.0, float(value))
+        seconds = float(value.strip()) * scale
     except ValueError:
-        pass
-    try:
-        when = email.utils.parsedate_to_datetime(value)
-    except (TypeError, ValueError, IndexError):
         return None
-    if when is None:
+    return seconds if math.isfinite(seconds) and seconds >= 0 else None
+
+
+_DURATION = re.compile(r"(\d+(?:\.\d+)?)(ms|h|m|s)")
+_UNIT = {"h": 3600.0, "m": 60.0, "s": 1.0, "ms": 0.001}
+
+
+def parse_duration(value: str | None) -> float | None:
+    """Seconds in a Go-style duration as OpenAI's `x-ratelimit-reset-*` headers send them
+    (`45s`, `1m30s`, `6m0s`, `250ms`, `2.5s`), or a bare number of seconds; None otherwise."""
+    if not value:
         return None
-    current = time.time() if now is None else now
-    return max(0.0, when.timestamp() - current)
+    text = value.strip().lower()
+    plain = _non_negative(text)
+    if plain is not None:
+        return plain
+    parts = _DURATION.findall(text)
+    if not parts or "".join(n + u for n, u in parts) != text:
+        return None
+    total = sum(float(number) * _UNIT[unit] for number, unit in parts)
+    return total if math.isfinite(total) else None
+
+
+def _rate_limit_reset(lowered: Mapping[str, str]) -> float | None:
+    """When the exhausted limit resets: a limit that still has requests or tokens left is not
+    the one that refused, so only exhausted (or unreported) limits count."""
+    waits = []
+    for kind in ("requests", "tokens"):
+        wait = parse_duration(lowered.get(f"x-ratelimit-reset-{kind}"))
+        left = _non_negative(lowered.get(f"x-ratelimit-remaining-{kind}"))
+        if wait is not None and not left:
+            waits.append(wait)
+    return max(waits) if waits else None
+
+
+def parse_retry_after(headers: Mapping[str, str], now: float | None = None) -> float | None:
+    """Seconds the server asks us to wait: `retry-after-ms`, `Retry-After` (seconds or an
+    HTTP-date), else the reset of an exhausted `x-ratelimit-*` limit.
+
+    A value that is negative, not finite or not a number says nothing (None): the caller's
+    default cooldown applies rather than none at all. A date already past means "now" (0).
+    """
+    lowered = {k.lower(): v for k, v in headers.items()}
+    millis = _non_negative(lowered.get("retry-after-ms"), 0.001)
+    if millis is not None:
+        return millis
+    value = (lowered.get("retry-after") or "").strip()
+    seconds = _non_negative(value)
+    if seconds is not None:
+        return seconds
+    if value:
+        try:
+            when = email.utils.parsedate_to_datetime(value)
+        except (TypeError, ValueError, IndexError, OverflowError):
+            when = None
+        if when is not None:
+            current = time.time() if now is None else now
+            return max(0.0, when.timestamp() - current)
+    return _rate_limit_reset(lowered)
 
 
 def _short(text: str, limit: int = 300) -> str:

@@ -3,21 +3,34 @@
 A provider implements `ModelProvider`. Built-in HTTP providers subclass `HTTPProvider`, which
 supplies the shared client, the error mapping and the stream bookkeeping (partial usage on
 failure, closing the upstream response), so a vendor module only maps wire formats.
+
+Whatever a server sends, only an `OpenKoiError` leaves a built-in provider: `typed_failures`
+guards every public call, so a vendor mapping that meets a shape it did not expect (a list where
+it wanted a string, a missing key) gives a `MalformedResponseError` and the chain moves on.
 """
 
 from __future__ import annotations
 
 import json
-from collections.abc import AsyncIterator, Callable, Mapping, Sequence
-from contextlib import asynccontextmanager
+from collections.abc import AsyncIterator, Callable, Iterable, Iterator, Mapping, Sequence
+from contextlib import asynccontextmanager, contextmanager
 from dataclasses import dataclass, field
 from typing import Any, Protocol, runtime_checkable
 
 import httpx
+from pydantic import ValidationError
 
-from openkoi._errors import MalformedResponseError, ProviderError, UnsupportedError
+from openkoi._errors import (
+    InvalidRequestError,
+    MalformedResponseError,
+    OpenKoiError,
+    ProviderError,
+    UnsupportedError,
+    redact,
+)
 from openkoi._http import (
     DEFAULT_TIMEOUT,
+    _short,
     error_from_response,
     json_body,
     map_transport_errors,
@@ -25,7 +38,66 @@ from openkoi._http import (
 )
 from openkoi._secrets import Secret
 from openkoi._stream import StreamAccumulator
-from openkoi._types import ChatChunk, ChatRequest, ChatResponse, ModelInfo, TokenUsage
+from openkoi._types import (
+    ChatChunk,
+    ChatRequest,
+    ChatResponse,
+    Embeddings,
+    ModelInfo,
+    TokenUsage,
+)
+
+# What a mapping raises when the data is not the shape it was written for (json errors and
+# pydantic's ValidationError are ValueErrors; RecursionError comes from absurdly deep JSON).
+_SHAPE_ERRORS = (
+    LookupError,
+    TypeError,
+    ValueError,
+    AttributeError,
+    ArithmeticError,
+    RecursionError,
+)
+
+
+def _describe(exc: BaseException) -> str:
+    if isinstance(exc, ValidationError) and exc.errors():
+        first = exc.errors(include_url=False)[0]
+        where = ".".join(str(part) for part in first["loc"]) or "value"
+        return f"{where}: {first['msg']}, got {_short(repr(first.get('input')), 80)}"
+    if isinstance(exc, KeyError) and exc.args:
+        return f"missing {exc.args[0]!r}"
+    return str(exc) or type(exc).__name__
+
+
+@contextmanager
+def typed_failures(provider: str, secrets: Iterable[str | None] = ()) -> Iterator[None]:
+    """Let only `OpenKoiError`s out: a shape the mapping did not expect is a (transient)
+    `MalformedResponseError` with a short scrubbed excerpt; any other bug a `ProviderError`."""
+    try:
+        yield
+    except OpenKoiError:
+        raise
+    except _SHAPE_ERRORS as exc:
+        excerpt = redact(_short(_describe(exc), 160), secrets)
+        raise MalformedResponseError(
+            f"the answer has an unexpected shape ({type(exc).__name__}: {excerpt})",
+            provider=provider,
+        ) from None
+    except Exception as exc:
+        excerpt = redact(_short(str(exc), 160), secrets)
+        raise ProviderError(
+            f"the provider failed unexpectedly ({type(exc).__name__}: {excerpt})",
+            provider=provider,
+        ) from exc
+
+
+@runtime_checkable
+class EmbedsWithUsage(Protocol):
+    """A provider whose embeddings also say what they cost; the router records that usage."""
+
+    async def embed_with_usage(
+        self, texts: Sequence[str], model: str | None = None
+    ) -> Embeddings: ...
 
 
 @runtime_checkable
@@ -89,29 +161,36 @@ class HTTPProvider:
     # -- the interface -------------------------------------------------------------------
 
     async def models(self) -> list[ModelInfo]:
-        default = self.settings.default_model
-        return [ModelInfo(id=default, name=default)] if default else []
+        with typed_failures(self.id, self._secrets()):
+            return await self._models()
 
     async def chat(self, request: ChatRequest) -> ChatResponse:
-        return await self._chat(self._with_model(request))
+        with typed_failures(self.id, self._secrets()):
+            return await self._chat(self._with_model(request))
 
     async def chat_stream(self, request: ChatRequest) -> AsyncIterator[ChatChunk]:
         """Yield chunks; on failure, the error carries the usage seen so far."""
         usage: TokenUsage | None = None
         try:
-            async for chunk in self._stream(self._with_model(request)):
-                if chunk.usage is not None:
-                    usage = chunk.usage
-                yield chunk
+            with typed_failures(self.id, self._secrets()):
+                async for chunk in self._stream(self._with_model(request)):
+                    if chunk.usage is not None:
+                        usage = chunk.usage
+                    yield chunk
         except ProviderError as exc:
             if exc.partial_usage is None and usage is not None:
                 exc.partial_usage = usage
             raise
 
     async def embed(self, texts: Sequence[str], model: str | None = None) -> list[list[float]]:
+        return (await self.embed_with_usage(texts, model)).vectors
+
+    async def embed_with_usage(self, texts: Sequence[str], model: str | None = None) -> Embeddings:
+        """`embed`, plus the tokens the service billed (what the router records)."""
         if not texts:
-            return []
-        return await self._embed(list(texts), model or self.settings.embedding_model)
+            return Embeddings([])
+        with typed_failures(self.id, self._secrets()):
+            return await self._embed(list(texts), model or self.settings.embedding_model)
 
     async def aclose(self) -> None:
         if self._client is not None:
@@ -126,7 +205,11 @@ class HTTPProvider:
     def _stream(self, request: ChatRequest) -> AsyncIterator[ChatChunk]:
         raise NotImplementedError
 
-    async def _embed(self, texts: list[str], model: str | None) -> list[list[float]]:
+    async def _models(self) -> list[ModelInfo]:
+        default = self.settings.default_model
+        return [ModelInfo(id=default, name=default)] if default else []
+
+    async def _embed(self, texts: list[str], model: str | None) -> Embeddings:
         raise UnsupportedError(f"{self.name} does not offer embeddings", provider=self.id)
 
     def _auth_headers(self) -> dict[str, str]:
@@ -164,6 +247,15 @@ class HTTPProvider:
             )
         return request.model_copy(update={"model": self.settings.default_model})
 
+    def _encode(self, body: Mapping[str, Any]) -> str:
+        """The request as JSON; a value JSON cannot hold (from `extra`) is the caller's error."""
+        try:
+            return json.dumps(body)
+        except (TypeError, ValueError) as exc:
+            raise InvalidRequestError(
+                f"the request cannot be sent as JSON ({exc})", provider=self.id
+            ) from None
+
     async def _post_json(
         self, path: str, body: Mapping[str, Any], headers: Mapping[str, str] | None = None
     ) -> Any:
@@ -171,7 +263,7 @@ class HTTPProvider:
         with map_transport_errors(self.id, self._secrets()):
             response = await self.client.post(
                 path,
-                content=json.dumps(body),
+                content=self._encode(body),
                 headers={
                     "content-type": "application/json",
                     **self._auth_headers(),
@@ -204,7 +296,7 @@ class HTTPProvider:
             request = self.client.build_request(
                 "POST",
                 path,
-                content=json.dumps(body),
+                content=self._encode(body),
                 headers={
                     "content-type": "application/json",
                     **({"accept": accepted[0]} if accepted else {}),

@@ -7,6 +7,7 @@ One message model for all vendors: a provider module translates these to its wir
 from __future__ import annotations
 
 import json
+from dataclasses import dataclass
 from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
@@ -165,6 +166,16 @@ def text_chunk(text: str) -> ChatChunk:
     """The common streamed chunk, a text delta alone: built on the hot path of every stream."""
     chunk: ChatChunk = _validate_chunk({"delta": text})
     return chunk
+
+
+@dataclass(frozen=True)
+class Embeddings:
+    """Vectors and the tokens the call was billed for (`usage` None when the service says
+    nothing). A plain dataclass: validating thousands of floats through pydantic would cost more
+    than the call."""
+
+    vectors: list[list[float]]
+    usage: TokenUsage | None = None
 
 
 class ModelPricing(_Model):

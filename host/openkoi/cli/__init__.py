@@ -7,6 +7,7 @@ echo "…" | openkoi                    prompt from stdin
 
 from __future__ import annotations
 
+import contextlib
 import os
 import sys
 from importlib import import_module
@@ -26,6 +27,10 @@ _SUBCOMMANDS: dict[str, str] = {
     "demo": "openkoi.cli._demo:demo",
 }
 _DEFAULT_COMMAND = "run"
+
+
+class _ReaderGone(Exception):
+    """stdout's pipe closed. Not an OSError, so click does not turn it into exit status 1."""
 
 
 class _LazyDefaultGroup(click.Group):
@@ -50,6 +55,12 @@ class _LazyDefaultGroup(click.Group):
             args = [_DEFAULT_COMMAND, *args]
         return super().parse_args(ctx, args)
 
+    def invoke(self, ctx: click.Context) -> Any:
+        try:
+            return super().invoke(ctx)
+        except BrokenPipeError:
+            raise _ReaderGone() from None
+
 
 @click.group(
     cls=_LazyDefaultGroup,
@@ -71,10 +82,35 @@ def _fail(message: str, code: int = 1) -> int:
     return code
 
 
+def _tolerant_streams() -> None:
+    """A terminal or pipe that cannot encode a character (`LANG=C`, `PYTHONIOENCODING=ascii`)
+    gets a `?` for it instead of a crash halfway through an answer."""
+    for stream in (sys.stdout, sys.stderr):
+        reconfigure = getattr(stream, "reconfigure", None)
+        if reconfigure is not None:
+            with contextlib.suppress(Exception):
+                reconfigure(errors="replace")
+
+
+def _reader_gone() -> int:
+    """The reader of stdout went away (`openkoi ... | head -c1`): a normal end, exit 0.
+
+    stdout is pointed at /dev/null so the interpreter's last flush does not fail again.
+    """
+    with contextlib.suppress(OSError, ValueError):
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+    return 0
+
+
 def main(argv: list[str] | None = None) -> None:
-    """Entry point: every failure becomes one clear line and a non-zero exit, never a traceback."""
+    """Entry point: every failure becomes one clear line and a non-zero exit, never a traceback.
+
+    A closed stdout pipe is not a failure: the reader had what it wanted (exit 0, silently).
+    """
     from openkoi._errors import OpenKoiError
 
+    _tolerant_streams()
     try:
         result: Any = cli.main(args=argv, prog_name="openkoi", standalone_mode=False)
         code = result if isinstance(result, int) else 0
@@ -87,8 +123,8 @@ def main(argv: list[str] | None = None) -> None:
         code = _fail(str(exc))
     except KeyboardInterrupt:
         code = _fail("interrupted", 130)
-    except BrokenPipeError:
-        code = 0
+    except (BrokenPipeError, _ReaderGone):
+        code = _reader_gone()
     except Exception as exc:  # the last line of defence: say what happened, in one line
         if os.environ.get("OPENKOI_DEBUG"):
             raise
@@ -96,5 +132,8 @@ def main(argv: list[str] | None = None) -> None:
             f"internal error: {type(exc).__name__}: {exc} (set OPENKOI_DEBUG=1 for a traceback)",
             70,
         )
-    sys.stdout.flush()
+    try:
+        sys.stdout.flush()
+    except BrokenPipeError:
+        code = _reader_gone()
     sys.exit(code)

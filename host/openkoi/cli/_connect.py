@@ -224,9 +224,7 @@ def show_status(registry: ProviderRegistry, *, as_json: bool = False) -> None:
         click.echo(f"  {status.name + ':':<{width}} {status.line()}")
     if report.ollama is not None:
         click.echo(f"  {'Ollama:':<{width}} {report.ollama.line()}")
-    click.echo()
-    if report.store_error:
-        click.echo(f"warning: {report.store_error}", err=True)
+    click.echo()  # an unreadable store was already reported, once, when it was read
 
 
 # -- disconnecting -------------------------------------------------------------------------------

@@ -6,14 +6,15 @@ usage ledger apply to it as to any library call.
 
 from __future__ import annotations
 
+import contextlib
 import sys
-import time
 from typing import TYPE_CHECKING
 
 import anyio
 import click
 
 from openkoi._errors import ConfigError
+from openkoi._timefmt import utc_moment
 
 if TYPE_CHECKING:
     from openkoi._errors import CandidateFailure
@@ -45,7 +46,7 @@ def _describe(failure: CandidateFailure) -> str:
     if failure.error.status:
         text += f" (HTTP {failure.error.status})"
     if failure.cooldown_until is not None:
-        text += time.strftime(", cooling until %H:%M:%S UTC", time.gmtime(failure.cooldown_until))
+        text += f", cooling until {utc_moment(failure.cooldown_until)}"
     return text
 
 
@@ -117,21 +118,27 @@ def run(
         out = sys.stdout
         started = False
         try:
-            async for chunk in router.chat_stream("executor", request):
-                if not started:
-                    started = True
-                    if failures:
-                        tried = {f.ref for f in failures}
-                        answering = next(r for r in router.chain("executor") if r not in tried)
-                        skipped = "; ".join(_describe(f) for f in failures)
-                        _note(f"note: answered by {answering} ({skipped})")
-                if chunk.delta:
-                    out.write(chunk.delta)
-                    out.flush()
+            # aclosing: a reader that went away (BrokenPipeError) still closes the stream here,
+            # not in a finalizer after the event loop is gone.
+            async with contextlib.aclosing(router.chat_stream("executor", request)) as chunks:
+                async for chunk in chunks:
+                    if not started:
+                        started = True
+                        if failures:
+                            tried = {f.ref for f in failures}
+                            answering = next(r for r in router.chain("executor") if r not in tried)
+                            skipped = "; ".join(_describe(f) for f in failures)
+                            _note(f"note: answered by {answering} ({skipped})")
+                    if chunk.delta:
+                        out.write(chunk.delta)
+                        out.flush()
         finally:
-            if started:
-                out.write("\n")
-                out.flush()
-            await router.aclose()
+            try:
+                if started:
+                    with contextlib.suppress(BrokenPipeError):
+                        out.write("\n")
+                        out.flush()
+            finally:
+                await router.aclose()
 
     anyio.run(stream)

@@ -159,6 +159,9 @@ def _read_json(path: Path, tool: str) -> Any | None:
     except OSError as exc:
         _warn(str(path), f"skipped {tool} credentials {path}: {exc.strerror or exc}")
         return None
+    except UnicodeDecodeError:
+        _warn(str(path), f"skipped {tool} credentials {path}: not valid UTF-8")
+        return _MALFORMED
     try:
         return json.loads(text)
     except json.JSONDecodeError as exc:

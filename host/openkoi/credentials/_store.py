@@ -25,6 +25,7 @@ from pathlib import Path
 from typing import Any, Protocol
 
 from openkoi._errors import CredentialStoreError
+from openkoi._fileio import read_state_text
 from openkoi._paths import openkoi_home
 
 AUTH_FILE = "auth.json"
@@ -51,16 +52,7 @@ class FileBackend:
         self.description = str(path)
 
     def load(self) -> str | None:
-        try:
-            return self.path.read_text(encoding="utf-8")
-        except FileNotFoundError:
-            return None
-        except NotADirectoryError:
-            return None
-        except OSError as exc:
-            raise CredentialStoreError(
-                f"cannot read {self.path}: {exc.strerror or exc}", path=str(self.path)
-            ) from None
+        return read_state_text(self.path, "credential file", CredentialStoreError)
 
     def save(self, text: str) -> None:
         from openkoi._fileio import atomic_write_text

@@ -3,13 +3,11 @@ failed model sits out."""
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
 from openkoi._config import FallbackSection
 from openkoi._errors import ProviderError
-
-# A server asking for more than a day is treated as asking for a day.
-MAX_RETRY_AFTER = 86_400.0
 
 
 def should_fall_back(error: BaseException) -> bool:
@@ -19,7 +17,12 @@ def should_fall_back(error: BaseException) -> bool:
 
 @dataclass(frozen=True)
 class CooldownPolicy:
-    """`cooldown * backoff**(failures-1)`, capped at `max_cooldown`; `Retry-After` wins."""
+    """`cooldown * backoff**(failures-1)`, capped at `max_cooldown`.
+
+    A server's `Retry-After` wins over the backoff, but within `max_cooldown` too: a gateway
+    asking for a day does not silence a model for a day unless the user raised the cap. A value
+    that is negative or not finite is no answer, and the backoff applies.
+    """
 
     cooldown: float = 10.0
     backoff: float = 2.0
@@ -30,8 +33,8 @@ class CooldownPolicy:
         return cls(section.cooldown, section.backoff, section.max_cooldown)
 
     def seconds(self, failures: int, retry_after: float | None = None) -> float:
-        if retry_after is not None:
-            return min(max(0.0, retry_after), MAX_RETRY_AFTER)
+        if retry_after is not None and math.isfinite(retry_after) and retry_after >= 0:
+            return min(retry_after, self.max_cooldown)
         exponent = max(0, failures - 1)
         try:
             grown = self.cooldown * self.backoff**exponent

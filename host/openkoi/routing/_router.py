@@ -13,7 +13,7 @@ import contextlib
 import time
 import uuid
 import warnings
-from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
+from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
@@ -25,9 +25,9 @@ from openkoi._errors import (
     NetworkError,
     ProviderError,
 )
-from openkoi._provider import ModelProvider
+from openkoi._provider import EmbedsWithUsage, ModelProvider
 from openkoi._registry import ProviderRegistry
-from openkoi._types import ChatChunk, ChatRequest, ChatResponse, TokenUsage
+from openkoi._types import ChatChunk, ChatRequest, ChatResponse, Embeddings, TokenUsage
 from openkoi.routing._cooldown import CooldownStore
 from openkoi.routing._policy import CooldownPolicy, should_fall_back
 from openkoi.routing._roles import Roles, resolve_roles
@@ -145,7 +145,7 @@ class Router:
         self._record(attempt, "ok", response.usage)
         return response
 
-    async def chat_stream(self, role: str, request: ChatRequest) -> AsyncIterator[ChatChunk]:
+    async def chat_stream(self, role: str, request: ChatRequest) -> AsyncGenerator[ChatChunk, None]:
         """Yield the answer's chunks from the first model of the chain that starts one."""
 
         async def open_first(
@@ -190,12 +190,14 @@ class Router:
         if not texts:
             return []
 
-        async def call(provider: ModelProvider, model: str) -> list[list[float]]:
-            return await provider.embed(list(texts), model)
+        async def call(provider: ModelProvider, model: str) -> Embeddings:
+            if isinstance(provider, EmbedsWithUsage):
+                return await provider.embed_with_usage(list(texts), model)
+            return Embeddings(await provider.embed(list(texts), model))
 
-        vectors, attempt = await self._route(role, "embed", call)
-        self._record(attempt, "ok", None)  # embedding APIs here report no token counts
-        return vectors
+        result, attempt = await self._route(role, "embed", call)
+        self._record(attempt, "ok", result.usage)  # None: the service did not say
+        return result.vectors
 
     async def aclose(self) -> None:
         """Close the providers' HTTP clients and the state files."""
