@@ -128,13 +128,18 @@ class SecretScrubber:
     def __init__(self, values: Iterable[str]) -> None:
         patterns: list[str] = []
         longest = 0
+        plain: set[str] = set()
+        self._always_full = False
         for value in values:
             if len(value) < MIN_SECRET_LENGTH:
                 continue
+            self._always_full |= " " in value  # `+` for a space: no cheap pre-check
             for form in _whole_value_forms(value):
                 pattern, length = _spellings(form)
                 patterns.append(pattern)
                 longest = max(longest, length)
+                plain.add(form.lower())
+        self._plain = tuple(sorted(plain))
         patterns.sort(key=len, reverse=True)
         self._pattern = re.compile("|".join(patterns), re.IGNORECASE) if patterns else None
         # The longest text a match can span: a stream holds back this many characters less one,
@@ -145,10 +150,48 @@ class SecretScrubber:
         return self._pattern is not None
 
     def scrub(self, text: str) -> str:
-        return text if self._pattern is None else self._pattern.sub(REDACTED, text)
+        if self._pattern is None or not self._may_contain(text):
+            return text
+        return self._pattern.sub(REDACTED, text)
+
+    def _may_contain(self, text: str) -> bool:
+        """A cheap pre-check: with every escape written as its character, does any form of a
+        secret appear? (The full pattern, which spells every character every way, is slow.)"""
+        if self._always_full:
+            return True
+        plain = (
+            _UNESCAPE.sub(_unescape, text).lower() if _ESCAPE_START.search(text) else text.lower()
+        )
+        return any(form in plain for form in self._plain)
 
     def stream(self) -> _StreamScrubber:
         return _StreamScrubber(self)
+
+
+_ESCAPE_START = re.compile(r"[\\%&]")
+_UNESCAPE = re.compile(
+    r"\\+u([0-9a-fA-F]{4})|\\+([/\"\\])|((?:%[0-9a-fA-F]{2})+)|&#[xX]0*([0-9a-fA-F]+);|&#0*([0-9]+);"
+    r"|&(amp|lt|gt|quot|apos);"
+)
+_NAMED = {"amp": "&", "lt": "<", "gt": ">", "quot": '"', "apos": "'"}
+
+
+def _unescape(match: re.Match[str]) -> str:
+    unicode, escaped, percent, hex_ref, dec_ref, named = match.groups()
+    try:
+        if unicode:
+            return chr(int(unicode, 16))
+        if escaped:
+            return escaped
+        if percent:
+            return unquote(percent)
+        if hex_ref:
+            return chr(int(hex_ref, 16))
+        if dec_ref:
+            return chr(int(dec_ref))
+    except (ValueError, OverflowError):
+        return match.group()
+    return _NAMED[named]
 
 
 @functools.lru_cache(maxsize=64)
