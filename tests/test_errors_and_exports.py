@@ -19,6 +19,7 @@ def test_all_matches_public_names() -> None:
 
 def test_transient_flags() -> None:
     transient = {
+        _errors.BudgetExceededError,
         _errors.RateLimitedError,
         _errors.OverloadedError,
         _errors.ServerError,

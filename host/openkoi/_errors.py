@@ -207,6 +207,20 @@ class UnsupportedError(ProviderError):
     kind = "unsupported"
 
 
+class BudgetExceededError(ProviderError):
+    """A call would go over a rate budget of `[budgets]` (`budget` names it, e.g.
+    `openai/gpt-5.2 rpm=500`); the chain skips the model until `retry_after` frees room."""
+
+    transient = True
+    kind = "budget"
+
+    def __init__(
+        self, message: str, *, budget: str, provider: str = "", retry_after: float | None = None
+    ) -> None:
+        super().__init__(message, provider=provider, code=budget, retry_after=retry_after)
+        self.budget = budget
+
+
 LimitName = Literal["memory", "time", "event-time", "response-bytes", "requests"]
 
 
@@ -289,5 +303,6 @@ ERROR_KINDS: dict[str, type[ProviderError]] = {
         ContextOverflowError,
         ContentPolicyError,
         UnsupportedError,
+        BudgetExceededError,
     )
 }
