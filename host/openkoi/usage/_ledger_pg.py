@@ -277,16 +277,17 @@ class PgLedger:
         return Health(self.backend, self.where, True, detail)
 
     def close(self, timeout: float | None = None) -> None:
-        """Stop the writer after one last send (bounded); unsent rows stay in the outbox."""
+        """Stop the writer after one last send, all within `timeout` (default: the database
+        timeout; nothing when the database is known to be down). Unsent rows stay queued."""
         self._stop.set()
         self._wake.set()
+        end = time.monotonic() + (self.timeout if timeout is None else timeout)
         if self._thread is not None:
-            self._thread.join(self.timeout)
-        deadline = self.timeout if timeout is None else timeout
+            self._thread.join(max(0.0, end - time.monotonic()))
         if self._failures == 0 or timeout is not None:
             sender = threading.Thread(target=self.send, name="openkoi-ledger-flush", daemon=True)
             sender.start()
-            sender.join(deadline)
+            sender.join(max(0.0, end - time.monotonic()))
         if self._send_lock.acquire(timeout=0.1):
             try:
                 if self._conn is not None:

@@ -45,7 +45,9 @@ def summarize(ledger: LedgerBackend, since: float | None = None) -> dict[str, An
         "by_day": (f"{ledger.day_sql} AS day", "day"),
     }
     for name, (select, group) in groups.items():
-        order = "day" if name == "by_day" else "COALESCE(SUM(cost_usd), 0) DESC, calls DESC"
+        order = (
+            "day" if name == "by_day" else f"COALESCE(SUM(cost_usd), 0) DESC, calls DESC, {group}"
+        )
         summary[name] = ledger.query(
             f"SELECT {select}, {_AGGREGATES} FROM calls {where} GROUP BY {group} ORDER BY {order}",
             params,
