@@ -21,7 +21,7 @@ from _fleet import (
     machine_home,
     start_machine,
 )
-from _routing_support import completion
+from _routing_support import completion, stream_answer
 from _server import LoopbackServer, Recorded, Reply
 from openkoi._types import TokenUsage
 from openkoi.usage import CallRecord, Ledger, PgLedger, Price, summarize
@@ -210,3 +210,45 @@ def test_eight_processes_write_1600_rows_also_across_a_database_restart(
     for home in homes:
         with Ledger(home / "usage.db") as local:
             assert local.queued() == 0 and len(local.calls()) == 200
+
+
+def test_a_prompt_answers_with_both_backends_down_and_says_so_once_each(
+    serve: Serve, _isolated_home: Path
+) -> None:
+    from test_status_cli import openkoi
+
+    model = serve(lambda r: stream_answer(["still", " here"], 7, 3))
+    home = _isolated_home / ".openkoi"
+    home.mkdir(exist_ok=True)
+    (home / "config.toml").write_text(
+        fleet_config(
+            {"p": model.url + "/v1"},
+            "p/m",
+            state=f"redis://127.0.0.1:{free_port()}/0",
+            usage=f"postgresql://openkoi:pw@127.0.0.1:{free_port()}/openkoi",
+            budgets={"p/m": {"rpm": 100}},
+        )
+    )
+    started = time.monotonic()
+    result = openkoi("hello")
+    took = time.monotonic() - started
+    assert result.returncode == 0, result.stderr
+    assert result.stdout == "still here\n"
+    warnings = [line for line in result.stderr.splitlines() if "warning" in line]
+    assert len(warnings) == 2, result.stderr
+    assert any("shared state store redis://127.0.0.1" in w for w in warnings)
+    assert any("usage database postgresql://openkoi:***@127.0.0.1" in w for w in warnings)
+    assert "Traceback" not in result.stderr and ":pw@" not in result.stderr
+    assert took < 15
+    with Ledger(home / "usage.db") as local:  # the row waits to be sent
+        assert local.queued() == 1
+        assert local.calls()[0]["input_tokens"] == 7
+    status = openkoi("status", "--json")
+    assert status.returncode == 0, status.stderr
+    backends = json.loads(status.stdout)["backends"]
+    assert (backends["state"]["healthy"], backends["usage"]["healthy"]) == (False, False)
+    costs = openkoi("status", "--costs", "--json")
+    assert costs.returncode == 0, costs.stderr
+    report = json.loads(costs.stdout)
+    assert report["backend"] == "sqlite" and report["totals"]["calls"] == 1  # this machine's
+    assert any("unavailable" in w for w in report["warnings"])

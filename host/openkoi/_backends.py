@@ -4,7 +4,7 @@ URLs (`redis://`, `postgresql://`) as they may be shown, never with a password."
 from __future__ import annotations
 
 from dataclasses import dataclass
-from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
+from urllib.parse import parse_qsl, urlencode, urlsplit
 
 
 @dataclass(frozen=True)
@@ -30,9 +30,10 @@ def redact_url(url: str) -> str:
             user, sep, _password = userinfo.partition(":")
             netloc = f"{user}{':***' if sep else ''}@{hostport}"
         query = urlencode(
-            [(k, "***" if k.lower() in _SECRET_PARAMS else v) for k, v in parse_qsl(parts.query)]
+            [(k, "***" if k.lower() in _SECRET_PARAMS else v) for k, v in parse_qsl(parts.query)],
+            safe="*",
         )
-        return urlunsplit((parts.scheme, netloc, parts.path, query, parts.fragment))
+        return f"{parts.scheme}://{netloc}{parts.path}" + (f"?{query}" if query else "")
     except ValueError:
         return url.partition("://")[0] + "://(unparseable URL)"
 
