@@ -277,8 +277,11 @@ class AllCandidatesExhausted(ProviderError):
             until = ""
             if c.cooldown_until is not None:
                 stamp = time.strftime("%H:%M:%S", time.gmtime(c.cooldown_until))
-                until = f", cooling until {stamp} UTC"
-            how = "skipped, last error" if c.skipped else "error"
+                waiting = "room again at" if c.error.kind == "budget" else "cooling until"
+                until = f", {waiting} {stamp} UTC"
+            how = "error"
+            if c.skipped:
+                how = "skipped" if c.error.kind == "budget" else "skipped, last error"
             parts.append(f"{c.ref} ({how}: {c.error}{until})")
         super().__init__(
             f"every model for the {role} role failed: " + "; ".join(parts),

@@ -45,7 +45,8 @@ def _describe(failure: CandidateFailure) -> str:
     if failure.error.status:
         text += f" (HTTP {failure.error.status})"
     if failure.cooldown_until is not None:
-        text += time.strftime(", cooling until %H:%M:%S UTC", time.gmtime(failure.cooldown_until))
+        waiting = "room again at" if failure.error.kind == "budget" else "cooling until"
+        text += time.strftime(f", {waiting} %H:%M:%S UTC", time.gmtime(failure.cooldown_until))
     return text
 
 
