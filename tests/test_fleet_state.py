@@ -252,8 +252,11 @@ async def test_a_tpm_budget_is_shared_by_two_routers_and_settled_to_reported_usa
 
 
 async def test_redis_killed_mid_run_falls_back_to_local_state_with_one_warning(
-    serve: Serve, redis_server: RedisServer
+    serve: Serve, redis_server: RedisServer, monkeypatch: pytest.MonkeyPatch
 ) -> None:
+    import openkoi.routing._state as state_module
+
+    monkeypatch.setattr(state_module, "RETRY_SHARED", 0.3)
     primary = serve(lambda r: error_reply(503))
     backup = serve(lambda r: completion("from backup"))
     config = make_config(
@@ -278,18 +281,52 @@ async def test_redis_killed_mid_run_falls_back_to_local_state_with_one_warning(
             assert (await router.chat("executor", HI)).content == "from backup"
         took = time.monotonic() - started
         health = await router.state.health()
+        # The primary's cooldown was in Redis; after the kill it is learnt again, locally, once.
+        assert len(primary.requests) == 2
+        local = CooldownStore()
+        try:
+            assert [c.ref for c in local.all()] == ["primary/m1"]
+        finally:
+            local.close()
+        # Redis comes back (empty, as after a restart): the router returns to it by itself.
+        redis_server.start()
+        time.sleep(0.35)
+        assert (await router.chat("executor", HI)).content == "from backup"
+        client = _redis(redis_server.url)
+        stored = client.hgetall("openkoi:cooldown:primary/m1")
+        client.close()
+        assert stored["kind"] == "overloaded" and stored["status"] == "503"
+        assert (await router.state.health()).healthy
     assert len(warnings) == 1, warnings
     assert "shared state store redis://127.0.0.1" in warnings[0]
     assert "kept on this machine" in warnings[0]
     assert took < 3.0
     assert not health.healthy
-    # The primary's cooldown was in Redis; after the kill it is learnt again, locally, once.
-    assert len(primary.requests) == 2
-    local = CooldownStore()
+
+
+async def test_a_stream_settles_its_reservation_to_the_usage_it_reported(serve: Serve) -> None:
+    from _routing_support import FakeClock, stream_answer
+
+    model = serve(lambda r: stream_answer(["a", "b"], prompt_tokens=40, completion_tokens=2))
+    config = make_config({"p": model.url + "/v1"}, models={"executor": "p/m"})
+    config = validate_config(
+        {**config.model_dump(exclude_none=True), "budgets": {"p/m": {"tpm": 10_000}}}
+    )
+    router = make_router(config, FakeClock())
+    request = ChatRequest(messages=[Message.user("hi")], max_tokens=900)
     try:
-        assert [c.ref for c in local.all()] == ["primary/m1"]
+        chunks = [c.delta async for c in router.chat_stream("executor", request)]
     finally:
-        local.close()
+        await router.aclose()
+    assert "".join(chunks) == "ab"
+    store = CooldownStore()
+    try:
+        conn = store._connection()
+        assert conn.execute("SELECT budget, tokens FROM budget_events").fetchall() == [
+            ("p/m", 42)  # 901 reserved up front, 40 + 2 once the stream reported its usage
+        ]
+    finally:
+        store.close()
 
 
 @pytest.fixture
