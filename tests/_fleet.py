@@ -17,6 +17,7 @@ import subprocess
 import tempfile
 import time
 import uuid
+from collections.abc import Sequence
 from pathlib import Path
 
 import pytest
@@ -285,7 +286,7 @@ def finish_machines(
 def fleet_config(
     providers: dict[str, str],
     executor: str,
-    fallbacks: list[str] = (),  # type: ignore[assignment]
+    fallbacks: Sequence[str] = (),
     *,
     state: str | None = None,
     usage: str | None = None,
