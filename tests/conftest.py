@@ -11,6 +11,7 @@ import pytest
 
 sys.path.insert(0, str(Path(__file__).parent))
 
+from _fleet import PostgresServer, RedisServer
 from _server import Handler, LoopbackServer
 
 _CREDENTIAL_VARS = (
@@ -86,3 +87,41 @@ def serve() -> Iterator[Callable[[Handler], LoopbackServer]]:
     yield start
     for server in started:
         server.stop()
+
+
+# -- shared-state servers (real redis-server and PostgreSQL, started once per session) ----------
+
+
+@pytest.fixture(scope="session")
+def redis_session() -> Iterator[RedisServer]:
+    server = RedisServer().start()
+    yield server
+    server.kill()
+
+
+@pytest.fixture
+def redis_url(redis_session: RedisServer) -> str:
+    """The session's Redis, emptied for this test."""
+    redis_session.flush()
+    return redis_session.url
+
+
+@pytest.fixture
+def redis_server() -> Iterator[RedisServer]:
+    """A Redis of this test's own, which the test may kill."""
+    server = RedisServer().start()
+    yield server
+    server.kill()
+
+
+@pytest.fixture(scope="session")
+def postgres() -> Iterator[PostgresServer]:
+    server = PostgresServer().init()
+    yield server
+    server.destroy()
+
+
+@pytest.fixture
+def pg_url(postgres: PostgresServer) -> str:
+    """A fresh, empty database on the session's cluster."""
+    return postgres.create_database()

@@ -19,6 +19,7 @@ def test_all_matches_public_names() -> None:
 
 def test_transient_flags() -> None:
     transient = {
+        _errors.BudgetExceededError,
         _errors.RateLimitedError,
         _errors.OverloadedError,
         _errors.ServerError,
@@ -78,6 +79,19 @@ def test_import_is_light() -> None:
     import subprocess
     import sys
 
-    code = "import sys, openkoi; print(','.join(m for m in ('httpx','pydantic','wasmtime','tomlkit','botocore','sqlite3','rich') if m in sys.modules))"
+    code = "import sys, openkoi; print(','.join(m for m in ('httpx','pydantic','wasmtime','tomlkit','botocore','sqlite3','rich','redis','psycopg') if m in sys.modules))"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == ""
+
+
+def test_a_router_on_local_state_imports_no_redis_or_postgres_client() -> None:
+    import subprocess
+    import sys
+
+    code = (
+        "import sys; from openkoi.routing import Router; from openkoi._config import Config; "
+        "from openkoi._registry import ProviderRegistry; Router(ProviderRegistry(Config())); "
+        "print(','.join(m for m in ('redis', 'psycopg') if m in sys.modules))"
+    )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == ""

@@ -85,8 +85,8 @@ def rows(router: Router) -> list[tuple[Any, ...]]:
     ]
 
 
-def cooldown_of(router: Router, ref: str) -> Any:
-    return router.cooldowns.get([ref]).get(ref)
+async def cooldown_of(router: Router, ref: str) -> Any:
+    return (await router.state.get([ref], now=router.clock())).get(ref)
 
 
 # -- transient errors move the chain on ----------------------------------------------------
@@ -141,7 +141,7 @@ async def test_transient_status_falls_back_and_cools_the_model(
     router = chain_router(primary.url, backup.url, clock)
     try:
         answer = await router.chat("executor", REQUEST)
-        cooldown = cooldown_of(router, "primary/m1")
+        cooldown = await cooldown_of(router, "primary/m1")
         ledger = rows(router)
     finally:
         await router.aclose()
@@ -162,7 +162,7 @@ async def test_connection_refused_falls_back(serve: Serve) -> None:
     router = chain_router(f"http://127.0.0.1:{closed_port()}", backup.url, clock)
     try:
         answer = await router.chat("executor", REQUEST)
-        cooldown = cooldown_of(router, "primary/m1")
+        cooldown = await cooldown_of(router, "primary/m1")
         ledger = rows(router)
     finally:
         await router.aclose()
@@ -184,7 +184,7 @@ async def test_read_timeout_falls_back_and_records_unknown_tokens(serve: Serve) 
         answer = await router.chat("executor", REQUEST)
         elapsed = time.monotonic() - started
         ledger = rows(router)
-        cooldown = cooldown_of(router, "primary/m1")
+        cooldown = await cooldown_of(router, "primary/m1")
     finally:
         await router.aclose()
     assert answer.content == "from backup"
@@ -212,7 +212,7 @@ async def test_permanent_error_stops_the_chain(
     try:
         with pytest.raises(error) as info:
             await router.chat("executor", REQUEST)
-        assert cooldown_of(router, "primary/m1") is None
+        assert await cooldown_of(router, "primary/m1") is None
         ledger = rows(router)
     finally:
         await router.aclose()
@@ -244,7 +244,7 @@ async def test_cooling_model_is_skipped_until_its_window_ends(serve: Serve) -> N
         assert len(primary.requests) == 1  # skipped while cooling
         clock.advance(0.2)
         assert (await router.chat("executor", REQUEST)).content == "primary is back"
-        assert cooldown_of(router, "primary/m1") is None  # an answer clears the cooldown
+        assert await cooldown_of(router, "primary/m1") is None  # an answer clears the cooldown
         ledger = rows(router)
     finally:
         await router.aclose()
@@ -268,12 +268,12 @@ async def test_repeated_failures_grow_the_cooldown_up_to_the_cap(serve: Serve) -
     try:
         for _ in range(5):
             await router.chat("executor", REQUEST)
-            cooldown = cooldown_of(router, "primary/m1")
+            cooldown = await cooldown_of(router, "primary/m1")
             windows.append((cooldown.failures, cooldown.until - clock.now))
             clock.now = cooldown.until + 1  # just after it ends: the streak goes on
         clock.now += 51  # long after the last one ended (more than max_cooldown): a new streak
         await router.chat("executor", REQUEST)
-        cooldown = cooldown_of(router, "primary/m1")
+        cooldown = await cooldown_of(router, "primary/m1")
         windows.append((cooldown.failures, cooldown.until - clock.now))
     finally:
         await router.aclose()
@@ -442,7 +442,7 @@ async def test_stream_error_after_first_chunk_goes_to_the_caller_with_partial_us
     try:
         texts, error = await collect_stream(router)
         ledger = router.ledger.calls() if router.ledger else []
-        cooling = cooldown_of(router, "primary/m1")
+        cooling = await cooldown_of(router, "primary/m1")
     finally:
         await router.aclose()
     assert texts == ["Partial ", "answer"]

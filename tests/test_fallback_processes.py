@@ -132,7 +132,7 @@ async def test_a_cooldown_set_by_one_process_is_honoured_by_another(
     # This process, with its own router, skips the model the other process saw fail.
     async with Router.from_config() as router:
         answer = await router.chat("executor", ChatRequest(messages=[Message.user("hi")]))
-        cooling = router.cooldowns.get(["primary/m1"])["primary/m1"]
+        cooling = (await router.state.get(["primary/m1"], now=router.clock()))["primary/m1"]
     assert answer.content == "from backup"
     assert len(primary.requests) == 1
     assert cooling.kind == "rate-limited" and cooling.status == 429

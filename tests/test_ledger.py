@@ -21,6 +21,7 @@ from openkoi.usage import (
     summarize,
     usage_db_path,
 )
+from openkoi.usage._ledger import MIGRATIONS
 
 DAY = 86_400.0
 T0 = 1_767_225_600.0  # 2026-01-01T00:00:00Z
@@ -58,7 +59,8 @@ def test_file_is_wal_with_numbered_migrations(tmp_path: Path) -> None:
     try:
         assert conn.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
         assert conn.execute("SELECT number, name FROM _migrations").fetchall() == [
-            (1, "create calls")
+            (1, "create calls"),
+            (2, "add row uid and host"),
         ]
         assert conn.execute("SELECT COUNT(*) FROM calls").fetchone()[0] == 2
     finally:
@@ -161,7 +163,7 @@ def test_processes_write_at_once_on_a_fresh_file(tmp_path: Path) -> None:
     assert len({r["id"] for r in rows}) == 450
     assert {r["role"] for r in rows} == {"executor", "evaluator", "planner"}
     assert len({r["pid"] for r in rows}) == 3
-    assert migrations == 1
+    assert migrations == len(MIGRATIONS)
 
 
 # -- summaries ---------------------------------------------------------------------------

@@ -66,6 +66,7 @@ _EXPORTS: dict[str, str] = {
     "CredentialStoreError": "openkoi._errors",
     "AllCandidatesExhausted": "openkoi._errors",
     "LedgerError": "openkoi._errors",
+    "BudgetExceededError": "openkoi._errors",
     # roles, fallback and usage
     "Router": "openkoi.routing",
 }
@@ -91,6 +92,7 @@ if TYPE_CHECKING:
     from openkoi._errors import (
         AllCandidatesExhausted,
         AuthenticationError,
+        BudgetExceededError,
         ConfigError,
         ContentPolicyError,
         ContextOverflowError,

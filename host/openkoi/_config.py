@@ -17,6 +17,8 @@ user's comments and key order survive, always through a temp file and a rename.
 
 from __future__ import annotations
 
+import os
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
@@ -75,6 +77,49 @@ class FallbackSection(_Section):
     max_wait: float = Field(default=60.0, ge=0)
 
 
+class StateSection(_Section):
+    """`[state]`: where cooldowns and rate budgets live. No URL: SQLite in `$OPENKOI_HOME`;
+    `redis://` / `rediss://` / `unix://`: one Redis (or Valkey) shared by a fleet.
+    `OPENKOI_STATE_URL` overrides it."""
+
+    url: str | None = None
+    timeout: float = Field(default=0.25, gt=0, le=10)  # seconds, per network operation
+
+    @field_validator("url")
+    @classmethod
+    def _check_url(cls, value: str | None) -> str | None:
+        if value and value.lower() in {"sqlite", "local"}:
+            return None
+        if value and not value.startswith(("redis://", "rediss://", "unix://", "valkey://")):
+            raise ValueError("expected a redis://, rediss://, unix:// or valkey:// URL")
+        return value or None
+
+
+class UsageSection(_Section):
+    """`[usage]`: where the ledger lives. No database: `$OPENKOI_HOME/usage.db` (SQLite);
+    `postgresql://...`: one PostgreSQL for a fleet, rows queued locally first.
+    `OPENKOI_USAGE_DATABASE` overrides it."""
+
+    database: str | None = None
+    timeout: float = Field(default=2.0, gt=0, le=60)  # seconds, per database operation
+
+    @field_validator("database")
+    @classmethod
+    def _check_database(cls, value: str | None) -> str | None:
+        if value and value.lower() in {"sqlite", "local"}:
+            return None
+        if value and not value.startswith(("postgresql://", "postgres://")):
+            raise ValueError("expected a postgresql:// URL")
+        return value or None
+
+
+class BudgetEntry(_Section):
+    """`[budgets."provider/model"]` or `[budgets.provider]`: requests and tokens per minute."""
+
+    rpm: int | None = Field(default=None, ge=0)
+    tpm: int | None = Field(default=None, ge=0)
+
+
 class PluginsSection(BaseModel):
     """`[plugins]`: `wasm` lists plugin files; `[plugins.<id>]` tables hold per-plugin settings."""
 
@@ -90,6 +135,9 @@ class Config(_Section):
     plugins: PluginsSection = Field(default_factory=PluginsSection)
     pricing: dict[str, dict[str, Any]] = Field(default_factory=dict)
     fallback: FallbackSection = Field(default_factory=FallbackSection)
+    state: StateSection = Field(default_factory=StateSection)
+    usage: UsageSection = Field(default_factory=UsageSection)
+    budgets: dict[str, BudgetEntry] = Field(default_factory=dict)
 
 
 def _describe(error: ValidationError) -> tuple[str, str]:
@@ -168,6 +216,26 @@ class ConfigFile:
         import tomlkit
 
         atomic_write_text(self.path, tomlkit.dumps(self._document), mode=0o600)
+
+
+def backend_url(
+    variable: str,
+    section: type[_Section],
+    key: str,
+    configured: str | None,
+    environ: Mapping[str, str] | None = None,
+) -> str | None:
+    """A backend URL: the environment variable (validated as the config key it overrides), else
+    the config value; none, `sqlite` or `local` mean the local SQLite file."""
+    env = (os.environ if environ is None else environ).get(variable, "").strip()
+    if env:
+        try:
+            section.model_validate({key: env})
+        except ValidationError as exc:
+            reason = exc.errors()[0]["msg"].removeprefix("Value error, ")
+            raise ConfigError(f"{variable}: {reason}", key=variable) from None
+    url = env or configured
+    return None if not url or url.lower() in {"sqlite", "local"} else url
 
 
 def load_config(path: Path | None = None) -> Config:

@@ -227,6 +227,20 @@ class UnsupportedError(ProviderError):
     kind = "unsupported"
 
 
+class BudgetExceededError(ProviderError):
+    """A call would go over a rate budget of `[budgets]` (`budget` names it, e.g.
+    `openai/gpt-5.2 rpm=500`); the chain skips the model until `retry_after` frees room."""
+
+    transient = True
+    kind = "budget"
+
+    def __init__(
+        self, message: str, *, budget: str, provider: str = "", retry_after: float | None = None
+    ) -> None:
+        super().__init__(message, provider=provider, code=budget, retry_after=retry_after)
+        self.budget = budget
+
+
 LimitName = Literal["memory", "time", "event-time", "response-bytes", "requests", "values"]
 
 
@@ -280,8 +294,11 @@ class AllCandidatesExhausted(ProviderError):
         for c in candidates:
             until = ""
             if c.cooldown_until is not None:
-                until = f", cooling until {utc_moment(c.cooldown_until, now)}"
-            how = "skipped, last error" if c.skipped else "error"
+                waiting = "room again at" if c.error.kind == "budget" else "cooling until"
+                until = f", {waiting} {utc_moment(c.cooldown_until, now)}"
+            how = "error"
+            if c.skipped:
+                how = "skipped" if c.error.kind == "budget" else "skipped, last error"
             parts.append(f"{c.ref} ({how}: {c.error}{until})")
         super().__init__(
             f"every model for the {role} role failed: " + "; ".join(parts),
@@ -306,5 +323,6 @@ ERROR_KINDS: dict[str, type[ProviderError]] = {
         ContextOverflowError,
         ContentPolicyError,
         UnsupportedError,
+        BudgetExceededError,
     )
 }

@@ -46,7 +46,8 @@ def _describe(failure: CandidateFailure) -> str:
     if failure.error.status:
         text += f" (HTTP {failure.error.status})"
     if failure.cooldown_until is not None:
-        text += f", cooling until {utc_moment(failure.cooldown_until)}"
+        waiting = "room again at" if failure.error.kind == "budget" else "cooling until"
+        text += f", {waiting} {utc_moment(failure.cooldown_until)}"
     return text
 
 

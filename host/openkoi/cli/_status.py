@@ -8,6 +8,7 @@ openkoi status --costs --json          the same as JSON
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import re
 import time
@@ -63,56 +64,96 @@ def status(costs: bool, since: str | None, as_json: bool) -> None:
 
 
 def cost_report(since: float | None) -> dict[str, Any]:
+    from openkoi._config import load_config
+    from openkoi._errors import LedgerError
     from openkoi.usage import Ledger, summarize, usage_db_path
+    from openkoi.usage._backend import open_ledger
 
+    notes: list[str] = []
+    ledger = open_ledger(load_config(), on_warning=notes.append)
     path = usage_db_path()
-    if path.exists():
-        with Ledger(path) as ledger:
-            summary = summarize(ledger, since)
-    else:  # nothing recorded yet: say so without creating the file
-        empty = dict.fromkeys(
-            (
-                "calls",
-                "ok",
-                "failed",
-                "input_tokens",
-                "output_tokens",
-                "cache_read_tokens",
-                "cache_write_tokens",
-                "unpriced_calls",
-            ),
-            0,
-        )
-        summary = {
-            "totals": {**empty, "cost_usd": None},
-            "by_model": [],
-            "by_role": [],
-            "by_day": [],
-        }
+    summary: dict[str, Any] | None = None
+    try:
+        if ledger.backend != "sqlite":
+            send = getattr(ledger, "send", None)
+            if send is not None:
+                send()  # this machine's queued rows first, so they count
+            try:
+                summary = summarize(ledger, since)
+            except LedgerError as exc:
+                notes.append(f"{exc}; showing this machine's rows only ({path})")
+        if summary is None and path.exists():
+            with Ledger(path) as local:
+                summary = summarize(local, since)
+        where = ledger.where if not notes else str(path)
+    finally:
+        ledger.close()
+    if summary is None:  # nothing recorded yet: say so without creating the file
+        summary = _empty_summary()
     summary["since"] = _iso(since) if since is not None else None
-    summary["ledger"] = str(path)
+    summary["ledger"] = where
+    summary["backend"] = ledger.backend if not notes else "sqlite"
+    summary["warnings"] = list(dict.fromkeys(notes))
     return summary
 
 
+def _empty_summary() -> dict[str, Any]:
+    empty = dict.fromkeys(
+        (
+            "calls",
+            "ok",
+            "failed",
+            "input_tokens",
+            "output_tokens",
+            "cache_read_tokens",
+            "cache_write_tokens",
+            "unpriced_calls",
+        ),
+        0,
+    )
+    return {"totals": {**empty, "cost_usd": None}, "by_model": [], "by_role": [], "by_day": []}
+
+
 def setup_report() -> dict[str, Any]:
+    import anyio
+
     from openkoi._config import load_config
     from openkoi._registry import ProviderRegistry
-    from openkoi.routing import CooldownStore, resolve_roles
+    from openkoi.routing import resolve_roles
+    from openkoi.routing._state import open_state
+    from openkoi.usage._backend import open_ledger
 
     config = load_config()
     registry = ProviderRegistry(config)
     roles = resolve_roles(registry, config)
     now = time.time()
-    store = CooldownStore(on_warning=lambda message: None)
+
+    async def read_state() -> tuple[list[Any], Any]:
+        store = open_state(config, on_warning=lambda message: None)
+        try:
+            return await store.all(), await store.health()
+        finally:
+            await store.aclose()
+
+    cooldowns, state_health = anyio.run(read_state)
+    cooling = [c for c in cooldowns if c.active(now)]
+    ledger = open_ledger(config, on_warning=lambda message: None)
     try:
-        cooling = [c for c in store.all() if c.active(now)]
+        usage_health = ledger.health()
     finally:
-        store.close()
+        ledger.close()
     return {
         "roles": {
             a.role: {"model": a.ref, "source": a.source, "chain": list(a.chain)} for a in roles
         },
         "fallback": config.fallback.model_dump(),
+        "budgets": {
+            name: entry.model_dump(exclude_none=True) for name, entry in config.budgets.items()
+        },
+        "backends": {
+            "state": dataclasses.asdict(state_health),
+            "usage": dataclasses.asdict(usage_health),
+        },
         "cooling": [
             {
                 "model": c.ref,
@@ -183,6 +224,19 @@ def _print_setup(report: dict[str, Any]) -> None:
         + (f"waits up to {fb['max_wait']:g} s" if fb["wait"] else "does not wait")
         + " when every model is cooling."
     )
+    if report["budgets"]:
+        console.print(
+            "Rate budgets (per minute, sliding): "
+            + "; ".join(
+                f"{name} " + ", ".join(f"{k} {v:,}" for k, v in limits.items())
+                for name, limits in report["budgets"].items()
+            )
+        )
+    for what, health in report["backends"].items():
+        label = "cooldowns and budgets" if what == "state" else "usage ledger"
+        state = "ok" if health["healthy"] else "[bold red]unavailable[/]"
+        detail = f" ({health['detail']})" if health["detail"] else ""
+        console.print(f"{label}: {health['backend']} {health['where']}, {state}{detail}")
     if report["cooling"]:
         cooling = Table(title="Cooling down now", title_justify="left")
         for column in ("model", "until", "left", "last error"):
@@ -217,6 +271,8 @@ def _print_costs(report: dict[str, Any]) -> None:
     from rich.table import Table
 
     console = _console()
+    for warning in report.get("warnings", ()):
+        console.print(f"warning: {warning}", style="yellow")
     totals = report["totals"]
     since = f" since {report['since']}" if report["since"] else ""
     unpriced = totals["unpriced_calls"]

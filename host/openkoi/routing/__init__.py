@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from openkoi.routing._budgets import Admission, Budget, budgets_for
 from openkoi.routing._cooldown import Cooldown, CooldownStore, cooldowns_db_path
 from openkoi.routing._policy import CooldownPolicy, should_fall_back
 from openkoi.routing._roles import (
@@ -13,19 +14,31 @@ from openkoi.routing._roles import (
     resolve_roles,
 )
 from openkoi.routing._router import Router, RouterWarning
+from openkoi.routing._state import FailoverState, LocalState, open_state, state_url
+from openkoi.routing._state_redis import RedisState
+from openkoi.routing._store import StateStore
 
 __all__ = [
     "DEFAULT_EMBEDDER",
     "ROLES",
+    "Admission",
+    "Budget",
     "Cooldown",
     "CooldownPolicy",
     "CooldownStore",
+    "FailoverState",
+    "LocalState",
+    "RedisState",
     "Role",
     "RoleAssignment",
     "Roles",
     "Router",
     "RouterWarning",
+    "StateStore",
+    "budgets_for",
     "cooldowns_db_path",
+    "open_state",
     "resolve_roles",
     "should_fall_back",
+    "state_url",
 ]

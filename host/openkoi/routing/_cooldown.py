@@ -1,4 +1,5 @@
-"""Cooldowns shared by every openkoi process on the machine, in `$OPENKOI_HOME/cooldowns.db`.
+"""Cooldowns and rate budgets shared by every openkoi process on the machine, in
+`$OPENKOI_HOME/cooldowns.db` (the default state store; `[state] url` puts them in Redis).
 
 A model that failed transiently is skipped until its cooldown ends, by this process and by the
 next CLI run alike. If the file cannot be used (locked for too long, corrupted, read-only), the
@@ -16,6 +17,7 @@ from typing import TYPE_CHECKING
 
 from openkoi._errors import ERROR_KINDS, ProviderError
 from openkoi._paths import openkoi_home
+from openkoi.routing._budgets import Admission, Budget, MemoryBudgets, SqliteBudgets
 from openkoi.routing._policy import CooldownPolicy
 from openkoi.usage._db import Migration, open_database
 
@@ -38,6 +40,23 @@ MIGRATIONS: tuple[Migration, ...] = (
                 updated_at REAL NOT NULL
             )
             """,
+        ),
+    ),
+    Migration(
+        2,
+        "create budget events",
+        (
+            """
+            CREATE TABLE budget_events (
+                budget TEXT NOT NULL,        -- a [budgets] name: provider/model or provider
+                id TEXT NOT NULL,            -- the reservation
+                at REAL NOT NULL,            -- unix seconds it started
+                tokens INTEGER NOT NULL,     -- reserved, then what the call reported
+                PRIMARY KEY (budget, id)
+            )
+            """,
+            "CREATE INDEX budget_events_at ON budget_events (budget, at)",
+            "CREATE INDEX budget_events_id ON budget_events (id)",
         ),
     ),
 )
@@ -79,10 +98,16 @@ class CooldownStore:
         self.on_warning = on_warning
         self._conn: sqlite3.Connection | None = None
         self._memory: dict[str, Cooldown] | None = None  # set once the file has failed us
+        self._memory_budgets = MemoryBudgets()
         self._lock = threading.Lock()
 
     def __repr__(self) -> str:
         return f"CooldownStore(path={str(self.path)!r})"
+
+    @property
+    def in_memory(self) -> bool:
+        """True once the state file has failed and this process keeps state in memory."""
+        return self._memory is not None
 
     # -- the file, or memory when the file fails ---------------------------------------
 
@@ -186,25 +211,60 @@ class CooldownStore:
             self._memory[ref] = cooldown
             return cooldown
 
-    def clear(self, ref: str | None = None) -> None:
-        """Forget the cooldown of `ref` (after it answered), or every cooldown."""
+    def clear(self, ref: str | None = None, *, now: float | None = None) -> None:
+        """Forget the cooldown of `ref` (after it answered), or every cooldown. With `now`, only
+        one that has ended: another process may have just put the model back in cooldown."""
         import sqlite3
 
+        ended = float("inf") if now is None else now
         with self._lock:
             if self._memory is None:
                 try:
                     if ref is None:
                         self._connection().execute("DELETE FROM cooldowns")
                     else:
-                        self._connection().execute("DELETE FROM cooldowns WHERE ref = ?", (ref,))
+                        self._connection().execute(
+                            "DELETE FROM cooldowns WHERE ref = ? AND until <= ?", (ref, ended)
+                        )
                     return
                 except (sqlite3.Error, OSError) as exc:
                     self._degrade(exc)
             assert self._memory is not None
             if ref is None:
                 self._memory.clear()
-            else:
-                self._memory.pop(ref, None)
+            elif ref in self._memory and self._memory[ref].until <= ended:
+                del self._memory[ref]
+
+    # -- rate budgets ---------------------------------------------------------------------
+
+    def reserve(self, budgets: tuple[Budget, ...], tokens: int, *, now: float) -> Admission:
+        """Room for one call of about `tokens` under every one of `budgets`, or a refusal."""
+        import sqlite3
+
+        with self._lock:
+            if self._memory is None:
+                try:
+                    admission = SqliteBudgets(self._connection()).reserve(budgets, tokens, now)
+                    admission.backend = "sqlite"
+                    return admission
+                except (sqlite3.Error, OSError) as exc:
+                    self._degrade(exc)
+            admission = self._memory_budgets.reserve(budgets, tokens, now)
+            admission.backend = "memory"
+            return admission
+
+    def settle(self, admission: Admission, tokens: int) -> None:
+        """Replace a reservation's estimate with the tokens the call reported."""
+        import sqlite3
+
+        with self._lock:
+            if admission.backend == "sqlite" and self._memory is None:
+                try:
+                    SqliteBudgets(self._connection()).settle(admission, tokens)
+                except (sqlite3.Error, OSError) as exc:
+                    self._degrade(exc)
+            elif admission.backend == "memory":
+                self._memory_budgets.settle(admission, tokens)
 
     def close(self) -> None:
         with self._lock:

@@ -28,10 +28,14 @@ from openkoi._errors import (
 from openkoi._provider import EmbedsWithUsage, ModelProvider
 from openkoi._registry import ProviderRegistry
 from openkoi._types import ChatChunk, ChatRequest, ChatResponse, Embeddings, TokenUsage
+from openkoi.routing._budgets import Admission, budgets_for, estimate_tokens, used_tokens
 from openkoi.routing._cooldown import CooldownStore
 from openkoi.routing._policy import CooldownPolicy, should_fall_back
 from openkoi.routing._roles import Roles, resolve_roles
-from openkoi.usage._ledger import CallRecord, Ledger
+from openkoi.routing._state import LocalState, open_state
+from openkoi.routing._store import StateStore
+from openkoi.usage._backend import LedgerBackend, open_ledger
+from openkoi.usage._ledger import CallRecord
 from openkoi.usage._pricing import PriceTable, load_price_table
 
 T = TypeVar("T")
@@ -63,6 +67,7 @@ class _Attempt:
     started_at: float
     t0: float
     first_chunk_ms: float | None = None
+    admission: Admission | None = None
 
 
 def _outcome(exc: BaseException) -> str:
@@ -95,7 +100,8 @@ class Router:
         *,
         settings: FallbackSection | None = None,
         cooldowns: CooldownStore | None = None,
-        ledger: Ledger | None = None,
+        state: StateStore | None = None,
+        ledger: LedgerBackend | None = None,
         record_usage: bool = True,
         prices: PriceTable | None = None,
         clock: Callable[[], float] = time.time,
@@ -108,8 +114,19 @@ class Router:
         self.settings = settings or registry.config.fallback
         self.policy = CooldownPolicy.from_config(self.settings)
         self._warn = on_warning or _warn
-        self.cooldowns = cooldowns or CooldownStore(on_warning=self._warn)
-        self.ledger = (ledger or Ledger()) if record_usage else None
+        config = registry.config
+        if state is None:
+            state = (
+                LocalState(cooldowns)
+                if cooldowns is not None
+                else open_state(config, on_warning=self._warn)
+            )
+        self.state = state
+        self.budgets = config.budgets
+        if record_usage:
+            self.ledger: LedgerBackend | None = ledger or open_ledger(config, on_warning=self._warn)
+        else:
+            self.ledger = None
         self.prices = prices if prices is not None else load_price_table(registry.config.pricing)
         self.clock = clock
         self._sleep = sleep
@@ -141,8 +158,9 @@ class Router:
         async def call(provider: ModelProvider, model: str) -> ChatResponse:
             return await provider.chat(request.model_copy(update={"model": model}))
 
-        response, attempt = await self._route(role, "chat", call)
+        response, attempt = await self._route(role, "chat", call, estimate_tokens(request))
         self._record(attempt, "ok", response.usage)
+        await self._settle(attempt, response.usage)
         return response
 
     async def chat_stream(self, role: str, request: ChatRequest) -> AsyncGenerator[ChatChunk, None]:
@@ -160,7 +178,9 @@ class Router:
                 await _aclose(stream)
                 raise
 
-        (stream, first), attempt = await self._route(role, "stream", open_first)
+        (stream, first), attempt = await self._route(
+            role, "stream", open_first, estimate_tokens(request)
+        )
         attempt.first_chunk_ms = (time.perf_counter() - attempt.t0) * 1000
         usage: TokenUsage | None = None
         outcome, error = "ok", None
@@ -177,7 +197,7 @@ class Router:
                 exc.partial_usage = usage
             usage = exc.partial_usage
             if should_fall_back(exc):  # too late to switch, but the next call should not wait on it
-                self.cooldowns.fail(attempt.ref, exc, now=self.clock(), policy=self.policy)
+                await self.state.fail(attempt.ref, exc, now=self.clock(), policy=self.policy)
             raise
         except BaseException as exc:
             outcome, error = _outcome(exc), type(exc).__name__
@@ -185,6 +205,7 @@ class Router:
         finally:
             await _aclose(stream)
             self._record(attempt, outcome, usage, error)
+            await self._settle(attempt, usage)
 
     async def embed(self, texts: Sequence[str], *, role: str = "embedder") -> list[list[float]]:
         if not texts:
@@ -195,8 +216,10 @@ class Router:
                 return await provider.embed_with_usage(list(texts), model)
             return Embeddings(await provider.embed(list(texts), model))
 
-        result, attempt = await self._route(role, "embed", call)
+        tokens = sum(len(t) + 3 for t in texts) // 4
+        result, attempt = await self._route(role, "embed", call, tokens)
         self._record(attempt, "ok", result.usage)  # None: the service did not say
+        await self._settle(attempt, result.usage)
         return result.vectors
 
     async def aclose(self) -> None:
@@ -204,7 +227,7 @@ class Router:
         await self.registry.aclose()
         if self.ledger is not None:
             self.ledger.close()
-        self.cooldowns.close()
+        await self.state.aclose()
 
     async def __aenter__(self) -> Router:
         return self
@@ -228,6 +251,7 @@ class Router:
         role: str,
         operation: str,
         call: Callable[[ModelProvider, str], Awaitable[T]],
+        tokens: int = 0,
     ) -> tuple[T, _Attempt]:
         chain = self.chain(role)
         request_id = uuid.uuid4().hex
@@ -236,26 +260,37 @@ class Router:
         for _round in range(_MAX_ROUNDS):
             failures: list[CandidateFailure] = []
             last: ProviderError | None = None
-            states = self.cooldowns.get(chain)
+            states = await self.state.get(chain, now=self.clock())
             for ref in chain:
                 now = self.clock()
                 state = states.get(ref)
                 if state is not None and state.active(now):
                     self._failed(failures, CandidateFailure(ref, state.error(), state.until, True))
                     continue
+                admission = None
+                budgets = budgets_for(ref, self.budgets)
+                if budgets:
+                    admission = await self.state.reserve(budgets, tokens, now=now)
+                    if not admission.ok:
+                        refused = CandidateFailure(
+                            ref, admission.error(ref), now + admission.retry_after, True
+                        )
+                        self._failed(failures, refused)
+                        continue
                 provider, model = self.registry.resolve(ref)
                 number += 1
                 attempt = _Attempt(
                     role, ref, ref.partition("/")[0], model, operation, request_id, number, now,
-                    time.perf_counter(),
+                    time.perf_counter(), admission=admission,
                 )  # fmt: skip
                 try:
                     result = await call(provider, model)
                 except ProviderError as exc:
                     self._record(attempt, exc.kind, _failed_usage(exc), str(exc))
+                    await self._settle(attempt, _failed_usage(exc))
                     if not should_fall_back(exc):
                         raise
-                    cooldown = self.cooldowns.fail(ref, exc, now=self.clock(), policy=self.policy)
+                    cooldown = await self.state.fail(ref, exc, now=self.clock(), policy=self.policy)
                     self._failed(failures, CandidateFailure(ref, exc, cooldown.until))
                     last = exc
                     continue
@@ -263,7 +298,7 @@ class Router:
                     self._record(attempt, _outcome(exc), None, type(exc).__name__)
                     raise
                 if state is not None:
-                    self.cooldowns.clear(ref)
+                    await self.state.clear(ref, now=self.clock())
                 return result, attempt
             now = self.clock()
             ends = [f.cooldown_until for f in failures if f.cooldown_until is not None]
@@ -288,6 +323,15 @@ class Router:
         failures.append(failure)
         if self.on_fallback is not None:
             self.on_fallback(failure)
+
+    async def _settle(self, attempt: _Attempt, usage: TokenUsage | None) -> None:
+        """Settle the call's budget reservation to the tokens it reported (if it reported any)."""
+        if attempt.admission is None or usage is None:
+            return
+        import anyio
+
+        with anyio.CancelScope(shield=True):  # even when the caller is being cancelled
+            await self.state.settle(attempt.admission, used_tokens(usage))
 
     def _record(
         self, attempt: _Attempt, outcome: str, usage: TokenUsage | None, error: str | None = None

@@ -2,17 +2,23 @@
 
 from __future__ import annotations
 
+from openkoi.usage._backend import LedgerBackend, open_ledger, usage_database
 from openkoi.usage._ledger import CallRecord, Ledger, usage_db_path
+from openkoi.usage._ledger_pg import PgLedger
 from openkoi.usage._pricing import Price, PriceTable, load_price_table, shipped_prices
 from openkoi.usage._summary import summarize
 
 __all__ = [
     "CallRecord",
     "Ledger",
+    "LedgerBackend",
+    "PgLedger",
     "Price",
     "PriceTable",
     "load_price_table",
+    "open_ledger",
     "shipped_prices",
     "summarize",
+    "usage_database",
     "usage_db_path",
 ]

@@ -9,11 +9,14 @@ Several processes write at once: WAL, a busy timeout, one INSERT per call.
 from __future__ import annotations
 
 import os
+import socket
 import threading
-from dataclasses import dataclass
+import uuid
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from openkoi._backends import Health
 from openkoi._errors import LedgerError
 from openkoi._paths import openkoi_home
 from openkoi._types import TokenUsage
@@ -58,9 +61,20 @@ MIGRATIONS: tuple[Migration, ...] = (
             "CREATE INDEX calls_started_at ON calls (started_at)",
         ),
     ),
+    Migration(
+        2,
+        "add row uid and host",
+        (
+            "ALTER TABLE calls ADD COLUMN uid TEXT",  # the idempotency key of a shared ledger
+            "ALTER TABLE calls ADD COLUMN host TEXT",
+            "CREATE UNIQUE INDEX calls_uid ON calls (uid)",
+            # rows not yet sent to a shared ledger ([usage] database); local only
+            "CREATE TABLE outbox (call_id INTEGER PRIMARY KEY)",
+        ),
+    ),
 )
 
-_COLUMNS = (
+COLUMNS = (
     "started_at",
     "provider",
     "model",
@@ -83,8 +97,11 @@ _COLUMNS = (
     "request_id",
     "attempt",
     "pid",
+    "uid",
+    "host",
 )
-_INSERT = f"INSERT INTO calls ({', '.join(_COLUMNS)}) VALUES ({', '.join('?' * len(_COLUMNS))})"
+_INSERT = f"INSERT INTO calls ({', '.join(COLUMNS)}) VALUES ({', '.join('?' * len(COLUMNS))})"
+_HOST = socket.gethostname()
 
 
 @dataclass(frozen=True)
@@ -105,6 +122,7 @@ class CallRecord:
     cost_usd: float | None = None
     request_id: str = ""
     attempt: int = 1
+    uid: str = field(default_factory=lambda: uuid.uuid4().hex)
 
 
 def usage_db_path() -> Path:
@@ -112,7 +130,13 @@ def usage_db_path() -> Path:
 
 
 class Ledger:
-    """Appends `CallRecord`s and answers questions about them. Failures raise `LedgerError`."""
+    """Appends `CallRecord`s and answers questions about them. Failures raise `LedgerError`.
+
+    The local ledger, and the outbox of a shared one: `record(..., queue=True)` also marks the
+    row as not yet sent, in the same transaction, until `sent()` is told it arrived."""
+
+    backend = "sqlite"
+    day_sql = "strftime('%Y-%m-%d', started_at, 'unixepoch')"
 
     def __init__(self, path: Path | None = None, *, timeout: float = 2.0) -> None:
         self.path = path or usage_db_path()
@@ -136,8 +160,12 @@ class Ledger:
             f"could not {doing} the usage database {self.path}: {exc}", path=str(self.path)
         )
 
-    def record(self, record: CallRecord) -> int:
-        """Append one call; returns its row id."""
+    @property
+    def where(self) -> str:
+        return str(self.path)
+
+    def record(self, record: CallRecord, *, queue: bool = False) -> int:
+        """Append one call (and, with `queue`, put it in the outbox); returns its row id."""
         import sqlite3
 
         usage = record.usage
@@ -165,13 +193,66 @@ class Ledger:
             record.request_id,
             record.attempt,
             os.getpid(),
+            record.uid,
+            _HOST,
         )
         with self._lock:
             try:
-                cursor = self._connection().execute(_INSERT, row)
+                conn = self._connection()
+                if not queue:
+                    return int(conn.execute(_INSERT, row).lastrowid or 0)
+                conn.execute("BEGIN IMMEDIATE")
+                try:
+                    rowid = int(conn.execute(_INSERT, row).lastrowid or 0)
+                    conn.execute("INSERT INTO outbox (call_id) VALUES (?)", (rowid,))
+                    conn.execute("COMMIT")
+                except BaseException:
+                    conn.execute("ROLLBACK")
+                    raise
+                return rowid
             except (sqlite3.Error, OSError) as exc:
                 raise self._fail("write to", exc) from None
-            return int(cursor.lastrowid or 0)
+
+    def pending(self, limit: int = 500) -> list[tuple[Any, ...]]:
+        """Up to `limit` outbox rows, oldest first: the local id, then the `COLUMNS` values."""
+        import sqlite3
+
+        with self._lock:
+            try:
+                return (
+                    self._connection()
+                    .execute(
+                        f"SELECT c.id, {', '.join('c.' + c for c in COLUMNS)} FROM outbox o "
+                        "JOIN calls c ON c.id = o.call_id ORDER BY o.call_id LIMIT ?",
+                        (limit,),
+                    )
+                    .fetchall()
+                )
+            except (sqlite3.Error, OSError) as exc:
+                raise self._fail("read", exc) from None
+
+    def sent(self, ids: list[int]) -> None:
+        """These outbox rows have reached the shared ledger."""
+        import sqlite3
+
+        with self._lock:
+            try:
+                self._connection().executemany(
+                    "DELETE FROM outbox WHERE call_id = ?", [(i,) for i in ids]
+                )
+            except (sqlite3.Error, OSError) as exc:
+                raise self._fail("write to", exc) from None
+
+    def health(self) -> Health:
+        try:
+            self.query("SELECT 1 AS ok")
+        except LedgerError as exc:
+            return Health(self.backend, self.where, False, str(exc))
+        return Health(self.backend, self.where, True)
+
+    def queued(self) -> int:
+        """How many rows wait in the outbox."""
+        return int(self.query("SELECT COUNT(*) AS n FROM outbox")[0]["n"])
 
     def query(self, sql: str, params: tuple[Any, ...] = ()) -> list[dict[str, Any]]:
         """Rows of a read-only query as dicts (used by the summaries and by tests)."""
