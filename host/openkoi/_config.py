@@ -13,6 +13,11 @@ user's comments and key order survive, always through a temp file and a rename.
 
     [plugins]
     wasm = ["~/.openkoi/plugins/wasm/my-provider.wasm"]
+
+    [timeouts]                     # seconds, for every provider...
+    first_token = 120
+    [providers.openai.timeouts]    # ...and per provider, which wins
+    first_token = 30
 """
 
 from __future__ import annotations
@@ -25,6 +30,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 from openkoi._errors import ConfigError
 from openkoi._fileio import atomic_write_text
 from openkoi._paths import config_path
+from openkoi._timeouts import Timeouts
 
 
 class _Section(BaseModel):
@@ -41,6 +47,17 @@ class ProviderEntry(_Section):
     embedding_model: str | None = None
     headers: dict[str, str] = Field(default_factory=dict)
     options: dict[str, Any] = Field(default_factory=dict)
+    timeouts: Timeouts = Field(default_factory=Timeouts)
+    max_connections: int | None = Field(default=None, ge=1, le=100_000)
+    proxy: str | None = None  # "" : connect directly, whatever the environment says
+    ca_bundle: str | None = None
+
+    @field_validator("proxy")
+    @classmethod
+    def _check_proxy(cls, value: str | None) -> str | None:
+        if value and not value.startswith(("http://", "https://", "socks5://", "socks5h://")):
+            raise ValueError('expected an http://, https:// or socks5:// proxy URL, or ""')
+        return value
 
     @field_validator("base_url")
     @classmethod
@@ -90,6 +107,7 @@ class Config(_Section):
     plugins: PluginsSection = Field(default_factory=PluginsSection)
     pricing: dict[str, dict[str, Any]] = Field(default_factory=dict)
     fallback: FallbackSection = Field(default_factory=FallbackSection)
+    timeouts: Timeouts = Field(default_factory=Timeouts)
 
 
 def _describe(error: ValidationError) -> tuple[str, str]:

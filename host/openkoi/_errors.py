@@ -16,8 +16,11 @@
         ├── RateLimitedError         429 (transient, honours Retry-After)
         ├── OverloadedError          529 / 503 (transient)
         ├── ServerError              other 5xx (transient)
-        ├── ProviderTimeoutError     connect/read timeout (transient)
+        ├── ProviderTimeoutError     a deadline fired; `deadline` names it (transient)
         ├── NetworkError             connection refused, reset, DNS (transient)
+        ├── CertificateError         the server's TLS certificate failed verification (permanent)
+        ├── LocalPoolTimeoutError    every local connection slot stayed busy (permanent, not
+        │                            the provider's fault: no cooldown)
         ├── MalformedResponseError   non-JSON, HTML, truncated body or stream (transient)
         ├── AuthenticationError      401 / 403 (permanent)
         ├── InvalidRequestError      400 / 404 / 422 (permanent)
@@ -41,6 +44,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, ClassVar, Literal
 
 if TYPE_CHECKING:
+    from openkoi._timeouts import DeadlineName
     from openkoi._types import TokenUsage
 
 _REDACTED = "[REDACTED]"
@@ -173,13 +177,51 @@ class ServerError(ProviderError):
 
 
 class ProviderTimeoutError(ProviderError):
+    """One of the call's deadlines fired: `deadline` is connect, first_token, idle or total."""
+
     transient = True
     kind = "timeout"
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        deadline: DeadlineName | None = None,
+        provider: str = "",
+        status: int | None = None,
+        code: str | None = None,
+        retry_after: float | None = None,
+        partial_usage: TokenUsage | None = None,
+    ) -> None:
+        super().__init__(
+            message,
+            provider=provider,
+            status=status,
+            code=code,
+            retry_after=retry_after,
+            partial_usage=partial_usage,
+        )
+        self.deadline: DeadlineName | None = deadline
 
 
 class NetworkError(ProviderError):
     transient = True
     kind = "network"
+
+
+class CertificateError(ProviderError):
+    """Permanent: the same certificate fails the same way until the user trusts its CA."""
+
+    kind = "certificate"
+
+
+class LocalPoolTimeoutError(ProviderError):
+    """The call waited its whole deadline for one of this process's own connection slots.
+
+    Permanent and never cooled: the provider was not even asked, so it is not its fault.
+    """
+
+    kind = "pool-timeout"
 
 
 class MalformedResponseError(ProviderError):
@@ -283,6 +325,8 @@ ERROR_KINDS: dict[str, type[ProviderError]] = {
         ServerError,
         ProviderTimeoutError,
         NetworkError,
+        CertificateError,
+        LocalPoolTimeoutError,
         MalformedResponseError,
         AuthenticationError,
         InvalidRequestError,
