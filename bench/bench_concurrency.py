@@ -23,7 +23,6 @@ import anyio
 import httpx
 from _harness import ServerProcess, row
 from httpx_sse import aconnect_sse
-
 from openkoi._provider import ProviderSettings
 from openkoi._secrets import Secret
 from openkoi._types import ChatRequest, Message

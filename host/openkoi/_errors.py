@@ -41,7 +41,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, ClassVar, Literal
+from typing import TYPE_CHECKING, Any, ClassVar, Literal
 
 if TYPE_CHECKING:
     from openkoi._timeouts import DeadlineName
@@ -183,24 +183,9 @@ class ProviderTimeoutError(ProviderError):
     kind = "timeout"
 
     def __init__(
-        self,
-        message: str,
-        *,
-        deadline: DeadlineName | None = None,
-        provider: str = "",
-        status: int | None = None,
-        code: str | None = None,
-        retry_after: float | None = None,
-        partial_usage: TokenUsage | None = None,
+        self, message: str, *, deadline: DeadlineName | None = None, **kwargs: Any
     ) -> None:
-        super().__init__(
-            message,
-            provider=provider,
-            status=status,
-            code=code,
-            retry_after=retry_after,
-            partial_usage=partial_usage,
-        )
+        super().__init__(message, **kwargs)
         self.deadline: DeadlineName | None = deadline
 
 
