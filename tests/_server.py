@@ -10,8 +10,9 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
+import ssl
 import threading
-from collections.abc import Awaitable, Callable, Iterable
+from collections.abc import Awaitable, Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import parse_qsl, urlsplit
@@ -41,11 +42,13 @@ class Reply:
     status: int = 200
     body: bytes | str = b""
     headers: dict[str, str] = field(default_factory=dict)
-    chunks: list[bytes | str] | None = None
+    chunks: Iterable[bytes | str] | None = None  # any iterable: a generator streams forever
     chunk_delay: float = 0.0
     delay: float = 0.0
-    cut_after: int | None = None  # with chunks: close the socket after this many chunks
+    cut_after: int | None = None  # with chunks: reset the connection after this many chunks
+    cut_cleanly: bool = False  # ...or close it cleanly (FIN) instead of a reset
     close: bool = False  # close the connection without any response
+    drip: float = 0.0  # send the whole response (head included) one byte per this many seconds
 
     @classmethod
     def json(cls, data: Any, status: int = 200, headers: dict[str, str] | None = None) -> Reply:
@@ -60,7 +63,7 @@ class Reply:
         """`events` are already-framed SSE texts (e.g. 'data: {...}\\n\\n'), one chunk each."""
         return cls(
             status=status,
-            chunks=list(events),
+            chunks=events if isinstance(events, Iterator) else list(events),
             headers={"content-type": "text/event-stream", **kwargs.pop("headers", {})},
             **kwargs,
         )
@@ -88,8 +91,11 @@ def split_bytes(data: bytes, size: int) -> list[bytes]:
 
 
 class LoopbackServer:
-    def __init__(self, handler: Handler) -> None:
+    """`tls`: an SSL context to serve HTTPS with (its URL is then https://)."""
+
+    def __init__(self, handler: Handler, tls: ssl.SSLContext | None = None) -> None:
         self.handler = handler
+        self.tls = tls
         self.requests: list[Recorded] = []
         self.connections = 0
         self.errors: list[Exception] = []
@@ -102,7 +108,7 @@ class LoopbackServer:
 
     @property
     def url(self) -> str:
-        return f"http://127.0.0.1:{self.port}"
+        return f"{'https' if self.tls else 'http'}://127.0.0.1:{self.port}"
 
     def start(self) -> LoopbackServer:
         self._thread.start()
@@ -111,7 +117,7 @@ class LoopbackServer:
         return self
 
     async def _start(self) -> None:
-        self._server = await asyncio.start_server(self._serve, "127.0.0.1", 0)
+        self._server = await asyncio.start_server(self._serve, "127.0.0.1", 0, ssl=self.tls)
         self.port = self._server.sockets[0].getsockname()[1]
 
     def stop(self) -> None:
@@ -165,8 +171,8 @@ class LoopbackServer:
                 keep_open = await self._write_reply(writer, reply)
                 if not keep_open:
                     return
-        except (ConnectionError, asyncio.IncompleteReadError):
-            return
+        except (ConnectionError, asyncio.IncompleteReadError, asyncio.CancelledError):
+            return  # the client went away, or `stop()` ended a reply still in progress
         finally:
             with contextlib.suppress(Exception):
                 writer.close()
@@ -214,7 +220,15 @@ class LoopbackServer:
         else:
             headers["transfer-encoding"] = "chunked"
         head += [f"{k}: {v}" for k, v in headers.items()]
-        writer.write(("\r\n".join(head) + "\r\n\r\n").encode("latin-1"))
+        head_bytes = ("\r\n".join(head) + "\r\n\r\n").encode("latin-1")
+        if reply.drip:
+            body = reply.body.encode() if isinstance(reply.body, str) else reply.body
+            for i in range(len(head_bytes + body)):
+                writer.write((head_bytes + body)[i : i + 1])
+                await writer.drain()
+                await asyncio.sleep(reply.drip)
+            return True
+        writer.write(head_bytes)
         if reply.chunks is None:
             writer.write(body)
             await writer.drain()
@@ -222,7 +236,10 @@ class LoopbackServer:
         for i, chunk in enumerate(reply.chunks):
             if reply.cut_after is not None and i >= reply.cut_after:
                 await writer.drain()
-                writer.transport.abort()
+                if reply.cut_cleanly:
+                    writer.close()
+                else:
+                    writer.transport.abort()
                 return False
             data = chunk.encode() if isinstance(chunk, str) else chunk
             if data:

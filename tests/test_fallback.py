@@ -12,7 +12,6 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-import httpx
 import pytest
 from _routing_support import (
     FakeClock,
@@ -36,6 +35,7 @@ from openkoi._errors import (
     ProviderError,
     RateLimitedError,
 )
+from openkoi._timeouts import Timeouts
 from openkoi._types import ChatChunk, ChatRequest, Message, TokenUsage
 from openkoi.routing import CooldownPolicy, CooldownStore, Router, should_fall_back
 
@@ -178,7 +178,7 @@ async def test_read_timeout_falls_back_and_records_unknown_tokens(serve: Serve) 
     clock = FakeClock()
     router = chain_router(slow.url, backup.url, clock)
     # Short timeouts are provider settings; this is the primary's, before its client exists.
-    router.registry.get("primary").settings.timeout = httpx.Timeout(0.2)  # type: ignore[attr-defined]
+    router.registry.get("primary").settings.timeouts = Timeouts(first_token=0.2)  # type: ignore[attr-defined]
     try:
         started = time.monotonic()
         answer = await router.chat("executor", REQUEST)

@@ -26,6 +26,7 @@ from openkoi import (
 from openkoi._errors import ContextOverflowError
 from openkoi._provider import ProviderSettings, collect
 from openkoi._secrets import Secret
+from openkoi._timeouts import Timeouts
 from openkoi_providers.openai_compat import OpenAICompatibleProvider
 
 pytestmark = pytest.mark.anyio
@@ -34,8 +35,6 @@ KEY = "sk-live-abcdef0123456789"
 
 
 def provider(url: str, **options: Any) -> OpenAICompatibleProvider:
-    import httpx
-
     return OpenAICompatibleProvider(
         ProviderSettings(
             id="openai",
@@ -44,7 +43,7 @@ def provider(url: str, **options: Any) -> OpenAICompatibleProvider:
             api_key=Secret(KEY),
             default_model="gpt-test",
             options=options,
-            timeout=httpx.Timeout(2.0),
+            timeouts=Timeouts(connect=2, first_token=2, idle=2),
         )
     )
 

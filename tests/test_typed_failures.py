@@ -13,13 +13,13 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import httpx
 import pytest
 from _oauth_server import chatgpt_access_token
 from _server import Recorded, Reply
 from openkoi._errors import MalformedResponseError, OpenKoiError
 from openkoi._provider import HTTPProvider, ProviderSettings, collect
 from openkoi._secrets import Secret
+from openkoi._timeouts import Timeouts
 from openkoi._types import ChatRequest, Message
 from openkoi_providers import anthropic, bedrock, chatgpt, copilot, gemini, ollama, openai_compat
 from test_bedrock import event as bedrock_event
@@ -75,7 +75,7 @@ def _settings(provider_id: str, url: str, **extra: Any) -> ProviderSettings:
         name=provider_id,
         base_url=url,
         api_key=Secret(KEY),
-        timeout=httpx.Timeout(5.0),
+        timeouts=Timeouts(connect=5.0, first_token=5.0, idle=5.0, total=10.0),
         **extra,
     )
 
@@ -266,7 +266,7 @@ BEDROCK = Wire(
             base_url=url,
             default_model="amazon.nova-pro-v1:0",
             embedding_model="amazon.titan-embed-text-v2:0",
-            timeout=httpx.Timeout(5.0),
+            timeouts=Timeouts(connect=5.0, first_token=5.0, idle=5.0, total=10.0),
         )
     ),
     model="amazon.nova-pro-v1:0",
@@ -311,7 +311,7 @@ CHATGPT = Wire(
             api_key=Secret(chatgpt_access_token(3600, 1), source="env:TEST"),
             default_model="gpt-5.2",
             options={"stream": False},
-            timeout=httpx.Timeout(5.0),
+            timeouts=Timeouts(connect=5.0, first_token=5.0, idle=5.0, total=10.0),
         )
     ),
     model="gpt-5.2",
@@ -495,7 +495,7 @@ async def test_a_wrong_shape_moves_the_chain_on(serve: Any) -> None:
     router = make_router(config, clock)
     try:
         answer = await router.chat("executor", ChatRequest(messages=[Message.user("hi")]))
-        cooling = router.cooldowns.get(["primary/m"])["primary/m"]
+        cooling = (await router.state.get(["primary/m"], now=router.clock()))["primary/m"]
         outcomes = [r["outcome"] for r in router.ledger.calls()] if router.ledger else []
     finally:
         await router.aclose()

@@ -28,7 +28,7 @@ from openkoi._errors import (
     ProviderError,
     UnsupportedError,
 )
-from openkoi._http import classify, error_from_response, new_client
+from openkoi._http import classify, error_from_response
 from openkoi._provider import HTTPProvider, ProviderSettings, sse_json_events
 from openkoi._types import (
     ChatChunk,
@@ -425,7 +425,7 @@ class AnthropicProvider(HTTPProvider):
     def client(self) -> httpx.AsyncClient:
         if self._client is None:
             headers = {"anthropic-version": API_VERSION, **self.settings.headers}
-            self._client = new_client(self.settings.base_url, headers, self.settings.timeout)
+            self._client = self._new_client(headers)
             self._client.event_hooks["response"].append(self._record_rate_limits)
         return self._client
 

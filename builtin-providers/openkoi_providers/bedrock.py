@@ -40,7 +40,7 @@ from openkoi._errors import (
     redact,
 )
 from openkoi._http import error_from_response, parse_retry_after
-from openkoi._provider import HTTPProvider, ProviderSettings
+from openkoi._provider import HTTPProvider, ProviderSettings, frames
 from openkoi._types import (
     ChatChunk,
     ChatRequest,
@@ -600,11 +600,10 @@ class BedrockProvider(HTTPProvider):
         decoder = _EventStreamDecoder(self.id)
         state = _StreamState()
         async with self._open_stream(path, body, headers=headers, expect=EVENT_STREAM) as response:
-            async for data in response.aiter_bytes():
-                for message_headers, payload in decoder.feed(data):
-                    chunk = _parse_stream_event(message_headers, payload, self.id, state)
-                    if chunk is not None:
-                        yield chunk
+            async for message_headers, payload in frames(response, decoder.feed):
+                chunk = _parse_stream_event(message_headers, payload, self.id, state)
+                if chunk is not None:
+                    yield chunk
         if decoder.pending:
             raise MalformedResponseError(
                 f"the stream ended inside an event ({decoder.pending} bytes of it arrived)",

@@ -38,7 +38,6 @@ from openkoi._http import (
     classify,
     error_from_response,
     json_body,
-    map_transport_errors,
     parse_retry_after,
 )
 from openkoi._provider import HTTPProvider, ProviderSettings, sse_json_events
@@ -596,14 +595,6 @@ class GeminiProvider(HTTPProvider):
             ) from None
         meta = data.get("usageMetadata")  # absent from most answers: then the cost is unknown
         return Embeddings(vectors, _map_usage(meta) if isinstance(meta, dict) else None)
-
-    async def _get_json(self, path: str, params: Mapping[str, str]) -> Any:
-        with map_transport_errors(self.id, self._secrets()):
-            response = await self.client.get(path, params=params, headers=self._auth_headers())
-            text = response.text
-        if response.status_code >= 400:
-            raise self._error(response, text)
-        return json_body(text, provider=self.id, status=response.status_code)
 
     async def _models(self) -> list[ModelInfo]:
         """Every model the key can use, following `nextPageToken` through the listing."""

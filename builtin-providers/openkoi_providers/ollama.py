@@ -26,8 +26,8 @@ from openkoi._errors import (
     ProviderError,
     ServerError,
 )
-from openkoi._http import error_from_response, json_body, map_transport_errors
-from openkoi._provider import HTTPProvider, ProviderSettings
+from openkoi._http import error_from_response
+from openkoi._provider import HTTPProvider, ProviderSettings, ndjson_lines
 from openkoi._types import (
     ChatChunk,
     ChatRequest,
@@ -463,13 +463,14 @@ class OllamaProvider(HTTPProvider):
         body.update(extra)
         return body
 
-    async def _get_json(self, path: str) -> Any:
-        with self._reachable(), map_transport_errors(self.id):
-            response = await self.client.get(path)
-            text = response.text
-        if response.status_code >= 400:
-            raise self._error(response, text)
-        return json_body(text, provider=self.id, status=response.status_code)
+    async def _get_json(
+        self,
+        path: str,
+        params: Mapping[str, str] | None = None,
+        headers: Mapping[str, str] | None = None,
+    ) -> Any:
+        with self._reachable():
+            return await super()._get_json(path, params, headers)
 
     async def _chat(self, request: ChatRequest) -> ChatResponse:
         request = await self._resolve_model(request)
@@ -486,9 +487,7 @@ class OllamaProvider(HTTPProvider):
         state = _StreamState()
         with self._reachable():
             async with self._open_stream(path, body, expect=NDJSON) as response:
-                async for line in response.aiter_lines():
-                    if not line.strip():
-                        continue
+                async for line in ndjson_lines(response):
                     chunk = _parse_stream_event(_decode_line(line, self.id), self.id, state)
                     if chunk is not None:
                         yield chunk

@@ -17,10 +17,9 @@ from array import array
 from collections.abc import AsyncIterator, Mapping
 from typing import Any
 
-from httpx_sse import EventSource
 from openkoi._errors import MalformedResponseError, ProviderError
 from openkoi._http import classify, extract_error
-from openkoi._provider import HTTPProvider, ProviderSettings
+from openkoi._provider import HTTPProvider, ProviderSettings, sse_events
 from openkoi._types import (
     ChatChunk,
     ChatRequest,
@@ -352,7 +351,7 @@ class OpenAICompatibleProvider(HTTPProvider):
         provider = self.id
         loads, parse = json.loads, _parse_stream_event
         async with self._open_stream("/chat/completions", body) as response:
-            async for event in EventSource(response).aiter_sse():
+            async for event in sse_events(response):
                 payload = event.data
                 if payload == "[DONE]":
                     return

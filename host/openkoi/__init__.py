@@ -22,6 +22,7 @@ _EXPORTS: dict[str, str] = {
     "ToolCall": "openkoi._types",
     "ToolCallDelta": "openkoi._types",
     "ToolDef": "openkoi._types",
+    "Timeouts": "openkoi._timeouts",
     # the provider interface
     "ModelProvider": "openkoi._provider",
     "HTTPProvider": "openkoi._provider",
@@ -49,6 +50,8 @@ _EXPORTS: dict[str, str] = {
     "ServerError": "openkoi._errors",
     "ProviderTimeoutError": "openkoi._errors",
     "NetworkError": "openkoi._errors",
+    "CertificateError": "openkoi._errors",
+    "LocalPoolTimeoutError": "openkoi._errors",
     "MalformedResponseError": "openkoi._errors",
     "AuthenticationError": "openkoi._errors",
     "InvalidRequestError": "openkoi._errors",
@@ -93,6 +96,7 @@ if TYPE_CHECKING:
         AllCandidatesExhausted,
         AuthenticationError,
         BudgetExceededError,
+        CertificateError,
         ConfigError,
         ContentPolicyError,
         ContextOverflowError,
@@ -101,6 +105,7 @@ if TYPE_CHECKING:
         InvalidRequestError,
         InvalidToolArgumentsError,
         LedgerError,
+        LocalPoolTimeoutError,
         MalformedResponseError,
         ManifestError,
         ModelRefError,
@@ -125,6 +130,7 @@ if TYPE_CHECKING:
     from openkoi._refs import ModelRef, parse_model_ref
     from openkoi._registry import ProviderRegistry, ProviderSpec
     from openkoi._secrets import Secret
+    from openkoi._timeouts import Timeouts
     from openkoi._types import (
         ChatChunk,
         ChatRequest,

@@ -13,6 +13,11 @@ user's comments and key order survive, always through a temp file and a rename.
 
     [plugins]
     wasm = ["~/.openkoi/plugins/wasm/my-provider.wasm"]
+
+    [timeouts]                     # seconds, for every provider...
+    first_token = 120
+    [providers.openai.timeouts]    # ...and per provider, which wins
+    first_token = 30
 """
 
 from __future__ import annotations
@@ -27,6 +32,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 from openkoi._errors import ConfigError
 from openkoi._fileio import atomic_write_text, read_state_text
 from openkoi._paths import config_path
+from openkoi._timeouts import Timeouts
 
 
 class _Section(BaseModel):
@@ -43,6 +49,17 @@ class ProviderEntry(_Section):
     embedding_model: str | None = None
     headers: dict[str, str] = Field(default_factory=dict)
     options: dict[str, Any] = Field(default_factory=dict)
+    timeouts: Timeouts = Field(default_factory=Timeouts)
+    max_connections: int | None = Field(default=None, ge=1, le=100_000)
+    proxy: str | None = None  # "" : connect directly, whatever the environment says
+    ca_bundle: str | None = None
+
+    @field_validator("proxy")
+    @classmethod
+    def _check_proxy(cls, value: str | None) -> str | None:
+        if value and not value.startswith(("http://", "https://", "socks5://", "socks5h://")):
+            raise ValueError('expected an http://, https:// or socks5:// proxy URL, or ""')
+        return value
 
     @field_validator("base_url")
     @classmethod
@@ -138,6 +155,7 @@ class Config(_Section):
     state: StateSection = Field(default_factory=StateSection)
     usage: UsageSection = Field(default_factory=UsageSection)
     budgets: dict[str, BudgetEntry] = Field(default_factory=dict)
+    timeouts: Timeouts = Field(default_factory=Timeouts)
 
 
 def _describe(error: ValidationError) -> tuple[str, str]:

@@ -16,8 +16,11 @@
         ├── RateLimitedError         429 (transient, honours Retry-After)
         ├── OverloadedError          529 / 503 (transient)
         ├── ServerError              other 5xx (transient)
-        ├── ProviderTimeoutError     connect/read timeout (transient)
+        ├── ProviderTimeoutError     a deadline fired; `deadline` names it (transient)
         ├── NetworkError             connection refused, reset, DNS (transient)
+        ├── CertificateError         the server's TLS certificate failed verification (permanent)
+        ├── LocalPoolTimeoutError    every local connection slot stayed busy (permanent, not
+        │                            the provider's fault: no cooldown)
         ├── MalformedResponseError   non-JSON, HTML, truncated body or stream (transient)
         ├── AuthenticationError      401 / 403 (permanent)
         ├── InvalidRequestError      400 / 404 / 422 (permanent)
@@ -38,11 +41,12 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, ClassVar, Literal
+from typing import TYPE_CHECKING, Any, ClassVar, Literal
 
 from openkoi._timefmt import utc_moment
 
 if TYPE_CHECKING:
+    from openkoi._timeouts import DeadlineName
     from openkoi._types import TokenUsage
 
 _REDACTED = "[REDACTED]"
@@ -193,13 +197,36 @@ class ServerError(ProviderError):
 
 
 class ProviderTimeoutError(ProviderError):
+    """One of the call's deadlines fired: `deadline` is connect, first_token, idle or total."""
+
     transient = True
     kind = "timeout"
+
+    def __init__(
+        self, message: str, *, deadline: DeadlineName | None = None, **kwargs: Any
+    ) -> None:
+        super().__init__(message, **kwargs)
+        self.deadline: DeadlineName | None = deadline
 
 
 class NetworkError(ProviderError):
     transient = True
     kind = "network"
+
+
+class CertificateError(ProviderError):
+    """Permanent: the same certificate fails the same way until the user trusts its CA."""
+
+    kind = "certificate"
+
+
+class LocalPoolTimeoutError(ProviderError):
+    """The call waited its whole deadline for one of this process's own connection slots.
+
+    Permanent and never cooled: the provider was not even asked, so it is not its fault.
+    """
+
+    kind = "pool-timeout"
 
 
 class MalformedResponseError(ProviderError):
@@ -317,6 +344,8 @@ ERROR_KINDS: dict[str, type[ProviderError]] = {
         ServerError,
         ProviderTimeoutError,
         NetworkError,
+        CertificateError,
+        LocalPoolTimeoutError,
         MalformedResponseError,
         AuthenticationError,
         InvalidRequestError,

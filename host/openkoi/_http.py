@@ -1,4 +1,4 @@
-"""HTTP plumbing shared by the built-in providers: the client, and turning failures into errors.
+"""HTTP plumbing shared by the built-in providers: turning failures into errors.
 
 Foreign errors are translated in one place: `map_transport_errors` for httpx exceptions and
 `error_from_response` for HTTP error statuses. Both scrub secrets from what they keep.
@@ -10,6 +10,7 @@ import email.utils
 import json
 import math
 import re
+import ssl
 import time
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from contextlib import contextmanager
@@ -19,9 +20,11 @@ import httpx
 
 from openkoi._errors import (
     AuthenticationError,
+    CertificateError,
     ContentPolicyError,
     ContextOverflowError,
     InvalidRequestError,
+    LocalPoolTimeoutError,
     MalformedResponseError,
     NetworkError,
     OverloadedError,
@@ -32,8 +35,6 @@ from openkoi._errors import (
     redact,
 )
 
-DEFAULT_TIMEOUT = httpx.Timeout(connect=10.0, read=180.0, write=30.0, pool=30.0)
-
 # Provider error codes/types that mean "the prompt does not fit". Matched exactly.
 CONTEXT_OVERFLOW_CODES = frozenset(
     {"context_length_exceeded", "string_above_max_length", "context_window_exceeded"}
@@ -41,21 +42,6 @@ CONTEXT_OVERFLOW_CODES = frozenset(
 CONTENT_POLICY_CODES = frozenset(
     {"content_policy_violation", "content_filter", "moderation_blocked", "safety"}
 )
-
-
-def new_client(
-    base_url: str,
-    headers: Mapping[str, str] | None = None,
-    timeout: httpx.Timeout = DEFAULT_TIMEOUT,
-) -> httpx.AsyncClient:
-    """One client per provider: pooled connections, no retries underneath the fallback chain."""
-    return httpx.AsyncClient(
-        base_url=base_url.rstrip("/"),
-        headers=dict(headers or {}),
-        timeout=timeout,
-        transport=httpx.AsyncHTTPTransport(retries=0),
-        follow_redirects=False,
-    )
 
 
 def _non_negative(value: str | None, scale: float = 1.0) -> float | None:
@@ -252,29 +238,65 @@ def json_body(response_text: str, *, provider: str, status: int | None = None) -
         ) from None
 
 
+def _certificate_failure(exc: BaseException) -> ssl.SSLCertVerificationError | None:
+    """The certificate verification error behind a connect failure, if that is what it was."""
+    seen: BaseException | None = exc
+    for _ in range(8):
+        if seen is None:
+            return None
+        if isinstance(seen, ssl.SSLCertVerificationError):
+            return seen
+        seen = seen.__cause__ or seen.__context__
+    return None
+
+
 @contextmanager
-def map_transport_errors(provider: str, secrets: Iterable[str | None] = ()) -> Iterator[None]:
+def map_transport_errors(
+    provider: str, secrets: Iterable[str | None] = (), *, receiving: bool = False
+) -> Iterator[None]:
     """Translate httpx exceptions raised inside the block into `ProviderError`s.
 
-    The request URL is never included: a provider that puts a key in a URL must not leak it.
+    `receiving` says the response had started: a connection lost then was cut mid-stream, which
+    is not the same as a server that could not be reached. The request URL is never included:
+    a provider that puts a key in a URL must not leak it.
     """
     secrets = tuple(secrets)
     try:
         yield
+    except httpx.PoolTimeout:
+        raise LocalPoolTimeoutError(
+            "no free connection in this process's pool in time; raise max_connections",
+            provider=provider,
+        ) from None
+    except httpx.ConnectTimeout:
+        raise ProviderTimeoutError(
+            "could not connect in time (connect deadline)", deadline="connect", provider=provider
+        ) from None
     except httpx.TimeoutException as exc:
-        raise ProviderTimeoutError(f"timed out ({type(exc).__name__})", provider=provider) from None
-    except httpx.RemoteProtocolError as exc:
-        raise MalformedResponseError(
-            "the connection closed before the response was complete: "
-            + redact(_short(str(exc), 120), secrets),
+        raise ProviderTimeoutError(
+            f"timed out ({type(exc).__name__}, total deadline)",
+            deadline="total",
             provider=provider,
         ) from None
+    except (httpx.RemoteProtocolError, httpx.ReadError) as exc:
+        if receiving or isinstance(exc, httpx.RemoteProtocolError):
+            cut = "mid-stream" if receiving else "before the response was complete"
+            raise MalformedResponseError(
+                f"the connection was cut {cut} ({type(exc).__name__}: "
+                f"{redact(_short(str(exc), 120), secrets)})",
+                provider=provider,
+            ) from None
+        raise _network_error(exc, provider, secrets) from None
     except (httpx.NetworkError, httpx.ProxyError, httpx.UnsupportedProtocol) as exc:
-        raise NetworkError(
-            f"could not reach the server ({type(exc).__name__}: "
-            f"{redact(_short(str(exc), 120), secrets)})",
-            provider=provider,
-        ) from None
+        certificate = _certificate_failure(exc)
+        if certificate is not None:
+            reason = certificate.verify_message or certificate.reason or "verification failed"
+            raise CertificateError(
+                f"the server's TLS certificate could not be verified ({reason}); if a private "
+                "CA signs it, point ca_bundle (or SSL_CERT_FILE) at that CA's certificate",
+                provider=provider,
+            ) from None
+        raise _network_error(exc, provider, secrets) from None
     except httpx.DecodingError as exc:
         raise MalformedResponseError(
             f"could not decode the response: {redact(_short(str(exc), 120), secrets)}",
@@ -292,3 +314,11 @@ def map_transport_errors(provider: str, secrets: Iterable[str | None] = ()) -> I
         ) from None
     except httpx.HTTPError as exc:  # anything httpx adds later
         raise NetworkError(f"HTTP failure ({type(exc).__name__})", provider=provider) from None
+
+
+def _network_error(exc: Exception, provider: str, secrets: tuple[str | None, ...]) -> NetworkError:
+    return NetworkError(
+        f"could not reach the server ({type(exc).__name__}: "
+        f"{redact(_short(str(exc), 120), secrets)})",
+        provider=provider,
+    )

@@ -14,12 +14,16 @@ from __future__ import annotations
 import json
 from collections.abc import AsyncIterator, Callable, Iterable, Iterator, Mapping, Sequence
 from contextlib import asynccontextmanager, contextmanager
+from contextvars import ContextVar
 from dataclasses import dataclass, field
 from typing import Any, Protocol, runtime_checkable
 
+import anyio
 import httpx
+from httpx_sse import EventSource, ServerSentEvent
 from pydantic import ValidationError
 
+from openkoi._deadline import CallClock, clock_of, paced
 from openkoi._errors import (
     InvalidRequestError,
     MalformedResponseError,
@@ -28,16 +32,11 @@ from openkoi._errors import (
     UnsupportedError,
     redact,
 )
-from openkoi._http import (
-    DEFAULT_TIMEOUT,
-    _short,
-    error_from_response,
-    json_body,
-    map_transport_errors,
-    new_client,
-)
+from openkoi._http import _short, error_from_response, json_body, map_transport_errors
 from openkoi._secrets import Secret
 from openkoi._stream import StreamAccumulator
+from openkoi._timeouts import Deadlines, Timeouts, resolve_timeouts
+from openkoi._transport import DEFAULT_MAX_CONNECTIONS, httpx_timeout, new_client
 from openkoi._types import (
     ChatChunk,
     ChatRequest,
@@ -100,6 +99,12 @@ class EmbedsWithUsage(Protocol):
     ) -> Embeddings: ...
 
 
+# The deadlines of the provider call in progress and when its total ends (a loop time), for
+# the requests it makes. Set by `chat`/`chat_stream` around their own awaits only, so vendor
+# modules get per-call deadlines without passing them through every helper.
+_CALL: ContextVar[tuple[Deadlines, float] | None] = ContextVar("openkoi_call", default=None)
+
+
 @runtime_checkable
 class ModelProvider(Protocol):
     """The one interface. `chat_stream` is an async generator: `aclose()` it to cancel."""
@@ -133,7 +138,11 @@ class ProviderSettings:
     embedding_model: str | None = None
     headers: dict[str, str] = field(default_factory=dict)
     options: dict[str, Any] = field(default_factory=dict)
-    timeout: httpx.Timeout = field(default_factory=lambda: DEFAULT_TIMEOUT)
+    # Deadlines for every call (a call's `ChatRequest.timeouts` wins); unset fields: defaults.
+    timeouts: Timeouts = field(default_factory=Timeouts)
+    max_connections: int = DEFAULT_MAX_CONNECTIONS
+    proxy: str | None = None  # None: the environment's proxy; "": direct
+    ca_bundle: str | None = None
 
 
 class HTTPProvider:
@@ -165,22 +174,48 @@ class HTTPProvider:
             return await self._models()
 
     async def chat(self, request: ChatRequest) -> ChatResponse:
-        with typed_failures(self.id, self._secrets()):
-            return await self._chat(self._with_model(request))
+        token = _CALL.set(self._call_deadlines(request.timeouts))
+        try:
+            with typed_failures(self.id, self._secrets()):
+                return await self._chat(self._with_model(request))
+        finally:
+            _CALL.reset(token)
 
     async def chat_stream(self, request: ChatRequest) -> AsyncIterator[ChatChunk]:
         """Yield chunks; on failure, the error carries the usage seen so far."""
         usage: TokenUsage | None = None
+        call = self._call_deadlines(request.timeouts)
+        chunks = self._stream(self._with_model(request))
         try:
-            with typed_failures(self.id, self._secrets()):
-                async for chunk in self._stream(self._with_model(request)):
-                    if chunk.usage is not None:
-                        usage = chunk.usage
-                    yield chunk
+            # The requests are made before the first chunk (a vendor may retry once there):
+            # the call's deadlines are visible to them then, and never across our own yield.
+            token = _CALL.set(call)
+            try:
+                with typed_failures(self.id, self._secrets()):
+                    first = await anext(chunks)
+            except StopAsyncIteration:
+                return
+            finally:
+                _CALL.reset(token)
+            usage = first.usage
+            yield first
+            while True:
+                with typed_failures(self.id, self._secrets()):
+                    try:
+                        chunk = await anext(chunks)
+                    except StopAsyncIteration:
+                        break
+                if chunk.usage is not None:
+                    usage = chunk.usage
+                yield chunk
         except ProviderError as exc:
             if exc.partial_usage is None and usage is not None:
                 exc.partial_usage = usage
             raise
+        finally:
+            aclose = getattr(chunks, "aclose", None)
+            if aclose is not None:
+                await aclose()
 
     async def embed(self, texts: Sequence[str], model: str | None = None) -> list[list[float]]:
         return (await self.embed_with_usage(texts, model)).vectors
@@ -233,19 +268,76 @@ class HTTPProvider:
     @property
     def client(self) -> httpx.AsyncClient:
         if self._client is None:
-            self._client = new_client(
-                self.settings.base_url, self.settings.headers, self.settings.timeout
-            )
+            self._client = self._new_client(self.settings.headers)
         return self._client
 
-    def _with_model(self, request: ChatRequest) -> ChatRequest:
-        if request.model:
-            return request
-        if not self.settings.default_model:
-            raise ProviderError(
-                f"no model given and {self.name} has no default model", provider=self.id
-            )
-        return request.model_copy(update={"model": self.settings.default_model})
+    def _new_client(self, headers: Mapping[str, str]) -> httpx.AsyncClient:
+        s = self.settings
+        return new_client(
+            s.base_url,
+            headers,
+            deadlines=resolve_timeouts(s.timeouts),
+            max_connections=s.max_connections,
+            proxy=s.proxy,
+            ca_bundle=s.ca_bundle,
+        )
+
+    # -- deadlines --------------------------------------------------------------------------
+
+    def _call_deadlines(self, timeouts: Timeouts | None) -> tuple[Deadlines, float]:
+        deadlines = resolve_timeouts(timeouts, self.settings.timeouts)
+        return deadlines, anyio.current_time() + deadlines.total
+
+    def _clock(self) -> CallClock:
+        """The clock of one request: the call's deadlines when inside a call, else the
+        provider's."""
+        call = _CALL.get()
+        if call is None:
+            return CallClock(resolve_timeouts(self.settings.timeouts), self.id)
+        return CallClock(call[0], self.id, total_at=call[1])
+
+    def _build(
+        self,
+        method: str,
+        path: str,
+        clock: CallClock,
+        *,
+        body: Mapping[str, Any] | None = None,
+        headers: Mapping[str, str] | None = None,
+        params: Mapping[str, str] | None = None,
+    ) -> httpx.Request:
+        all_headers = {**self._auth_headers(), **(headers or {})}
+        if body is not None:
+            all_headers = {"content-type": "application/json", **all_headers}
+        return self.client.build_request(
+            method,
+            path,
+            content=self._encode(body) if body is not None else None,
+            headers=all_headers,
+            params=params,
+            timeout=httpx_timeout(clock.deadlines),
+            extensions=clock.extensions(),
+        )
+
+    async def _send_for_json(self, request: httpx.Request, clock: CallClock) -> Any:
+        """Send, read the whole body within the deadlines, and parse it (or map the error)."""
+        secrets = self._secrets()
+        try:
+            with map_transport_errors(self.id, secrets):
+                response = await clock.wait(self.client.send(request, stream=True))
+            try:
+                clock.event()  # the headers: the answer has begun
+                with map_transport_errors(self.id, secrets, receiving=True):
+                    text = (await clock.wait(response.aread())).decode(
+                        response.encoding or "utf-8", "replace"
+                    )
+            finally:
+                await response.aclose()
+        finally:
+            clock.close()
+        if response.status_code >= 400:
+            raise self._error(response, text)
+        return json_body(text, provider=self.id, status=response.status_code)
 
     def _encode(self, body: Mapping[str, Any]) -> str:
         """The request as JSON; a value JSON cannot hold (from `extra`) is the caller's error."""
@@ -256,24 +348,35 @@ class HTTPProvider:
                 f"the request cannot be sent as JSON ({exc})", provider=self.id
             ) from None
 
+    def _with_model(self, request: ChatRequest) -> ChatRequest:
+        if request.model:
+            return request
+        if not self.settings.default_model:
+            raise ProviderError(
+                f"no model given and {self.name} has no default model", provider=self.id
+            )
+        return request.model_copy(update={"model": self.settings.default_model})
+
     async def _post_json(
         self, path: str, body: Mapping[str, Any], headers: Mapping[str, str] | None = None
     ) -> Any:
         """POST a JSON body; return the parsed JSON answer or raise the mapped error."""
+        clock = self._clock()
         with map_transport_errors(self.id, self._secrets()):
-            response = await self.client.post(
-                path,
-                content=self._encode(body),
-                headers={
-                    "content-type": "application/json",
-                    **self._auth_headers(),
-                    **(headers or {}),
-                },
-            )
-            text = response.text
-        if response.status_code >= 400:
-            raise self._error(response, text)
-        return json_body(text, provider=self.id, status=response.status_code)
+            request = self._build("POST", path, clock, body=body, headers=headers)
+        return await self._send_for_json(request, clock)
+
+    async def _get_json(
+        self,
+        path: str,
+        params: Mapping[str, str] | None = None,
+        headers: Mapping[str, str] | None = None,
+    ) -> Any:
+        """GET `path`; return the parsed JSON answer or raise the mapped error."""
+        clock = self._clock()
+        with map_transport_errors(self.id, self._secrets()):
+            request = self._build("GET", path, clock, params=params, headers=headers)
+        return await self._send_for_json(request, clock)
 
     @asynccontextmanager
     async def _open_stream(
@@ -292,40 +395,69 @@ class HTTPProvider:
         """
         accepted = (expect,) if isinstance(expect, str) else expect
         accepted = tuple(t for t in accepted if t)
-        with map_transport_errors(self.id, self._secrets()):
-            request = self.client.build_request(
-                "POST",
-                path,
-                content=self._encode(body),
-                headers={
-                    "content-type": "application/json",
-                    **({"accept": accepted[0]} if accepted else {}),
-                    **self._auth_headers(),
-                    **(headers or {}),
-                },
-            )
-            response = await self.client.send(request, stream=True)
+        secrets = self._secrets()
+        clock = self._clock()
         try:
-            if response.status_code >= 400:
-                with map_transport_errors(self.id, self._secrets()):
-                    text = (await response.aread()).decode("utf-8", "replace")
-                raise self._error(response, text)
-            content_type = response.headers.get("content-type", "")
-            if accepted and content_type and not any(t in content_type for t in accepted):
-                with map_transport_errors(self.id, self._secrets()):
-                    text = (await response.aread()).decode("utf-8", "replace")
-                error = self._error(response, text)
-                if type(error) is ProviderError:
-                    error = MalformedResponseError(
-                        f"expected a {accepted[0]} stream but got {content_type.split(';')[0]}",
-                        provider=self.id,
-                        status=response.status_code,
-                    )
-                raise error
-            with map_transport_errors(self.id, self._secrets()):
-                yield response
+            with map_transport_errors(self.id, secrets):
+                request = self._build(
+                    "POST",
+                    path,
+                    clock,
+                    body=body,
+                    headers={**({"accept": accepted[0]} if accepted else {}), **(headers or {})},
+                )
+                response = await clock.wait(self.client.send(request, stream=True))
+            try:
+                content_type = response.headers.get("content-type", "")
+                wrong_type = (
+                    accepted and content_type and not any(t in content_type for t in accepted)
+                )
+                if response.status_code >= 400 or wrong_type:
+                    with map_transport_errors(self.id, secrets, receiving=True):
+                        raw = await clock.wait(response.aread())
+                    error = self._error(response, raw.decode("utf-8", "replace"))
+                    if response.status_code < 400 and type(error) is ProviderError:
+                        error = MalformedResponseError(
+                            f"expected a {accepted[0]} stream but got {content_type.split(';')[0]}",
+                            provider=self.id,
+                            status=response.status_code,
+                        )
+                    raise error
+                with map_transport_errors(self.id, secrets, receiving=True):
+                    yield response
+            finally:
+                await response.aclose()
         finally:
-            await response.aclose()
+            clock.close()
+
+
+def sse_events(response: httpx.Response) -> AsyncIterator[ServerSentEvent]:
+    """The server-sent events of a stream opened by `_open_stream`, each within its deadline
+    (a comment or a partial event is not an event)."""
+    return paced(EventSource(response).aiter_sse(), clock_of(response))
+
+
+def ndjson_lines(response: httpx.Response) -> AsyncIterator[str]:
+    """The non-blank lines of an NDJSON stream, each within its deadline."""
+    return paced(_nonblank(response.aiter_lines()), clock_of(response))
+
+
+async def _nonblank(lines: AsyncIterator[str]) -> AsyncIterator[str]:
+    async for line in lines:
+        if line.strip():
+            yield line
+
+
+def frames(response: httpx.Response, feed: Callable[[bytes], Any]) -> AsyncIterator[Any]:
+    """Frames of a binary stream: `feed(bytes)` returns the frames those bytes complete; each
+    frame is an event, within its deadline."""
+    return paced(_framed(response.aiter_bytes(), feed), clock_of(response))
+
+
+async def _framed(chunks: AsyncIterator[bytes], feed: Callable[[bytes], Any]) -> AsyncIterator[Any]:
+    async for data in chunks:
+        for frame in feed(data):
+            yield frame
 
 
 async def sse_json_events(
@@ -338,9 +470,7 @@ async def sse_json_events(
     Empty events, `[DONE]` and JSON values that are not objects are skipped; an event that is not
     JSON is a `MalformedResponseError` carrying the usage the stream had reported so far.
     """
-    from httpx_sse import EventSource
-
-    async for event in EventSource(response).aiter_sse():
+    async for event in sse_events(response):
         payload = event.data
         if not payload or payload == "[DONE]":
             continue

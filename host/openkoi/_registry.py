@@ -19,6 +19,8 @@ from openkoi._errors import CredentialsMissingError, UnknownProviderError
 from openkoi._provider import ModelProvider, ProviderSettings
 from openkoi._refs import ModelRef, parse_model_ref
 from openkoi._secrets import Secret
+from openkoi._timeouts import Timeouts, resolve_timeouts
+from openkoi._transport import DEFAULT_MAX_CONNECTIONS
 
 ENTRY_POINT_GROUP = "openkoi.providers"
 
@@ -135,6 +137,10 @@ class ProviderRegistry:
             embedding_model=entry.embedding_model or spec.embedding_model,
             headers=dict(entry.headers),
             options=dict(entry.options),
+            timeouts=_timeouts(entry, self.config),
+            max_connections=entry.max_connections or DEFAULT_MAX_CONNECTIONS,
+            proxy=entry.proxy,
+            ca_bundle=entry.ca_bundle,
         )
 
     def is_configured(self, provider_id: str) -> bool:
@@ -172,6 +178,12 @@ class ProviderRegistry:
         instances, self._instances = self._instances, {}
         for instance in instances.values():
             await instance.aclose()
+
+
+def _timeouts(entry: ProviderEntry, config: Config) -> Timeouts:
+    """The provider's table over `[timeouts]` over the defaults."""
+    d = resolve_timeouts(entry.timeouts, config.timeouts)
+    return Timeouts(connect=d.connect, first_token=d.first_token, idle=d.idle, total=d.total)
 
 
 def _missing_key_message(spec: ProviderSpec, settings: ProviderSettings) -> str:

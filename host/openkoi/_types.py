@@ -12,6 +12,8 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from openkoi._timeouts import Timeouts
+
 Role = Literal["system", "user", "assistant", "tool"]
 
 StopReason = Literal[
@@ -94,6 +96,8 @@ class ChatRequest(_Model):
     """What the caller asks for. `model` is the provider's own model id (no `provider/` prefix).
 
     `extra` holds provider-specific request fields; they are merged into the wire body last.
+    `timeouts` overrides the provider's deadlines for this call only (fields left unset keep
+    the provider's).
     """
 
     model: str = ""
@@ -104,6 +108,7 @@ class ChatRequest(_Model):
     temperature: float | None = Field(default=None, ge=0)
     stop: list[str] = Field(default_factory=list)
     extra: dict[str, Any] = Field(default_factory=dict)
+    timeouts: Timeouts | None = None
 
 
 class TokenUsage(_Model):
