@@ -275,7 +275,7 @@ def disconnect(target: str | None) -> None:
       openkoi disconnect copilot
       openkoi disconnect all
     """
-    from openkoi.credentials._flows import find_target, forget, forget_all
+    from openkoi.credentials._flows import forget, forget_all
     from openkoi.credentials._store import AuthStore
 
     registry = _registry()
@@ -294,7 +294,10 @@ def disconnect(target: str | None) -> None:
         return
     provider = registry.canonical(target.strip().lower())
     if provider not in registry.ids():
-        provider = find_target(registry, target).provider
+        from openkoi._errors import UnknownProviderError
+        from openkoi._registry import unknown_provider_message
+
+        raise UnknownProviderError(unknown_provider_message(target, registry.ids(), ("all",)))
     name = registry.spec(provider).name
     removed = forget(store, provider)
     if removed:

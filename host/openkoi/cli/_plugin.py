@@ -199,6 +199,10 @@ def plugin_approve(file: Path, yes: bool) -> None:
     from openkoi.plugins._approvals import ApprovalStore, Capabilities, differences
     from openkoi.plugins._manifest import read_plugin_file
 
+    if not yes and not _in_terminal():
+        raise click.UsageError(
+            f"approving needs -y when not run in a terminal: openkoi plugin approve -y {file}"
+        )
     plugin = read_plugin_file(file)
     store = ApprovalStore()
     wanted = Capabilities.of(plugin)
@@ -221,6 +225,12 @@ def plugin_approve(file: Path, yes: bool) -> None:
         raise click.exceptions.Exit(1)
     store.record(plugin)
     click.echo(f"approved {plugin.manifest.id}")
+
+
+def _in_terminal() -> bool:
+    import sys
+
+    return sys.stdin.isatty()
 
 
 _TEMPLATE_PROVIDER = '''"""{name}: an openkoi provider plugin for an OpenAI-style chat API.

@@ -15,6 +15,8 @@ import click
 
 from openkoi._errors import ConfigError
 from openkoi._timefmt import utc_moment
+from openkoi.cli._out import note as _note
+from openkoi.cli._typos import refuse_command_typos
 
 if TYPE_CHECKING:
     from openkoi._errors import CandidateFailure
@@ -33,12 +35,6 @@ def _read_prompt(words: tuple[str, ...]) -> str:
         if text:
             return text
     raise click.UsageError('give a prompt: openkoi "your question" (or pipe it on stdin)')
-
-
-def _note(message: str) -> None:
-    from rich.console import Console
-
-    Console(stderr=True, highlight=False, soft_wrap=True).print(f"[dim]{message}[/]")
 
 
 def _describe(failure: CandidateFailure) -> str:
@@ -80,6 +76,7 @@ def run(
     from openkoi._types import ChatRequest, Message
     from openkoi.routing import Router
 
+    refuse_command_typos(prompt)
     text = _read_prompt(prompt)
     config = ConfigFile().config
     failures: list[CandidateFailure] = []
