@@ -24,6 +24,7 @@ _SUBCOMMANDS: dict[str, str] = {
     "connect": "openkoi.cli._connect:connect",
     "disconnect": "openkoi.cli._connect:disconnect",
     "status": "openkoi.cli._status:status",
+    "models": "openkoi.cli._models:models",
     "plugin": "openkoi.cli._plugin:plugin",
     "demo": "openkoi.cli._demo:demo",
 }
