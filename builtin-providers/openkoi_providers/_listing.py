@@ -10,13 +10,14 @@ from collections.abc import Callable, Iterable, Mapping
 from typing import Any
 
 import httpx
-from openkoi._errors import MalformedResponseError, ProviderError
+from openkoi._errors import MalformedResponseError
 from openkoi._http import json_body, map_transport_errors
 
 MAX_LISTING_BYTES = 16 * 1024 * 1024
 MAX_PAGES = 20
 
-ErrorMapper = Callable[[httpx.Response, str], ProviderError]
+# The vendor's own reading of an error answer (its error shapes, its hints).
+ErrorMapper = Callable[[httpx.Response, str], Exception]
 
 
 async def get_listing(

@@ -25,6 +25,7 @@ _SUBCOMMANDS: dict[str, str] = {
     "disconnect": "openkoi.cli._connect:disconnect",
     "status": "openkoi.cli._status:status",
     "models": "openkoi.cli._models:models",
+    "init": "openkoi.cli._init:init",
     "plugin": "openkoi.cli._plugin:plugin",
     "demo": "openkoi.cli._demo:demo",
 }
