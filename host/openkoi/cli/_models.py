@@ -21,6 +21,7 @@ from openkoi._errors import ConfigError, NetworkError, OpenKoiError
 from openkoi._model_list import ModelListing, fetch_models, merged
 from openkoi._timefmt import utc_moment
 from openkoi.cli import _out as out
+from openkoi.cli._warm import warm
 
 if TYPE_CHECKING:
     from openkoi._registry import ProviderRegistry
@@ -140,6 +141,7 @@ def models(provider: str | None, as_json: bool, refresh: bool) -> None:
     else:
         providers = connected(registry)
     prices = _prices(registry)
+    warm(registry.config, providers)  # a plugin's first compile, shown on stderr
     outcomes = anyio.run(
         lambda: _gather(registry, providers, refresh=refresh, named=provider is not None)
     )

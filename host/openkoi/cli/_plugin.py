@@ -16,6 +16,7 @@ from typing import Any
 import click
 
 from openkoi._errors import ConfigError
+from openkoi.cli._warm import compile_into_cache
 
 
 @click.group("plugin")
@@ -46,7 +47,7 @@ def plugin_build(source: Path, manifest_path: Path | None, output: Path | None) 
     Example: openkoi plugin build provider.py --manifest plugin.toml -o provider.wasm
     """
     from openkoi.plugins._build import build_plugin
-    from openkoi.plugins._manifest import load_manifest_toml
+    from openkoi.plugins._manifest import load_manifest_toml, read_plugin_file
 
     manifest_path = manifest_path or source.parent / "plugin.toml"
     if output is None:
@@ -58,6 +59,9 @@ def plugin_build(source: Path, manifest_path: Path | None, output: Path | None) 
         f"built {result.path} ({_size(result.size)}, sha256 {result.digest[:16]}) in "
         f"{result.seconds:.1f} s: plugin {m.id} {m.version}, wit {m.wit}"
     )
+    seconds, cached = compile_into_cache(read_plugin_file(result.path))
+    if not cached:  # so the first prompt through it loads in milliseconds
+        click.echo(f"compiled into the cache in {seconds:.1f} s", err=True)
 
 
 def _size(n: int) -> str:

@@ -17,6 +17,7 @@ from openkoi._errors import ConfigError
 from openkoi._timefmt import utc_moment
 from openkoi.cli._out import note as _note
 from openkoi.cli._typos import refuse_command_typos
+from openkoi.cli._warm import warm_chain
 
 if TYPE_CHECKING:
     from openkoi._errors import CandidateFailure
@@ -104,6 +105,7 @@ def run(
         if not chosen:
             raise ConfigError(NO_PROVIDER)
         router = build(chosen)
+    warm_chain(config, router.chain("executor"))  # a plugin's first compile, shown on stderr
     request = ChatRequest(
         system=system,
         messages=[Message.user(text)],
