@@ -16,6 +16,7 @@ from typing import Any
 import click
 
 from openkoi._errors import ConfigError
+from openkoi._suggest import did_you_mean
 from openkoi.cli._warm import compile_into_cache
 
 
@@ -398,7 +399,14 @@ def plugin_list() -> None:
     if not config.plugins.wasm:
         click.echo('no plugins configured; add them under [plugins] wasm = ["path.wasm"]')
         return
-    for item in read_configured(config):
+    items = read_configured(config)
+    ids = [i.plugin.manifest.id for i in items if i.plugin is not None]
+    for table in sorted(set(config.plugins.model_extra or {}) - set(ids)):
+        click.echo(
+            f"note: [plugins.{table}] matches no configured plugin{did_you_mean(table, ids)}",
+            err=True,
+        )
+    for item in items:
         if item.plugin is None or item.error is not None:
             label = item.id or "?"
             click.echo(f"{label:<16} refused  {item.path}: {item.error}")
