@@ -93,6 +93,8 @@ def test_a_one_word_prompt_like_a_command_is_refused_and_never_sent(serve: Any) 
         ("STATUS", "status"),
         ("conect", "connect"),
         ("help", "--help"),
+        ("login", "connect"),
+        ("biuld", "plugin build"),
     ):
         result = run_cli(typo, env=env)
         assert result.returncode == 2, (typo, result.stderr)

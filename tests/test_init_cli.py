@@ -9,8 +9,7 @@ import tomllib
 from pathlib import Path
 from typing import Any
 
-import pexpect
-from _connect_support import CLI, cli_env, run_cli
+from _connect_support import finish, run_cli, spawn_cli
 from _server import Recorded, Reply
 from test_cli_basic import sse_answer
 
@@ -43,18 +42,8 @@ def _gateway(serve: Any, seen: list[Recorded], models: list[str] | None = None) 
     return serve(handler)
 
 
-def _spawn(*args: str, env: dict[str, str] | None = None) -> pexpect.spawn:
-    full = cli_env({"TERM": "xterm", "PROMPT_TOOLKIT_NO_CPR": "1", **(env or {})})
-    return pexpect.spawn(
-        CLI[0], [*CLI[1:], *args], env=full, encoding="utf-8", timeout=30, dimensions=(40, 200)
-    )
-
-
-def _finish(child: pexpect.spawn) -> int:
-    child.expect(pexpect.EOF)
-    child.close()
-    assert child.exitstatus is not None, child.signalstatus
-    return int(child.exitstatus)
+_spawn = spawn_cli
+_finish = finish
 
 
 def test_scripted_init_checks_once_writes_config_and_key_then_answers(serve: Any) -> None:

@@ -257,22 +257,18 @@ async def test_a_listing_larger_than_the_cap_is_refused(serve: Any) -> None:
     big = {"data": [{"id": f"model-{i}"} for i in range(2000)]}
     server = serve(lambda r: Reply(body=json.dumps(big), chunks=None))
     async with httpx.AsyncClient(base_url=server.url, timeout=10) as client:
-        with pytest.raises(MalformedResponseError, match="larger than"):
-            await get_listing(
+
+        async def listing(**limit: int) -> Any:
+            return await get_listing(
                 client,
                 "/models",
                 provider="openai",
                 headers={},
                 secrets=(),
                 on_error=lambda response, text: MalformedResponseError("x"),
-                limit=10_000,
+                **limit,
             )
-        data = await get_listing(
-            client,
-            "/models",
-            provider="openai",
-            headers={},
-            secrets=(),
-            on_error=lambda response, text: MalformedResponseError("x"),
-        )
-        assert len(data["data"]) == 2000
+
+        with pytest.raises(MalformedResponseError, match="larger than"):
+            await listing(limit=10_000)
+        assert len((await listing())["data"]) == 2000

@@ -13,7 +13,16 @@ from openkoi._suggest import nearest
 
 GUARD = "openkoi.typo-guard"
 # Words that are not commands but mean one: `openkoi help` wants the help, not an answer.
-ALSO = {"help": "--help", "version": "--version"}
+ALSO = {
+    "help": "--help",
+    "version": "--version",
+    "setup": "init",
+    "login": "connect",
+    "logout": "disconnect",
+    "build": "plugin build",
+    "approve": "plugin approve",
+    "inspect": "plugin inspect",
+}
 
 
 class CommandTypo(click.ClickException):
