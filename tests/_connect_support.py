@@ -8,6 +8,7 @@ import subprocess
 import sys
 from collections.abc import Mapping
 from pathlib import Path
+from typing import Any
 
 CLI = [sys.executable, "-c", "from openkoi.cli import main; main()"]
 TESTS = Path(__file__).resolve().parent
@@ -52,3 +53,23 @@ def read_only_prefix() -> list[str]:
     if setpriv is None:
         raise RuntimeError("running as root without setpriv: cannot make a read-only home")
     return [setpriv, "--bounding-set=-dac_override,-dac_read_search"]
+
+
+def spawn_cli(*args: str, env: Mapping[str, str] | None = None) -> Any:
+    """The CLI in a real pseudo-terminal (pexpect), 200 columns wide."""
+    import pexpect
+
+    full = cli_env({"TERM": "xterm", "PROMPT_TOOLKIT_NO_CPR": "1", **(env or {})})
+    return pexpect.spawn(
+        CLI[0], [*CLI[1:], *args], env=full, encoding="utf-8", timeout=30, dimensions=(40, 200)
+    )
+
+
+def finish(child: Any) -> int:
+    """Wait for a spawned CLI to end; its exit status."""
+    import pexpect
+
+    child.expect(pexpect.EOF)
+    child.close()
+    assert child.exitstatus is not None, child.signalstatus
+    return int(child.exitstatus)

@@ -7,8 +7,7 @@ import os
 from pathlib import Path
 from typing import Any
 
-import pexpect
-from _connect_support import CLI, cli_env
+from _connect_support import finish, spawn_cli
 from _oauth_server import FakeAuth, chat_sse, start_fake_auth
 from _server import Recorded, Reply
 
@@ -16,18 +15,8 @@ DOWN = "\x1b[B"
 ENTER = "\r"
 
 
-def _spawn(*args: str, env: dict[str, str] | None = None) -> pexpect.spawn:
-    full = cli_env({"TERM": "xterm", "PROMPT_TOOLKIT_NO_CPR": "1", **(env or {})})
-    return pexpect.spawn(
-        CLI[0], [*CLI[1:], *args], env=full, encoding="utf-8", timeout=30, dimensions=(40, 200)
-    )
-
-
-def _finish(child: pexpect.spawn) -> int:
-    child.expect(pexpect.EOF)
-    child.close()
-    assert child.exitstatus is not None, child.signalstatus
-    return int(child.exitstatus)
+_spawn = spawn_cli
+_finish = finish
 
 
 def _store() -> dict[str, Any]:

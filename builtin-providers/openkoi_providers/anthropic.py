@@ -45,6 +45,8 @@ from openkoi._types import (
     text_chunk,
 )
 
+from openkoi_providers._listing import MAX_PAGES, first_int, get_listing, listed_items
+
 API_VERSION = "2023-06-01"
 OAUTH_BETA = "oauth-2025-04-20"
 MAX_CACHE_BREAKPOINTS = 4  # Anthropic rejects a request with more
@@ -531,14 +533,43 @@ class AnthropicProvider(HTTPProvider):
         )
 
     async def _models(self) -> list[ModelInfo]:
-        known = [
-            ModelInfo(id=mid, name=name, context_window=200_000, max_output_tokens=out)
-            for mid, name, out in _KNOWN_MODELS
-        ]
-        default = self.settings.default_model
-        if default and all(m.id != default for m in known):
-            known.insert(0, ModelInfo(id=default, name=default))
-        return known
+        """`GET /v1/models`, live, following `has_more` / `last_id` through the pages."""
+        found: dict[str, ModelInfo] = {}
+        params = {"limit": "1000"}
+        for _ in range(MAX_PAGES):
+            data = await get_listing(
+                self.client,
+                "/v1/models",
+                provider=self.id,
+                headers=self._auth_headers(),
+                secrets=self._secrets(),
+                on_error=self._error,
+                params=params,
+            )
+            for item in listed_items(data, "data", self.id):
+                info = _model_info(item)
+                found.setdefault(info.id, info)
+            last = data.get("last_id")
+            if (
+                not data.get("has_more")
+                or not isinstance(last, str)
+                or last == params.get("after_id")
+            ):
+                break
+            params["after_id"] = last
+        return list(found.values())
+
+
+def _model_info(item: Mapping[str, Any]) -> ModelInfo:
+    mid = str(item["id"])
+    known = {k: (name, out) for k, name, out in _KNOWN_MODELS}.get(mid)
+    return ModelInfo(
+        id=mid,
+        name=str(item.get("display_name") or (known[0] if known else mid)),
+        context_window=first_int(item, "max_input_tokens", "context_window"),
+        max_output_tokens=first_int(item, "max_tokens", "max_output_tokens")
+        or (known[1] if known else None),
+    )
 
 
 def create(settings: ProviderSettings) -> AnthropicProvider:

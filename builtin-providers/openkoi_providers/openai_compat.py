@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import base64
 import json
+import math
 import sys
 from array import array
 from collections.abc import AsyncIterator, Mapping
@@ -27,6 +28,7 @@ from openkoi._types import (
     Embeddings,
     Message,
     ModelInfo,
+    ModelPricing,
     StopReason,
     TokenUsage,
     ToolCall,
@@ -34,6 +36,8 @@ from openkoi._types import (
     ToolDef,
     text_chunk,
 )
+
+from openkoi_providers._listing import first_int, get_listing, listed_items
 
 _STOP_REASONS: dict[str, StopReason] = {
     "stop": "end_turn",
@@ -393,18 +397,78 @@ class OpenAICompatibleProvider(HTTPProvider):
         )
 
     async def _models(self) -> list[ModelInfo]:
+        """`GET /models`, live. A server without that route (404, 405) offers what is configured."""
+        try:
+            data = await get_listing(
+                self.client,
+                "/models",
+                provider=self.id,
+                headers=self._auth_headers(),
+                secrets=self._secrets(),
+                on_error=self._error,
+            )
+        except ProviderError as exc:
+            if exc.status in (404, 405):
+                return self._configured_models()
+            raise
+        found = {m.id: m for m in map(_model_info, listed_items(data, "data", self.id))}
+        return sorted(found.values(), key=lambda m: m.id)
+
+    def _configured_models(self) -> list[ModelInfo]:
         found = [ModelInfo(id=m, name=m) for m in (self.settings.default_model,) if m]
         if self.settings.embedding_model:
-            found.append(
-                ModelInfo(
-                    id=self.settings.embedding_model,
-                    name=self.settings.embedding_model,
-                    supports_tools=False,
-                    supports_streaming=False,
-                    supports_embeddings=True,
-                )
-            )
+            found.append(_embedding_info(self.settings.embedding_model))
         return found
+
+
+def _embedding_info(model: str) -> ModelInfo:
+    return ModelInfo(
+        id=model,
+        name=model,
+        supports_tools=False,
+        supports_streaming=False,
+        supports_embeddings=True,
+    )
+
+
+def _per_million(value: Any) -> float | None:
+    """OpenRouter-style prices are USD per token, as strings."""
+    try:
+        rate = float(value) * 1_000_000
+    except (TypeError, ValueError):
+        return None
+    return round(rate, 6) if math.isfinite(rate) and rate >= 0 else None
+
+
+def _live_pricing(item: Mapping[str, Any]) -> ModelPricing | None:
+    pricing = item.get("pricing")
+    if not isinstance(pricing, dict):
+        return None
+    rates = _per_million(pricing.get("prompt")), _per_million(pricing.get("completion"))
+    if rates[0] is None or rates[1] is None:
+        return None
+    return ModelPricing(input=rates[0], output=rates[1])
+
+
+def _model_info(item: Mapping[str, Any]) -> ModelInfo:
+    """One entry of `/models`: OpenAI lists ids only; Groq, Together, OpenRouter, vLLM and
+    LiteLLM add context lengths (and OpenRouter prices) under their own names."""
+    mid = str(item["id"])
+    if "embed" in mid.lower():
+        return _embedding_info(mid)
+    top = item.get("top_provider")
+    top = top if isinstance(top, dict) else {}
+    return ModelInfo(
+        id=mid,
+        name=str(item.get("name") or item.get("display_name") or mid),
+        context_window=first_int(
+            item, "context_window", "context_length", "max_context_length", "max_model_len"
+        )
+        or first_int(top, "context_length"),
+        max_output_tokens=first_int(item, "max_completion_tokens", "max_output_tokens")
+        or first_int(top, "max_completion_tokens"),
+        pricing=_live_pricing(item),
+    )
 
 
 def create(settings: ProviderSettings) -> OpenAICompatibleProvider:

@@ -88,6 +88,6 @@ def first_run_setup(registry: ProviderRegistry) -> str | None:
     """With nothing configured: the interactive provider picker in a terminal, else None."""
     if not is_interactive():
         return None
-    from openkoi.cli._connect import first_run_picker
+    from openkoi.cli._init import first_run_picker
 
     return first_run_picker(registry)

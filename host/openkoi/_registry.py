@@ -19,6 +19,7 @@ from openkoi._errors import CredentialsMissingError, UnknownProviderError
 from openkoi._provider import ModelProvider, ProviderSettings
 from openkoi._refs import ModelRef, parse_model_ref
 from openkoi._secrets import Secret
+from openkoi._suggest import did_you_mean
 from openkoi._timeouts import Timeouts, resolve_timeouts
 from openkoi._transport import DEFAULT_MAX_CONNECTIONS
 
@@ -101,9 +102,7 @@ class ProviderRegistry:
         try:
             return self._specs[provider_id]
         except KeyError:
-            raise UnknownProviderError(
-                f"unknown provider {provider_id!r}; known providers: {', '.join(self.ids())}"
-            ) from None
+            raise UnknownProviderError(unknown_provider_message(provider_id, self.ids())) from None
 
     def parse_ref(self, text: str) -> ModelRef:
         ref = parse_model_ref(text, self.ids())
@@ -184,6 +183,14 @@ def _timeouts(entry: ProviderEntry, config: Config) -> Timeouts:
     """The provider's table over `[timeouts]` over the defaults."""
     d = resolve_timeouts(entry.timeouts, config.timeouts)
     return Timeouts(connect=d.connect, first_token=d.first_token, idle=d.idle, total=d.total)
+
+
+def unknown_provider_message(name: str, known: list[str], extra: tuple[str, ...] = ()) -> str:
+    """`unknown provider 'antropic'; did you mean 'anthropic'? known providers: ...`"""
+    names = [*known, *extra]
+    return f"unknown provider {name!r}{did_you_mean(name, names) or ';'} known providers: " + (
+        ", ".join(names)
+    )
 
 
 def _missing_key_message(spec: ProviderSpec, settings: ProviderSettings) -> str:

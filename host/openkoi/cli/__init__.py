@@ -16,6 +16,7 @@ from typing import Any
 import click
 
 from openkoi import __version__
+from openkoi.cli._typos import GUARD
 
 # name -> "module:attribute"; each subcommand module owns one noun.
 _SUBCOMMANDS: dict[str, str] = {
@@ -23,6 +24,8 @@ _SUBCOMMANDS: dict[str, str] = {
     "connect": "openkoi.cli._connect:connect",
     "disconnect": "openkoi.cli._connect:disconnect",
     "status": "openkoi.cli._status:status",
+    "models": "openkoi.cli._models:models",
+    "init": "openkoi.cli._init:init",
     "plugin": "openkoi.cli._plugin:plugin",
     "demo": "openkoi.cli._demo:demo",
 }
@@ -52,8 +55,35 @@ class _LazyDefaultGroup(click.Group):
         if first is None or (
             first not in _SUBCOMMANDS and first not in ("--help", "-h", "--version")
         ):
+            if "--" not in args:  # `openkoi -- stauts` is a prompt on purpose
+                ctx.meta[GUARD] = sorted(_SUBCOMMANDS)
             args = [_DEFAULT_COMMAND, *args]
         return super().parse_args(ctx, args)
+
+    def format_commands(self, ctx: click.Context, formatter: click.HelpFormatter) -> None:
+        """One line per command, never cut off with `...` (long summaries wrap)."""
+        rows = []
+        for name in self.list_commands(ctx):
+            command = self.get_command(ctx, name)
+            if command is not None and not command.hidden:
+                rows.append((name, command.get_short_help_str(limit=1_000)))
+        with formatter.section("Commands"):
+            formatter.write_dl(rows)
+
+    def format_options(self, ctx: click.Context, formatter: click.HelpFormatter) -> None:
+        """The prompt's own options first: `openkoi -m openai/gpt-5.2 "..."` is the main use."""
+        prompt = self.get_command(ctx, _DEFAULT_COMMAND)
+        if prompt is not None:
+            with click.Context(prompt, info_name="run", parent=ctx) as sub:
+                records = [
+                    p.get_help_record(sub)
+                    for p in prompt.get_params(sub)
+                    if isinstance(p, click.Option)
+                ]
+            rows = [r for r in records if r is not None and not r[0].startswith("-h")]
+            with formatter.section('Prompt options (openkoi [OPTIONS] "PROMPT")'):
+                formatter.write_dl(rows)
+        super().format_options(ctx, formatter)
 
     def invoke(self, ctx: click.Context) -> Any:
         try:
@@ -71,15 +101,15 @@ class _LazyDefaultGroup(click.Group):
 def cli() -> None:
     """openkoi: one way to talk to any LLM provider.
 
-    Run a prompt with `openkoi "prompt"` (or `openkoi run --help` for its options).
+    \b
+    Run a prompt (the answer streams to stdout):
+      openkoi "Explain SSE in one line"
+      openkoi -m anthropic/claude-sonnet-4-5 -s "Answer briefly" "What is TCP?"
+      echo "Summarize this" | openkoi
+      openkoi run status        a prompt that is also a command name (or: openkoi -- status)
+
+    First time? `openkoi init` sets up a provider; `openkoi models` lists what it offers.
     """
-
-
-def _fail(message: str, code: int = 1) -> int:
-    from rich.console import Console
-
-    Console(stderr=True, highlight=False, soft_wrap=True).print(f"[bold red]error:[/] {message}")
-    return code
 
 
 def _tolerant_streams() -> None:
@@ -109,6 +139,7 @@ def main(argv: list[str] | None = None) -> None:
     A closed stdout pipe is not a failure: the reader had what it wanted (exit 0, silently).
     """
     from openkoi._errors import OpenKoiError
+    from openkoi.cli._out import fail as _fail
 
     _tolerant_streams()
     try:

@@ -275,7 +275,7 @@ def disconnect(target: str | None) -> None:
       openkoi disconnect copilot
       openkoi disconnect all
     """
-    from openkoi.credentials._flows import find_target, forget, forget_all
+    from openkoi.credentials._flows import forget, forget_all
     from openkoi.credentials._store import AuthStore
 
     registry = _registry()
@@ -294,7 +294,10 @@ def disconnect(target: str | None) -> None:
         return
     provider = registry.canonical(target.strip().lower())
     if provider not in registry.ids():
-        provider = find_target(registry, target).provider
+        from openkoi._errors import UnknownProviderError
+        from openkoi._registry import unknown_provider_message
+
+        raise UnknownProviderError(unknown_provider_message(target, registry.ids(), ("all",)))
     name = registry.spec(provider).name
     removed = forget(store, provider)
     if removed:
@@ -302,49 +305,3 @@ def disconnect(target: str | None) -> None:
     else:
         click.echo(f"{name} had no stored credential.")
     _explain_other_sources(registry, provider)
-
-
-# -- the first run -------------------------------------------------------------------------------
-
-
-def first_run_picker(registry: ProviderRegistry) -> str | None:
-    """Nothing is configured: help the user set up Ollama, paste a key, or sign in."""
-    import questionary
-
-    from openkoi.credentials._flows import SUBSCRIPTION_TARGETS, targets
-
-    click.echo("No model provider is set up yet.")
-    choices = [
-        questionary.Choice("Ollama — free, runs models on this machine", value="ollama"),
-        questionary.Choice("Paste an API key — Anthropic, OpenAI, Google, ...", value="key"),
-        *(
-            questionary.Choice(f"{t.title} — sign in with your subscription", value=t.name)
-            for t in SUBSCRIPTION_TARGETS
-        ),
-    ]
-    choice = _ask(questionary.select("How do you want to start?", choices))
-    if choice == "ollama":
-        from openkoi._defaults import best_ollama_model
-
-        model = best_ollama_model(registry, timeout=2.0)
-        if model is None:
-            click.echo(
-                "Ollama is not running or has no models: install it from "
-                "https://ollama.com/download, then run `ollama pull llama3.3` and try again."
-            )
-            return None
-        click.echo(f"Using ollama/{model}.")
-        return f"ollama/{model}"
-    if choice == "key":
-        keyed = [t for t in targets(registry) if t.kind == "api-key"]
-        target = _ask(
-            questionary.select(
-                "Which provider is the key for?",
-                [questionary.Choice(f"{t.title} — {t.hint}", value=t) for t in keyed],
-            )
-        )
-    else:
-        target = next(t for t in SUBSCRIPTION_TARGETS if t.name == choice)
-    _connect_target(target, registry)
-    model = registry.spec(target.provider).default_model
-    return f"{target.provider}/{model}" if model else None

@@ -16,6 +16,8 @@ from typing import Any
 import click
 
 from openkoi._errors import ConfigError
+from openkoi._suggest import did_you_mean
+from openkoi.cli._warm import compile_into_cache
 
 
 @click.group("plugin")
@@ -46,7 +48,7 @@ def plugin_build(source: Path, manifest_path: Path | None, output: Path | None) 
     Example: openkoi plugin build provider.py --manifest plugin.toml -o provider.wasm
     """
     from openkoi.plugins._build import build_plugin
-    from openkoi.plugins._manifest import load_manifest_toml
+    from openkoi.plugins._manifest import load_manifest_toml, read_plugin_file
 
     manifest_path = manifest_path or source.parent / "plugin.toml"
     if output is None:
@@ -58,6 +60,9 @@ def plugin_build(source: Path, manifest_path: Path | None, output: Path | None) 
         f"built {result.path} ({_size(result.size)}, sha256 {result.digest[:16]}) in "
         f"{result.seconds:.1f} s: plugin {m.id} {m.version}, wit {m.wit}"
     )
+    seconds, cached = compile_into_cache(read_plugin_file(result.path))
+    if not cached:  # so the first prompt through it loads in milliseconds
+        click.echo(f"compiled into the cache in {seconds:.1f} s", err=True)
 
 
 def _size(n: int) -> str:
@@ -199,6 +204,10 @@ def plugin_approve(file: Path, yes: bool) -> None:
     from openkoi.plugins._approvals import ApprovalStore, Capabilities, differences
     from openkoi.plugins._manifest import read_plugin_file
 
+    if not yes and not _in_terminal():
+        raise click.UsageError(
+            f"approving needs -y when not run in a terminal: openkoi plugin approve -y {file}"
+        )
     plugin = read_plugin_file(file)
     store = ApprovalStore()
     wanted = Capabilities.of(plugin)
@@ -221,6 +230,12 @@ def plugin_approve(file: Path, yes: bool) -> None:
         raise click.exceptions.Exit(1)
     store.record(plugin)
     click.echo(f"approved {plugin.manifest.id}")
+
+
+def _in_terminal() -> bool:
+    import sys
+
+    return sys.stdin.isatty()
 
 
 _TEMPLATE_PROVIDER = '''"""{name}: an openkoi provider plugin for an OpenAI-style chat API.
@@ -384,7 +399,14 @@ def plugin_list() -> None:
     if not config.plugins.wasm:
         click.echo('no plugins configured; add them under [plugins] wasm = ["path.wasm"]')
         return
-    for item in read_configured(config):
+    items = read_configured(config)
+    ids = [i.plugin.manifest.id for i in items if i.plugin is not None]
+    for table in sorted(set(config.plugins.model_extra or {}) - set(ids)):
+        click.echo(
+            f"note: [plugins.{table}] matches no configured plugin{did_you_mean(table, ids)}",
+            err=True,
+        )
+    for item in items:
         if item.plugin is None or item.error is not None:
             label = item.id or "?"
             click.echo(f"{label:<16} refused  {item.path}: {item.error}")

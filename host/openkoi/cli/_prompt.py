@@ -15,6 +15,9 @@ import click
 
 from openkoi._errors import ConfigError
 from openkoi._timefmt import utc_moment
+from openkoi.cli._out import note as _note
+from openkoi.cli._typos import refuse_command_typos
+from openkoi.cli._warm import warm_chain
 
 if TYPE_CHECKING:
     from openkoi._errors import CandidateFailure
@@ -33,12 +36,6 @@ def _read_prompt(words: tuple[str, ...]) -> str:
         if text:
             return text
     raise click.UsageError('give a prompt: openkoi "your question" (or pipe it on stdin)')
-
-
-def _note(message: str) -> None:
-    from rich.console import Console
-
-    Console(stderr=True, highlight=False, soft_wrap=True).print(f"[dim]{message}[/]")
 
 
 def _describe(failure: CandidateFailure) -> str:
@@ -81,6 +78,7 @@ def run(
     from openkoi._types import ChatRequest, Message
     from openkoi.routing import Router
 
+    refuse_command_typos(prompt)
     text = _read_prompt(prompt)
     config = ConfigFile().config
     failures: list[CandidateFailure] = []
@@ -108,6 +106,7 @@ def run(
         if not chosen:
             raise ConfigError(NO_PROVIDER)
         router = build(chosen)
+    warm_chain(config, router.chain("executor"))  # a plugin's first compile, shown on stderr
     request = ChatRequest(
         system=system,
         messages=[Message.user(text)],

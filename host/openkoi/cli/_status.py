@@ -16,6 +16,10 @@ from datetime import UTC, datetime
 from typing import Any
 
 import click
+from rich.markup import escape
+from rich.text import Text
+
+from openkoi.cli import _out as out
 
 _UNITS = {"m": 60, "h": 3600, "d": 86_400, "w": 604_800}
 
@@ -194,12 +198,6 @@ def _iso(ts: float) -> str:
 # -- tables ------------------------------------------------------------------------------------
 
 
-def _console() -> Any:
-    from rich.console import Console
-
-    return Console(highlight=False, soft_wrap=True)
-
-
 def _money(value: float | None) -> str:
     if value is None:
         return "unknown"
@@ -209,13 +207,14 @@ def _money(value: float | None) -> str:
 def _print_setup(report: dict[str, Any]) -> None:
     from rich.table import Table
 
-    console = _console()
+    console = out.console()
     roles = Table(title="Roles", title_justify="left")
     for column in ("role", "model", "from", "fallback chain"):
         roles.add_column(column)
     for role, info in report["roles"].items():
         rest = info["chain"][1:] if info["model"] else info["chain"]
-        roles.add_row(role, info["model"] or "(none)", info["source"], " → ".join(rest) or "-")
+        cells = (role, info["model"] or "(none)", info["source"], " → ".join(rest) or "-")
+        roles.add_row(*map(escape, cells))
     console.print(roles)
     fb = report["fallback"]
     console.print(
@@ -228,22 +227,24 @@ def _print_setup(report: dict[str, Any]) -> None:
         console.print(
             "Rate budgets (per minute, sliding): "
             + "; ".join(
-                f"{name} " + ", ".join(f"{k} {v:,}" for k, v in limits.items())
+                f"{escape(name)} " + ", ".join(f"{k} {v:,}" for k, v in limits.items())
                 for name, limits in report["budgets"].items()
             )
         )
     for what, health in report["backends"].items():
         label = "cooldowns and budgets" if what == "state" else "usage ledger"
         state = "ok" if health["healthy"] else "[bold red]unavailable[/]"
-        detail = f" ({health['detail']})" if health["detail"] else ""
-        console.print(f"{label}: {health['backend']} {health['where']}, {state}{detail}")
+        detail = f" ({escape(health['detail'])})" if health["detail"] else ""
+        where = escape(f"{health['backend']} {health['where']}")
+        console.print(f"{label}: {where}, {state}{detail}")
     if report["cooling"]:
         cooling = Table(title="Cooling down now", title_justify="left")
         for column in ("model", "until", "left", "last error"):
             cooling.add_column(column)
         for c in report["cooling"]:
             error = c["error"] + (f" (HTTP {c['status']})" if c["status"] else "")
-            cooling.add_row(c["model"], c["until"], f"{c['seconds_left']:g} s", error)
+            cells = (c["model"], c["until"], f"{c['seconds_left']:g} s", error)
+            cooling.add_row(*map(escape, cells))
         console.print(cooling)
     providers = Table(title="Providers", title_justify="left")
     for column in ("id", "name", "auth", "ready"):
@@ -252,7 +253,7 @@ def _print_setup(report: dict[str, Any]) -> None:
         ready = "yes" if p["ready"] else "no credential"
         if p["auth"] == "local":
             ready = "no key needed (`openkoi connect status` probes it)"
-        providers.add_row(p["id"], p["name"], p["auth"], ready)
+        providers.add_row(*map(escape, (p["id"], p["name"], p["auth"], ready)))
     console.print(providers)
 
 
@@ -270,14 +271,14 @@ _TOKEN_COLUMNS = (
 def _print_costs(report: dict[str, Any]) -> None:
     from rich.table import Table
 
-    console = _console()
+    console = out.console()
     for warning in report.get("warnings", ()):
-        console.print(f"warning: {warning}", style="yellow")
+        console.print(Text(f"warning: {warning}", style="yellow"))
     totals = report["totals"]
     since = f" since {report['since']}" if report["since"] else ""
     unpriced = totals["unpriced_calls"]
     console.print(
-        f"[bold]{totals['calls']:,} calls{since}[/] ({totals['ok']:,} ok, {totals['failed']:,} "
+        f"[bold]{totals['calls']:,} calls{escape(since)}[/] ({totals['ok']:,} ok, {totals['failed']:,} "
         f"failed) · {totals['input_tokens']:,} input, {totals['output_tokens']:,} output, "
         f"{totals['cache_read_tokens']:,} cache-read, {totals['cache_write_tokens']:,} "
         f"cache-write tokens · [bold]{_money(totals['cost_usd'])}[/]"
@@ -300,5 +301,5 @@ def _print_costs(report: dict[str, Any]) -> None:
             cost = _money(row["cost_usd"])
             if row["unpriced_calls"] and row["cost_usd"] is not None:
                 cost += f" (+{row['unpriced_calls']} unpriced)"
-            table.add_row(label(row), *(f"{row[k]:,}" for k, _ in _TOKEN_COLUMNS), cost)
+            table.add_row(escape(label(row)), *(f"{row[k]:,}" for k, _ in _TOKEN_COLUMNS), cost)
         console.print(table)

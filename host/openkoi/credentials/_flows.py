@@ -12,6 +12,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Literal
 
 from openkoi._errors import ConfigError
+from openkoi._suggest import did_you_mean
 from openkoi.credentials._device_flow import DeviceCode
 from openkoi.credentials._discovery import saved_key_path
 from openkoi.credentials._store import AuthStore, Entry
@@ -79,8 +80,9 @@ def find_target(registry: ProviderRegistry, name: str) -> Target:
             "plugin": "it is a plugin; see `openkoi plugin`",
         }.get(spec.auth, "it needs no credential")
         raise ConfigError(f"openkoi cannot connect {spec.name} itself: {how}")
-    names = ", ".join(t.name for t in every)
-    raise ConfigError(f"unknown connect target {name!r}; choose one of: {names}, status")
+    names = [t.name for t in every] + ["status"]
+    hint = did_you_mean(wanted, names) or ";"
+    raise ConfigError(f"unknown connect target {name!r}{hint} choose one of: {', '.join(names)}")
 
 
 async def sign_in(target: Target, show: ShowCode) -> Entry:

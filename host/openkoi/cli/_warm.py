@@ -1,0 +1,76 @@
+"""Compiling plugins before they are needed, with word of it on stderr.
+
+A plugin's first load compiles it (10-30 s for a componentize-py build); after that the compiled
+form comes from the cache in milliseconds. The CLI compiles ahead, under a spinner in a terminal
+(one line otherwise), so the first prompt does not sit silent, and `plugin build` fills the cache.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import time
+from collections.abc import Iterable, Iterator
+from typing import TYPE_CHECKING
+
+from openkoi.cli import _out as out
+
+if TYPE_CHECKING:
+    from openkoi._config import Config
+    from openkoi.plugins._manifest import PluginFile
+
+
+@contextlib.contextmanager
+def progress(message: str) -> Iterator[None]:
+    """A spinner on stderr in a terminal; one line when stderr is a pipe or a file."""
+    import sys
+
+    console = out.console(stderr=True)
+    if sys.stderr.isatty():
+        with console.status(out.literal(message)):
+            yield
+    else:
+        console.print(out.literal(message + " ..."))
+        yield
+
+
+def compile_into_cache(plugin: PluginFile) -> tuple[float, bool]:
+    """Compile `plugin` (or find it compiled); returns (seconds, already cached)."""
+    from openkoi.plugins._engine import cache_path, load_component
+
+    started = time.perf_counter()
+    if cache_path(plugin.digest).exists():
+        return 0.0, True
+    with progress(f"compiling plugin {plugin.manifest.id} (first use, 10-30 s)"):
+        _, cached = load_component(plugin.data, plugin.digest)
+    return time.perf_counter() - started, cached
+
+
+def _plugins(config: Config) -> dict[str, PluginFile]:
+    """The configured plugins that load, by id (none read when config lists none)."""
+    if not config.plugins.wasm:
+        return {}
+    from openkoi.plugins._loader import read_configured
+
+    return {
+        i.plugin.manifest.id: i.plugin
+        for i in read_configured(config)
+        if i.plugin is not None and i.error is None
+    }
+
+
+def warm(config: Config, providers: Iterable[str]) -> None:
+    """Compile the configured plugins among `providers` that are not compiled yet."""
+    plugins = _plugins(config)
+    for provider in dict.fromkeys(providers):
+        if provider in plugins:
+            compile_into_cache(plugins[provider])
+
+
+def warm_chain(config: Config, refs: Iterable[str]) -> None:
+    """Compile the plugins a chain tries before its first provider that is not a plugin."""
+    plugins = _plugins(config)
+    for ref in refs:
+        provider = ref.split("/", 1)[0]
+        if provider not in plugins:
+            break
+        compile_into_cache(plugins[provider])
