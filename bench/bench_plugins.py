@@ -283,8 +283,11 @@ async def measure_sandbox(rounds: int = 5) -> None:
         except ProviderError as exc:
             return f"error:{type(exc).__name__}"
 
+    from openkoi.plugins._runtime import release_freed_memory
+
     provider = load_plugin_file(wasm, {"limits": {"memory_mb": memory_mb, "timeout_ms": 1000}})
     await attack(provider, "echo", "warm")
+    release_freed_memory()
     before = _rss_mib()
     outcome = await attack(provider, "memory")
     grown = _rss_mib() - before
@@ -293,6 +296,8 @@ async def measure_sandbox(rounds: int = 5) -> None:
         f"{grown:.1f} MiB",
         f"overhead {grown - memory_mb:+.1f} MiB over memory_mb ({outcome})",
     )
+    await attack(provider, "echo", "fresh instance")
+    release_freed_memory()
     before = _rss_mib()
     outcome = await attack(provider, "tools")
     row(
