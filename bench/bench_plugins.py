@@ -296,15 +296,17 @@ async def measure_sandbox(rounds: int = 5) -> None:
         f"{grown:.1f} MiB",
         f"overhead {grown - memory_mb:+.1f} MiB over memory_mb ({outcome})",
     )
-    await attack(provider, "echo", "fresh instance")
+    roomy = load_plugin_file(wasm, {"limits": {"memory_mb": memory_mb, "timeout_ms": 60_000}})
+    await attack(roomy, "echo", "warm")
     release_freed_memory()
     before = _rss_mib()
-    outcome = await attack(provider, "tools")
+    outcome = await attack(roomy, "tools")
     row(
         "host RSS growth, 300,000 tool calls returned",
         f"{_rss_mib() - before:.1f} MiB",
-        f"({outcome})",
+        f"guest memory_mb {memory_mb} ({outcome})",
     )
+    await roomy.aclose()
     for name, text in (("loop", ""), ("sleep", "30")):
         late = []
         for _ in range(rounds):
