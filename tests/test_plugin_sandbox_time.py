@@ -185,6 +185,8 @@ async def test_what_a_guest_can_observe_of_time_randomness_and_its_environment(
     # randomness is real (two draws differ); the environment is empty
     assert seen["urandom"][0] != seen["urandom"][1]
     assert seen["environ"] == {}
+    assert seen["stdin"] == "ALLOWED: "  # closed: end of file at once
+    assert seen["stdout"] == "ALLOWED: None"  # accepted, and discarded
     assert seen["cwd"].startswith("blocked") or seen["cwd"] in ("ALLOWED: /", "ALLOWED: ")
 
 

@@ -84,6 +84,8 @@ def _observe():
         "environ": dict(os.environ),
         "argv": list(sys.argv),
         "cwd": _attempt(os.getcwd),
+        "stdin": _attempt(sys.stdin.read),
+        "stdout": _attempt(lambda: print("to stdout", flush=True)),
     }
 
 
