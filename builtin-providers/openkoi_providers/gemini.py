@@ -102,7 +102,7 @@ def new_call_id() -> str:
 
 def _map_system(request: ChatRequest) -> dict[str, Any] | None:
     texts = [request.system] if request.system else []
-    texts += [m.content for m in request.messages if m.role == "system" and m.content]
+    texts += [m.text for m in request.messages if m.role == "system" and m.text]
     if not texts:
         return None
     return {"parts": [{"text": text} for text in texts]}
@@ -121,7 +121,7 @@ def _function_response(message: Message, names: Mapping[str, str], provider: str
             "(Gemini needs the function name: give the message a name)",
             provider=provider,
         )
-    text = message.content or ""
+    text = message.text
     try:
         parsed = json.loads(text)
     except json.JSONDecodeError:

@@ -20,6 +20,7 @@ from typing import Any, Protocol, runtime_checkable
 import httpx
 from pydantic import ValidationError
 
+from openkoi._attachments import fetch_for, has_url_attachments
 from openkoi._errors import (
     InvalidRequestError,
     MalformedResponseError,
@@ -38,7 +39,9 @@ from openkoi._http import (
 )
 from openkoi._secrets import Secret
 from openkoi._stream import StreamAccumulator
+from openkoi._structured import parse_output
 from openkoi._types import (
+    Attachment,
     ChatChunk,
     ChatRequest,
     ChatResponse,
@@ -166,14 +169,16 @@ class HTTPProvider:
 
     async def chat(self, request: ChatRequest) -> ChatResponse:
         with typed_failures(self.id, self._secrets()):
-            return await self._chat(self._with_model(request))
+            request = await self._prepared(self._with_model(request))
+            return parse_output(request, await self._chat(request))
 
     async def chat_stream(self, request: ChatRequest) -> AsyncIterator[ChatChunk]:
         """Yield chunks; on failure, the error carries the usage seen so far."""
         usage: TokenUsage | None = None
         try:
             with typed_failures(self.id, self._secrets()):
-                async for chunk in self._stream(self._with_model(request)):
+                ready = await self._prepared(self._with_model(request))
+                async for chunk in self._stream(ready):
                     if chunk.usage is not None:
                         usage = chunk.usage
                     yield chunk
@@ -215,6 +220,15 @@ class HTTPProvider:
     def _auth_headers(self) -> dict[str, str]:
         """Headers carrying the credential; kept out of the client so they never get logged."""
         return {}
+
+    def _fetches_itself(self, attachment: Attachment) -> bool:
+        """Whether the service downloads this URL attachment itself; the host fetches the rest."""
+        return False
+
+    async def _prepared(self, request: ChatRequest) -> ChatRequest:
+        if not has_url_attachments(request):
+            return request
+        return await fetch_for(request, self.id, self._fetches_itself)
 
     def _secrets(self) -> tuple[str, ...]:
         key = self.settings.api_key
@@ -356,9 +370,13 @@ async def sse_json_events(
             yield event.event, data
 
 
-async def collect(chunks: AsyncIterator[ChatChunk]) -> ChatResponse:
-    """Drain a stream into the response a non-streaming call would give."""
+async def collect(
+    chunks: AsyncIterator[ChatChunk], request: ChatRequest | None = None
+) -> ChatResponse:
+    """Drain a stream into the response a non-streaming call would give; with the request, the
+    output is checked against its schema into `parsed`, as `chat` does."""
     acc = StreamAccumulator()
     async for chunk in chunks:
         acc.add(chunk)
-    return acc.response()
+    response = acc.response()
+    return parse_output(request, response) if request is not None else response
