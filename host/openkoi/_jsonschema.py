@@ -50,9 +50,7 @@ def check(value: Any, schema: Mapping[str, Any]) -> str | None:
     return _check(value, schema, schema, "$", 0)
 
 
-def _check(
-    value: Any, schema: Any, root: Mapping[str, Any], path: str, depth: int
-) -> str | None:
+def _check(value: Any, schema: Any, root: Mapping[str, Any], path: str, depth: int) -> str | None:
     if schema is True or not isinstance(schema, Mapping):
         return None if schema is not False else f"{path}: no value is allowed here"
     if depth > _MAX_DEPTH:
