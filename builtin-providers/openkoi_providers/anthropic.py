@@ -616,6 +616,10 @@ class AnthropicProvider(HTTPProvider):
             classifier=_classify,
         )
 
+    def _fetches_itself(self, attachment: Attachment) -> bool:
+        """Anthropic downloads image and PDF URLs itself; a text document goes inline."""
+        return attachment.kind == "image" or attachment.media_type == "application/pdf"
+
     def _shaped(self, request: ChatRequest) -> ChatRequest:
         """The request with its schema as a forced tool where the model has no native form."""
         if request.output_schema is None or _native_schema(request.model, self.settings.options):

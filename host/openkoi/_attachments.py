@@ -14,7 +14,9 @@ import httpx
 from openkoi._errors import InvalidRequestError, NetworkError, ProviderTimeoutError
 from openkoi._http import map_transport_errors
 from openkoi._media import sniff_media_type
-from openkoi._types import MAX_ATTACHMENT_BYTES, Attachment, ChatRequest, Message
+from openkoi._types import Attachment, ChatRequest, Message
+
+MAX_ATTACHMENT_BYTES = 50 * 1024 * 1024  # a fetched URL, as a file read from disk
 
 FETCH_TIMEOUT = 60.0  # seconds for one whole download
 _MAX_REDIRECTS = 5
@@ -30,8 +32,9 @@ def has_url_attachments(request: ChatRequest) -> bool:
     return False
 
 
-async def fetch(url: str, provider: str, limit: int = MAX_ATTACHMENT_BYTES) -> Attachment:
+async def fetch(url: str, provider: str, limit: int | None = None) -> Attachment:
     """Download `url` into an attachment; an oversized or failed download is a typed error."""
+    limit = MAX_ATTACHMENT_BYTES if limit is None else limit
     if not url.startswith(("http://", "https://")):
         raise InvalidRequestError(
             f"cannot fetch attachment {url!r}: only http(s) URLs can be downloaded",
