@@ -31,8 +31,9 @@ from openkoi._types import ChatChunk, ChatRequest, ChatResponse, Embeddings, Tok
 from openkoi.routing._cooldown import CooldownStore
 from openkoi.routing._policy import CooldownPolicy, should_fall_back
 from openkoi.routing._roles import Roles, resolve_roles
+from openkoi.usage._genai import warm as warm_prices
 from openkoi.usage._ledger import CallRecord, Ledger
-from openkoi.usage._pricing import PriceTable, load_price_table
+from openkoi.usage._pricing import PriceTable, call_cost, load_price_table
 
 T = TypeVar("T")
 
@@ -111,6 +112,7 @@ class Router:
         self.cooldowns = cooldowns or CooldownStore(on_warning=self._warn)
         self.ledger = (ledger or Ledger()) if record_usage else None
         self.prices = prices if prices is not None else load_price_table(registry.config.pricing)
+        warm_prices()
         self.clock = clock
         self._sleep = sleep
         self.on_fallback = on_fallback
@@ -143,6 +145,7 @@ class Router:
 
         response, attempt = await self._route(role, "chat", call)
         self._record(attempt, "ok", response.usage)
+        response.cost_usd = self.prices.cost(attempt.provider, attempt.model, response.usage)
         return response
 
     async def chat_stream(self, role: str, request: ChatRequest) -> AsyncGenerator[ChatChunk, None]:
@@ -171,6 +174,9 @@ class Router:
                 async for chunk in stream:
                     usage = chunk.usage or usage
                     yield chunk
+            cost = self.prices.cost(attempt.provider, attempt.model, usage)
+            if cost is not None:  # the last chunk: what the call cost, as the ledger has it
+                yield ChatChunk(cost_usd=cost)
         except ProviderError as exc:
             outcome, error = exc.kind, str(exc)
             if exc.partial_usage is None:
@@ -295,12 +301,7 @@ class Router:
         if self.ledger is None:
             return
         price = self.prices.lookup(attempt.provider, attempt.model)
-        cost: float | None = None
-        if usage is not None:
-            if not (usage.total_tokens or usage.cache_read_tokens or usage.cache_write_tokens):
-                cost = 0.0
-            elif price is not None:
-                cost = price.cost(usage)
+        cost = call_cost(price, usage)
         record = CallRecord(
             provider=attempt.provider,
             model=attempt.model,
