@@ -7,6 +7,7 @@ snapshot is read; nothing is fetched over the network.
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import threading
 from datetime import UTC, datetime
@@ -37,10 +38,8 @@ PROVIDER_IDS: dict[str, str] = {
 
 
 def _import() -> None:
-    try:
+    with contextlib.suppress(ImportError):
         import genai_prices.data_snapshot  # noqa: F401
-    except ImportError:
-        pass
 
 
 def warm() -> None:
