@@ -101,10 +101,9 @@ def _map_tool_choice(request: ChatRequest, provider: str) -> str | dict[str, Any
     return request.tool_choice
 
 
-def _response_format(request: ChatRequest) -> dict[str, Any] | None:
+def _response_format(request: ChatRequest) -> dict[str, Any]:
     found = schema_of(request)
-    if found is None:
-        return None
+    assert found is not None  # called only for a request with a schema
     name, schema = found
     strict_schema, strict = strict_form(schema)
     return {
@@ -387,14 +386,12 @@ class OpenAICompatibleProvider(HTTPProvider):
         body: dict[str, Any] = {"model": request.model, "messages": _map_messages(request)}
         if request.tools:
             body["tools"] = _map_tools(request.tools)
-        choice = _map_tool_choice(request, self.id)
-        if choice is not None:
-            body["tool_choice"] = choice
+        if request.tool_choice is not None:
+            body["tool_choice"] = _map_tool_choice(request, self.id)
         if request.parallel_tool_calls is not None:
             body["parallel_tool_calls"] = request.parallel_tool_calls
-        response_format = _response_format(request)
-        if response_format is not None:
-            body["response_format"] = response_format
+        if request.output_schema is not None:
+            body["response_format"] = _response_format(request)
         if request.reasoning is not None:
             body["reasoning_effort"] = effort_of(request.reasoning)
         if request.max_tokens is not None:

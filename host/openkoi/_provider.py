@@ -169,15 +169,20 @@ class HTTPProvider:
 
     async def chat(self, request: ChatRequest) -> ChatResponse:
         with typed_failures(self.id, self._secrets()):
-            request = await self._prepared(self._with_model(request))
-            return parse_output(request, await self._chat(request))
+            request = self._with_model(request)
+            if has_url_attachments(request):
+                request = await self._prepared(request)
+            response = await self._chat(request)
+            return response if request.output_schema is None else parse_output(request, response)
 
     async def chat_stream(self, request: ChatRequest) -> AsyncIterator[ChatChunk]:
         """Yield chunks; on failure, the error carries the usage seen so far."""
         usage: TokenUsage | None = None
         try:
             with typed_failures(self.id, self._secrets()):
-                ready = await self._prepared(self._with_model(request))
+                ready = self._with_model(request)
+                if has_url_attachments(ready):
+                    ready = await self._prepared(ready)
                 async for chunk in self._stream(ready):
                     if chunk.usage is not None:
                         usage = chunk.usage
@@ -226,8 +231,7 @@ class HTTPProvider:
         return False
 
     async def _prepared(self, request: ChatRequest) -> ChatRequest:
-        if not has_url_attachments(request):
-            return request
+        """The request with the URL attachments this service cannot read fetched into bytes."""
         return await fetch_for(request, self.id, self._fetches_itself)
 
     def _secrets(self) -> tuple[str, ...]:
