@@ -16,6 +16,7 @@ import random
 import subprocess
 import sys
 import time
+from collections.abc import Awaitable, Callable
 
 import anyio
 import httpx
@@ -94,6 +95,28 @@ def measure_import(runs: int) -> None:
     row("import openkoi (over bare interpreter)", f"{added * 1000:.1f} ms")
 
 
+async def interleaved(
+    bare: Callable[[], Awaitable[None]],
+    koi: Callable[[], Awaitable[None]],
+    runs: int,
+    *,
+    warmup: int,
+) -> tuple[list[float], list[float]]:
+    """Seconds per call of each, after warming both up; interleaved so drift hits both."""
+    for _ in range(warmup):
+        await bare()
+        await koi()
+    bare_t, koi_t = [], []
+    for _ in range(runs):
+        t = time.perf_counter()
+        await bare()
+        bare_t.append(time.perf_counter() - t)
+        t = time.perf_counter()
+        await koi()
+        koi_t.append(time.perf_counter() - t)
+    return bare_t, koi_t
+
+
 async def measure_chat(url: str, runs: int) -> None:
     provider = OpenAICompatibleProvider(
         ProviderSettings(
@@ -112,17 +135,7 @@ async def measure_chat(url: str, runs: int) -> None:
     async def koi_call() -> None:
         await provider.chat(request)
 
-    for _ in range(30):  # warm up both connection pools
-        await bare_call()
-        await koi_call()
-    bare_t, koi_t = [], []
-    for _ in range(runs):  # interleaved so drift hits both equally
-        t = time.perf_counter()
-        await bare_call()
-        bare_t.append(time.perf_counter() - t)
-        t = time.perf_counter()
-        await koi_call()
-        koi_t.append(time.perf_counter() - t)
+    bare_t, koi_t = await interleaved(bare_call, koi_call, runs, warmup=30)
     await bare.aclose()
     await provider.aclose()
     print(f"(b) non-streaming chat, {runs} interleaved calls each")
@@ -221,17 +234,7 @@ async def measure_attachment(url: str, runs: int, size: int = 5 * 1024 * 1024) -
         message = Message.user("What is this?", [Attachment.of(image)])
         await provider.chat(ChatRequest(model="gpt-bench", messages=[message]))
 
-    for _ in range(3):
-        await bare_call()
-        await koi_call()
-    bare_t, koi_t = [], []
-    for _ in range(runs):
-        t = time.perf_counter()
-        await bare_call()
-        bare_t.append(time.perf_counter() - t)
-        t = time.perf_counter()
-        await koi_call()
-        koi_t.append(time.perf_counter() - t)
+    bare_t, koi_t = await interleaved(bare_call, koi_call, runs, warmup=3)
     await bare.aclose()
     await provider.aclose()
     print(f"(d) a {size // (1024 * 1024)} MB image attachment, built and sent, {runs} calls each")

@@ -369,6 +369,19 @@ def test_a_second_process_loads_the_compiled_plugin_from_the_cache(tmp_path: Pat
     assert second["load"] < 1.0
 
 
+def _configure_cohere(path: Path, url: str) -> None:
+    """config.toml loading the Cohere example plugin, pointed at the fake on 127.0.0.1."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(
+        "[plugins]\n"
+        f'wasm = ["{_plugins.cohere()}"]\n\n'
+        "[plugins.cohere]\n"
+        f'config = {{ base_url = "{url}" }}\n'
+        f'network = {{ extend = ["{url}"] }}\n',
+        encoding="utf-8",
+    )
+
+
 def test_openkoi_model_plugin_streams_through_the_cli(
     serve: Callable[..., LoopbackServer],
     tmp_path: Path,
@@ -378,15 +391,7 @@ def test_openkoi_model_plugin_streams_through_the_cli(
     from openkoi.cli import main
 
     server = serve(_plugins.cohere_handler)
-    config_path().parent.mkdir(parents=True, exist_ok=True)
-    config_path().write_text(
-        "[plugins]\n"
-        f'wasm = ["{_plugins.cohere()}"]\n\n'
-        "[plugins.cohere]\n"
-        f'config = {{ base_url = "{server.url}" }}\n'
-        f'network = {{ extend = ["{server.url}"] }}\n',
-        encoding="utf-8",
-    )
+    _configure_cohere(config_path(), server.url)
     with pytest.raises(SystemExit) as exited:
         main(["--model", "cohere/command-a-03-2025", "Say hello"])
     out = capsys.readouterr()
@@ -479,15 +484,7 @@ def test_an_attachment_reaches_a_plugin_from_the_cli(
     photo = tmp_path / "photo.png"
     photo.write_bytes(b"\x89PNG\r\n\x1a\n" + bytes(30))
     server = serve(_plugins.cohere_handler)
-    config_path().parent.mkdir(parents=True, exist_ok=True)
-    config_path().write_text(
-        "[plugins]\n"
-        f'wasm = ["{_plugins.cohere()}"]\n\n'
-        "[plugins.cohere]\n"
-        f'config = {{ base_url = "{server.url}" }}\n'
-        f'network = {{ extend = ["{server.url}"] }}\n',
-        encoding="utf-8",
-    )
+    _configure_cohere(config_path(), server.url)
     with pytest.raises(SystemExit) as exited:
         main(["--model", "cohere/command-a-vision", "-a", str(photo), "What is this?"])
     out = capsys.readouterr()

@@ -13,9 +13,10 @@ from typing import Any
 
 import pytest
 from _corpus import load_case
-from _server import Recorded, Reply
+from _round_trip import results_or, second_body
+from _server import Reply
 from openkoi import ChatRequest, Message, ToolDef
-from openkoi._provider import ProviderSettings, collect
+from openkoi._provider import ProviderSettings
 from openkoi._secrets import Secret
 from openkoi_providers.anthropic import AnthropicProvider
 
@@ -74,30 +75,6 @@ def blocks_of_stream(body: bytes) -> list[dict[str, Any]]:
     return [blocks[i] for i in sorted(blocks)]
 
 
-async def _two_turns(
-    serve: Any, first: Reply, request: ChatRequest, follow_up: Message, stream: bool
-) -> tuple[Message, dict[str, Any]]:
-    bodies: list[dict[str, Any]] = []
-
-    def handler(recorded: Recorded) -> Reply:
-        bodies.append(recorded.json())
-        return first if len(bodies) == 1 else Reply.json(FINAL)
-
-    server = serve(handler)
-    provider = _provider(server.url)
-    try:
-        if stream:
-            response = await collect(provider.chat_stream(request))
-        else:
-            response = await provider.chat(request)
-        turn = response.message
-        second = request.model_copy(update={"messages": [*request.messages, turn, follow_up]})
-        assert (await provider.chat(second)).content == "Done."
-    finally:
-        await provider.aclose()
-    return turn, bodies[1]
-
-
 @pytest.mark.parametrize("name", ["thinking", "thinking_stream", "web_search_server_tool_stream"])
 async def test_recorded_blocks_go_back_byte_for_byte(name: str, serve: Any) -> None:
     case = load_case("anthropic", name)
@@ -115,9 +92,10 @@ async def test_recorded_blocks_go_back_byte_for_byte(name: str, serve: Any) -> N
         reasoning=(recorded.get("thinking") or {}).get("budget_tokens"),
     )
     expected = blocks_of_stream(case.body) if case.is_stream else case.json()["content"]
-    turn, second = await _two_turns(
-        serve, case.reply(41), request, Message.user("Thanks."), case.is_stream
-    )
+    turn, (_, second) = await second_body(
+        serve, _provider, case.reply(41), FINAL, request, results_or("Thanks.", ""),
+        stream=case.is_stream,
+    )  # fmt: skip
     assert turn.native is not None and turn.native.protocol == "anthropic"
     sent = second["messages"][1]
     assert sent["role"] == "assistant"
@@ -187,8 +165,8 @@ async def test_a_thinking_tool_loop_keeps_blocks_before_the_call(stream: bool, s
         reasoning="low",
     )
     first = _sse_of(THINK_AND_CALL) if stream else Reply.json(THINK_AND_CALL)
-    turn, second = await _two_turns(
-        serve, first, request, Message.tool_result("toolu_1", "18 C"), stream
+    turn, (_, second) = await second_body(
+        serve, _provider, first, FINAL, request, results_or("", "18 C"), stream=stream
     )
     assert [c.name for c in turn.tool_calls] == ["weather"]
     assert second["thinking"] == {"type": "enabled", "budget_tokens": 2048}

@@ -12,10 +12,10 @@ from typing import Any
 
 import pytest
 from _corpus import load_case
-from _server import Recorded, Reply
+from _round_trip import results_or, second_body
+from _server import Reply
 from botocore.eventstream import EventStreamBuffer
 from openkoi import ChatRequest, Message, ToolDef
-from openkoi._provider import collect
 from test_bedrock import EVENT_STREAM, _provider, event, stream_reply
 from test_bedrock import _aws_env as _aws_env  # fake AWS credentials, autouse
 
@@ -62,30 +62,6 @@ def blocks_of_stream(body: bytes) -> list[dict[str, Any]]:
     return [blocks[i] for i in sorted(blocks)]
 
 
-async def _two_turns(
-    serve: Any, first: Reply, request: ChatRequest, follow_up: Message, stream: bool
-) -> tuple[Message, dict[str, Any]]:
-    bodies: list[dict[str, Any]] = []
-
-    def handler(recorded: Recorded) -> Reply:
-        bodies.append(recorded.json())
-        return first if len(bodies) == 1 else Reply.json(FINAL)
-
-    server = serve(handler)
-    provider = _provider(server.url)
-    try:
-        if stream:
-            response = await collect(provider.chat_stream(request))
-        else:
-            response = await provider.chat(request)
-        turn = response.message
-        second = request.model_copy(update={"messages": [*request.messages, turn, follow_up]})
-        assert (await provider.chat(second)).content == "Done."
-    finally:
-        await provider.aclose()
-    return turn, bodies[1]
-
-
 async def test_the_recorded_reasoning_goes_back_with_its_signature(serve: Any) -> None:
     case = load_case("bedrock", "converse_stream_reasoning")
     expected = blocks_of_stream(case.body)
@@ -97,7 +73,9 @@ async def test_the_recorded_reasoning_goes_back_with_its_signature(serve: Any) -
         chunks=[case.body[i : i + 29] for i in range(0, len(case.body), 29)], headers=EVENT_STREAM
     )
     request = ChatRequest(model=MODEL, messages=[Message.user("Hello")], reasoning=1024)
-    turn, second = await _two_turns(serve, reply, request, Message.user("Thanks."), True)
+    turn, (_, second) = await second_body(
+        serve, _provider, reply, FINAL, request, results_or("Thanks.", ""), stream=True
+    )
     assert turn.native is not None and turn.native.protocol == "bedrock-converse"
     assert second["messages"][1] == {"role": "assistant", "content": expected}
     assert second["additionalModelRequestFields"] == {
@@ -160,8 +138,8 @@ async def test_a_reasoning_tool_loop_round_trips(stream: bool, serve: Any) -> No
         tools=[ToolDef(name="weather", parameters={"type": "object", "properties": {}})],
         reasoning="low",
     )
-    turn, second = await _two_turns(
-        serve, first, request, Message.tool_result("tooluse_1", "18 C"), stream
+    turn, (_, second) = await second_body(
+        serve, _provider, first, FINAL, request, results_or("", "18 C"), stream=stream
     )
     assert [c.id for c in turn.tool_calls] == ["tooluse_1"]
     assert second["messages"][1] == {"role": "assistant", "content": REASONED_CALL}

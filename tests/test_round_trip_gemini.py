@@ -12,9 +12,9 @@ from typing import Any
 
 import pytest
 from _corpus import load_case
-from _server import Recorded, Reply
+from _round_trip import results_or, second_body
 from openkoi import ChatRequest, Message, ToolDef
-from openkoi._provider import ProviderSettings, collect
+from openkoi._provider import ProviderSettings
 from openkoi._secrets import Secret
 from openkoi_providers.gemini import GeminiProvider
 
@@ -69,38 +69,17 @@ async def test_recorded_parts_go_back_byte_for_byte(name: str, serve: Any) -> No
     stream = "stream" in case.request["path"]
     expected = recorded_parts(case.body)
     assert any("thoughtSignature" in p or p.get("thought") for p in expected)
-    bodies: list[dict[str, Any]] = []
-
-    def handler(recorded: Recorded) -> Reply:
-        bodies.append(recorded.json())
-        if len(bodies) == 1:
-            return case.reply(41, chunked=case.is_stream or stream)
-        return Reply.json(FINAL)
-
-    server = serve(handler)
     names = sorted({p["functionCall"]["name"] for p in expected if "functionCall" in p})
     request = ChatRequest(
         messages=[Message.user("Go.")],
         tools=[ToolDef(name=n, parameters={"type": "object", "properties": {}}) for n in names],
     )
-    first = _provider(server.url)
-    try:
-        response = await (collect(first.chat_stream(request)) if stream else first.chat(request))
-    finally:
-        await first.aclose()
-    turn = response.message
-    follow = [Message.tool_result(c.id, '{"ok": true}') for c in turn.tool_calls] or [
-        Message.user("Thanks.")
-    ]
-    second = _provider(server.url)
-    try:
-        answer = await second.chat(
-            request.model_copy(update={"messages": [*request.messages, turn, *follow]})
-        )
-    finally:
-        await second.aclose()
-    assert answer.content == "Done."
-    sent = bodies[1]["contents"]
+    first = case.reply(41, chunked=case.is_stream or stream)
+    turn, (_, second) = await second_body(
+        serve, _provider, first, FINAL, request, results_or("Thanks.", '{"ok": true}'),
+        stream=stream,
+    )  # fmt: skip
+    sent = second["contents"]
     assert sent[1] == {"role": "model", "parts": expected}
     for part in expected:
         if "thoughtSignature" in part:

@@ -13,8 +13,8 @@ from typing import Any
 import pytest
 from _corpus import load_case
 from _oauth_server import chatgpt_access_token
-from _server import Recorded, Reply
-from openkoi._provider import ProviderSettings, collect
+from _round_trip import results_or, second_body
+from openkoi._provider import ProviderSettings
 from openkoi._secrets import Secret
 from openkoi._types import ChatRequest, Message, ToolDef
 from openkoi_providers.chatgpt import ChatGPTProvider
@@ -70,13 +70,6 @@ async def test_reasoning_items_go_back_byte_for_byte(name: str, serve: Any) -> N
         for item in recorded_items(case.body)
         if item["type"] != "reasoning" or item.get("encrypted_content")
     ]
-    bodies: list[dict[str, Any]] = []
-
-    def handler(recorded: Recorded) -> Reply:
-        bodies.append(recorded.json())
-        return case.reply(61) if len(bodies) == 1 else Reply.json(FINAL)
-
-    server = serve(handler)
     recorded = case.request["body"]
     tools = [
         ToolDef(name=t["name"], description=t.get("description", ""), parameters=t["parameters"])
@@ -85,25 +78,18 @@ async def test_reasoning_items_go_back_byte_for_byte(name: str, serve: Any) -> N
     request = ChatRequest(
         model=recorded["model"], messages=[Message.user("Go.")], tools=tools, reasoning="high"
     )
-    first = _provider(server.url, case.is_stream)
-    try:
-        response = await (
-            collect(first.chat_stream(request)) if case.is_stream else first.chat(request)
-        )
-    finally:
-        await first.aclose()
+    turn, bodies = await second_body(
+        serve,
+        lambda url: _provider(url, case.is_stream),
+        case.reply(61),
+        FINAL,
+        request,
+        results_or("Ok.", "42"),
+        stream=case.is_stream,
+        make_second=lambda url: _provider(url, False),
+    )
     assert bodies[0]["include"] == ["reasoning.encrypted_content"]
     assert bodies[0]["reasoning"] == {"effort": "high", "summary": "auto"}
-    turn = response.message
-    follow = [Message.tool_result(c.id, "42") for c in turn.tool_calls] or [Message.user("Ok.")]
-    second = _provider(server.url, False)
-    try:
-        answer = await second.chat(
-            request.model_copy(update={"messages": [*request.messages, turn, *follow]})
-        )
-    finally:
-        await second.aclose()
-    assert answer.content == "Done."
     sent = bodies[1]["input"]
     assert sent[1 : 1 + len(expected)] == expected
     for item in expected:

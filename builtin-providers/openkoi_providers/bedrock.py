@@ -39,7 +39,13 @@ from openkoi._errors import (
     UnsupportedError,
     redact,
 )
-from openkoi._features import check_attachments, chosen_tool, effort_of, thinking_budget
+from openkoi._features import (
+    check_attachments,
+    chosen_tool,
+    effort_of,
+    refuse_serial_tools,
+    thinking_budget,
+)
 from openkoi._http import error_from_response, parse_retry_after
 from openkoi._provider import HTTPProvider, ProviderSettings
 from openkoi._structured import SCHEMA_TOOL, as_forced_tool, from_forced_tool
@@ -271,10 +277,7 @@ def _check_attachments(request: ChatRequest, provider: str) -> None:
 
 
 def _map_tool_choice(request: ChatRequest, provider: str) -> dict[str, Any] | None:
-    if request.parallel_tool_calls is False:
-        raise UnsupportedError(
-            "Bedrock Converse has no switch for parallel tool calls", provider=provider
-        )
+    refuse_serial_tools(request, provider, "Bedrock Converse")
     name = chosen_tool(request, provider)
     if request.tool_choice is None:
         return None

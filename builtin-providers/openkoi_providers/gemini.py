@@ -33,9 +33,14 @@ from openkoi._errors import (
     InvalidRequestError,
     MalformedResponseError,
     ProviderError,
-    UnsupportedError,
 )
-from openkoi._features import check_attachments, chosen_tool, effort_of, thinking_budget
+from openkoi._features import (
+    check_attachments,
+    chosen_tool,
+    effort_of,
+    refuse_serial_tools,
+    thinking_budget,
+)
 from openkoi._http import (
     classify,
     error_from_response,
@@ -225,10 +230,7 @@ def _raw_parts(candidate: Mapping[str, Any]) -> list[Mapping[str, Any]]:
 
 
 def _map_tool_config(request: ChatRequest, provider: str) -> dict[str, Any] | None:
-    if request.parallel_tool_calls is False:
-        raise UnsupportedError(
-            "Gemini has no switch for parallel function calls", provider=provider
-        )
+    refuse_serial_tools(request, provider, "Gemini")
     name = chosen_tool(request, provider)
     if request.tool_choice is None:
         return None

@@ -57,6 +57,15 @@ def check_attachments(
                 raise refuse_attachment(attachment, provider)
 
 
+def refuse_serial_tools(request: ChatRequest, provider: str, service: str) -> None:
+    """For a service with no switch for parallel tool calls: asking it for one at a time is
+    refused rather than ignored."""
+    if request.parallel_tool_calls is False:
+        raise UnsupportedError(
+            f"{service} has no switch for parallel tool calls", provider=provider
+        )
+
+
 def chosen_tool(request: ChatRequest, provider: str) -> str | None:
     """The tool a `tool_choice` names (None for auto/none/required); it must be one of the
     request's tools."""
