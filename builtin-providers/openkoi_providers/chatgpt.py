@@ -403,6 +403,9 @@ class ChatGPTProvider(HTTPProvider):
             and (self.settings.api_key is not None and self.settings.api_key.source == STORE_SOURCE)
         )
 
+    def _fetches_itself(self, attachment: Attachment) -> bool:
+        return attachment.kind == "image"  # input_image takes a URL; files go inline
+
     def _auth_headers(self) -> dict[str, str]:
         headers = {
             "authorization": f"Bearer {self._token or ''}",
