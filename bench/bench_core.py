@@ -1,23 +1,28 @@
-"""Foundation benchmark: import cost, chat overhead vs bare httpx, streaming vs bare httpx-sse.
+"""Foundation benchmark: import cost, chat overhead vs bare httpx, streaming vs bare httpx-sse,
+and a request with a 5 MB image attachment (built and sent) vs the same bytes with bare httpx.
 
-Run: uv run python bench/bench_core.py [--runs 300] [--chunks 5000]
-Targets: import <= 0.15 s; chat overhead ratio <= 1.15; streaming >= 0.7 of bare httpx-sse.
+Run: uv run python bench/bench_core.py [--runs 300] [--chunks 5000] [--attachment-runs 20]
+Targets: import <= 0.15 s; chat overhead ratio <= 1.15; streaming >= 0.7 of bare httpx-sse;
+attachment overhead ratio <= 1.15.
 """
 
 from __future__ import annotations
 
 import argparse
+import base64
 import json
 import os
+import random
 import subprocess
 import sys
 import time
+from collections.abc import Awaitable, Callable
 
 import anyio
 import httpx
 from _harness import ServerProcess, median, row
 from httpx_sse import aconnect_sse
-from openkoi import ChatRequest, Message
+from openkoi import Attachment, ChatRequest, Message
 from openkoi._provider import ProviderSettings
 from openkoi._secrets import Secret
 from openkoi_providers.openai_compat import OpenAICompatibleProvider
@@ -90,6 +95,28 @@ def measure_import(runs: int) -> None:
     row("import openkoi (over bare interpreter)", f"{added * 1000:.1f} ms")
 
 
+async def interleaved(
+    bare: Callable[[], Awaitable[None]],
+    koi: Callable[[], Awaitable[None]],
+    runs: int,
+    *,
+    warmup: int,
+) -> tuple[list[float], list[float]]:
+    """Seconds per call of each, after warming both up; interleaved so drift hits both."""
+    for _ in range(warmup):
+        await bare()
+        await koi()
+    bare_t, koi_t = [], []
+    for _ in range(runs):
+        t = time.perf_counter()
+        await bare()
+        bare_t.append(time.perf_counter() - t)
+        t = time.perf_counter()
+        await koi()
+        koi_t.append(time.perf_counter() - t)
+    return bare_t, koi_t
+
+
 async def measure_chat(url: str, runs: int) -> None:
     provider = OpenAICompatibleProvider(
         ProviderSettings(
@@ -108,17 +135,7 @@ async def measure_chat(url: str, runs: int) -> None:
     async def koi_call() -> None:
         await provider.chat(request)
 
-    for _ in range(30):  # warm up both connection pools
-        await bare_call()
-        await koi_call()
-    bare_t, koi_t = [], []
-    for _ in range(runs):  # interleaved so drift hits both equally
-        t = time.perf_counter()
-        await bare_call()
-        bare_t.append(time.perf_counter() - t)
-        t = time.perf_counter()
-        await koi_call()
-        koi_t.append(time.perf_counter() - t)
+    bare_t, koi_t = await interleaved(bare_call, koi_call, runs, warmup=30)
     await bare.aclose()
     await provider.aclose()
     print(f"(b) non-streaming chat, {runs} interleaved calls each")
@@ -184,18 +201,62 @@ async def measure_stream(url: str, chunks: int, rounds: int) -> None:
     )
 
 
+async def measure_attachment(url: str, runs: int, size: int = 5 * 1024 * 1024) -> None:
+    """Build and send a request with one PNG of `size` bytes: openkoi (Attachment, Message,
+    provider.chat: base64, JSON, POST, parse) against bare httpx doing the same encoding."""
+    image = b"\x89PNG\r\n\x1a\n" + random.Random(0).randbytes(size - 8)
+    provider = OpenAICompatibleProvider(
+        ProviderSettings(
+            id="openai", name="OpenAI", base_url=url + "/v1", api_key=Secret("sk-bench")
+        )
+    )
+    bare = httpx.AsyncClient(base_url=url + "/v1")
+    headers = {"authorization": "Bearer sk-bench", "content-type": "application/json"}
+
+    async def bare_call() -> None:
+        data_url = "data:image/png;base64," + base64.b64encode(image).decode("ascii")
+        body = {
+            "model": "gpt-bench",
+            "messages": [
+                {
+                    "role": "user",
+                    "content": [
+                        {"type": "image_url", "image_url": {"url": data_url}},
+                        {"type": "text", "text": "What is this?"},
+                    ],
+                }
+            ],
+        }
+        response = await bare.post("/chat/completions", content=json.dumps(body), headers=headers)
+        json.loads(response.text)["choices"][0]["message"]["content"]
+
+    async def koi_call() -> None:
+        message = Message.user("What is this?", [Attachment.of(image)])
+        await provider.chat(ChatRequest(model="gpt-bench", messages=[message]))
+
+    bare_t, koi_t = await interleaved(bare_call, koi_call, runs, warmup=3)
+    await bare.aclose()
+    await provider.aclose()
+    print(f"(d) a {size // (1024 * 1024)} MB image attachment, built and sent, {runs} calls each")
+    row("bare httpx: base64 + json + POST", f"{median(bare_t) * 1e3:.1f} ms", "median")
+    row("openkoi Attachment + provider.chat()", f"{median(koi_t) * 1e3:.1f} ms", "median")
+    row("attachment overhead ratio", f"{median(koi_t) / median(bare_t):.3f}", "target <= 1.15")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--runs", type=int, default=300)
     parser.add_argument("--import-runs", type=int, default=15)
     parser.add_argument("--chunks", type=int, default=5000)
     parser.add_argument("--rounds", type=int, default=7)
+    parser.add_argument("--attachment-runs", type=int, default=20)
     args = parser.parse_args()
     print(f"openkoi foundation benchmark (python {sys.version.split()[0]}, {os.cpu_count()} cpus)")
     measure_import(args.import_runs)
     with ServerProcess(json.dumps(CHAT_RESPONSE).encode(), sse_body(args.chunks)) as server:
         anyio.run(measure_chat, server.url, args.runs)
         anyio.run(measure_stream, server.url, args.chunks, args.rounds)
+        anyio.run(measure_attachment, server.url, args.attachment_runs)
 
 
 if __name__ == "__main__":

@@ -15,6 +15,9 @@ from typing import Any
 ROOT = Path(__file__).resolve().parent.parent
 EXAMPLES = ROOT / "guest-sdk" / "examples"
 HOSTILE = Path(__file__).resolve().parent / "plugins" / "hostile"
+ECHO = Path(__file__).resolve().parent / "plugins" / "echo"
+# The contract as 0.1.0 plugins were built against it, to build one and prove it still loads.
+WIT_0_1 = Path(__file__).resolve().parent / "plugins" / "wit-0.1.0"
 CACHE = Path(
     os.environ.get("OPENKOI_TEST_PLUGIN_CACHE")
     or Path(tempfile.gettempdir()) / f"openkoi-test-plugins-{os.getuid()}"
@@ -48,6 +51,21 @@ def replicate() -> Path:
 
 def hostile() -> Path:
     return built(HOSTILE / "provider.py")
+
+
+def echo(*, legacy: bool = False) -> Path:
+    """The echo plugin for openkoi:provider 0.2.0, or (`legacy`) built against 0.1.0."""
+    if not legacy:
+        return built(ECHO / "provider.py")
+    saved = os.environ.get("OPENKOI_WIT_DIR")
+    os.environ["OPENKOI_WIT_DIR"] = str(WIT_0_1)
+    try:
+        return built(ECHO / "provider.py", ECHO / "plugin-0.1.toml")
+    finally:
+        if saved is None:
+            del os.environ["OPENKOI_WIT_DIR"]
+        else:
+            os.environ["OPENKOI_WIT_DIR"] = saved
 
 
 # -- a fake Cohere v2 API, for the example plugin ---------------------------------------------

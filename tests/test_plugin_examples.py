@@ -18,9 +18,15 @@ from typing import Any
 import _plugins
 import pytest
 from _server import LoopbackServer, Recorded, Reply
-from openkoi._errors import AuthenticationError, RateLimitedError, ServerError
+from openkoi._errors import (
+    AuthenticationError,
+    OutputValidationError,
+    RateLimitedError,
+    ServerError,
+    UnsupportedError,
+)
 from openkoi._provider import ModelProvider, collect
-from openkoi._types import ChatRequest, Message, ToolDef
+from openkoi._types import Attachment, ChatRequest, Message, ToolDef
 from openkoi.plugins._loader import load_plugin_file
 
 pytestmark = pytest.mark.anyio
@@ -363,6 +369,19 @@ def test_a_second_process_loads_the_compiled_plugin_from_the_cache(tmp_path: Pat
     assert second["load"] < 1.0
 
 
+def _configure_cohere(path: Path, url: str) -> None:
+    """config.toml loading the Cohere example plugin, pointed at the fake on 127.0.0.1."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(
+        "[plugins]\n"
+        f'wasm = ["{_plugins.cohere()}"]\n\n'
+        "[plugins.cohere]\n"
+        f'config = {{ base_url = "{url}" }}\n'
+        f'network = {{ extend = ["{url}"] }}\n',
+        encoding="utf-8",
+    )
+
+
 def test_openkoi_model_plugin_streams_through_the_cli(
     serve: Callable[..., LoopbackServer],
     tmp_path: Path,
@@ -372,15 +391,7 @@ def test_openkoi_model_plugin_streams_through_the_cli(
     from openkoi.cli import main
 
     server = serve(_plugins.cohere_handler)
-    config_path().parent.mkdir(parents=True, exist_ok=True)
-    config_path().write_text(
-        "[plugins]\n"
-        f'wasm = ["{_plugins.cohere()}"]\n\n'
-        "[plugins.cohere]\n"
-        f'config = {{ base_url = "{server.url}" }}\n'
-        f'network = {{ extend = ["{server.url}"] }}\n',
-        encoding="utf-8",
-    )
+    _configure_cohere(config_path(), server.url)
     with pytest.raises(SystemExit) as exited:
         main(["--model", "cohere/command-a-03-2025", "Say hello"])
     out = capsys.readouterr()
@@ -423,4 +434,81 @@ async def test_cancelling_a_chat_frees_its_instance_at_once(
         assert answer.content == "Hello from Cohere"
     finally:
         release = True
+        await provider.aclose()
+
+
+async def test_cohere_takes_images_a_schema_tool_choice_and_thinking(
+    serve: Callable[..., LoopbackServer],
+) -> None:
+    png = b"\x89PNG\r\n\x1a\n" + bytes(40)
+    async with _plugins.cohere_provider(serve) as (cohere, server):
+        request = ChatRequest(
+            model="command-a-vision",
+            messages=[Message.user("What is this?", [Attachment.of(png)])],
+            tools=[ToolDef(name="get_weather")],
+            tool_choice="required",
+            reasoning="low",
+            schema={"type": "object"},
+        )
+        with pytest.raises(OutputValidationError):  # the fake answers in plain text
+            await cohere.chat(request.model_copy(update={"tools": []}))
+        sent = server.requests[-1].json()
+        assert sent["messages"][0]["content"] == [
+            {"type": "image_url", "image_url": {"url": Attachment.of(png).data_url()}},
+            {"type": "text", "text": "What is this?"},
+        ]
+        assert sent["response_format"] == {"type": "json_object", "json_schema": {"type": "object"}}
+        assert sent["thinking"] == {"type": "enabled", "token_budget": 2048}
+        await cohere.chat(request.model_copy(update={"output_schema": None}))
+        assert server.requests[-1].json()["tool_choice"] == "REQUIRED"
+        count = len(server.requests)
+        for unsupported in (
+            request.model_copy(update={"tool_choice": "get_weather"}),
+            request.model_copy(
+                update={"messages": [Message.user("hear", [Attachment.of(b"ID3" + bytes(20))])]}
+            ),
+        ):
+            with pytest.raises(UnsupportedError, match="Cohere"):
+                await cohere.chat(unsupported)
+        assert len(server.requests) == count  # the plugin refused before sending
+
+
+def test_an_attachment_reaches_a_plugin_from_the_cli(
+    serve: Callable[..., LoopbackServer],
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    from openkoi._paths import config_path
+    from openkoi.cli import main
+
+    photo = tmp_path / "photo.png"
+    photo.write_bytes(b"\x89PNG\r\n\x1a\n" + bytes(30))
+    server = serve(_plugins.cohere_handler)
+    _configure_cohere(config_path(), server.url)
+    with pytest.raises(SystemExit) as exited:
+        main(["--model", "cohere/command-a-vision", "-a", str(photo), "What is this?"])
+    out = capsys.readouterr()
+    assert exited.value.code == 0, out.err
+    content = server.requests[-1].json()["messages"][0]["content"]
+    assert content[0]["image_url"]["url"].startswith("data:image/png;base64,iVBORw0KGgo")
+    assert content[1] == {"type": "text", "text": "What is this?"}
+
+
+async def test_replicate_refuses_what_one_prompt_cannot_carry(
+    serve: Callable[..., LoopbackServer],
+) -> None:
+    provider, _fake, server = _replicate(serve)
+    try:
+        for request in (
+            ChatRequest(
+                model="meta/llama", messages=[Message.user("x", [Attachment.of(b"%PDF-1")])]
+            ),
+            ChatRequest(
+                model="meta/llama", messages=[Message.user("x")], schema={"type": "object"}
+            ),
+        ):
+            with pytest.raises(UnsupportedError, match="Replicate"):
+                await provider.chat(request)
+        assert not server.requests  # refused before anything was sent
+    finally:
         await provider.aclose()

@@ -12,7 +12,6 @@ from openkoi.plugins._call import CallContext, activate
 from openkoi.plugins._convert import request_to_wit
 from openkoi.plugins._fastcall import FastCall
 from openkoi.plugins._loader import load_plugin_file
-from openkoi.plugins._manifest import PROVIDER_EXPORT
 from openkoi.plugins._runtime import _Instance
 
 
@@ -27,7 +26,7 @@ async def test_fast_lifting_matches_wasmtime_py(tmp_path: Path) -> None:
     try:
         inst = _Instance(provider.runtime)
         store, instance = inst.store, inst.instance
-        root = instance.get_export_index(store, f"{PROVIDER_EXPORT}@0.1.0")
+        root = instance.get_export_index(store, provider.runtime.export_name)
 
         def both(name: str) -> tuple[object, FastCall]:
             slow = instance.get_func(store, instance.get_export_index(store, name, root))

@@ -28,16 +28,27 @@ from openkoi._errors import (
     ProviderError,
     UnsupportedError,
 )
+from openkoi._features import check_attachments, chosen_tool, thinking_budget
 from openkoi._http import classify, error_from_response
 from openkoi._provider import HTTPProvider, ProviderSettings, sse_json_events
+from openkoi._structured import (
+    SCHEMA_TOOL,
+    as_forced_tool,
+    from_forced_tool,
+    schema_of,
+    strict_form,
+)
 from openkoi._types import (
+    Attachment,
     ChatChunk,
     ChatRequest,
     ChatResponse,
     Embeddings,
     Message,
     ModelInfo,
+    NativeTurn,
     StopReason,
+    TextPart,
     TokenUsage,
     ToolCall,
     ToolCallDelta,
@@ -46,6 +57,19 @@ from openkoi._types import (
 )
 
 from openkoi_providers._listing import MAX_PAGES, first_int, get_listing, listed_items
+
+PROTOCOL = "anthropic"  # the NativeTurn protocol of Messages API content blocks
+# Models before structured outputs: a schema goes to them as a forced tool call.
+_NO_NATIVE_SCHEMA = (
+    "claude-3",
+    "claude-2",
+    "claude-sonnet-4-0",
+    "claude-sonnet-4-2025",
+    "claude-opus-4-0",
+    "claude-opus-4-2025",
+    "claude-instant",
+)
+_DOCUMENT_TYPES = ("application/pdf", "text/plain")
 
 API_VERSION = "2023-06-01"
 OAUTH_BETA = "oauth-2025-04-20"
@@ -104,8 +128,8 @@ def _map_stop_reason(reason: str | None) -> StopReason | None:
 def _map_system(request: ChatRequest) -> list[dict[str, Any]]:
     """The system prompt and any `system` messages, as text blocks (Anthropic has no system role)."""
     texts = [request.system] if request.system else []
-    texts += [m.content for m in request.messages if m.role == "system" and m.content]
-    return [{"type": "text", "text": text} for text in texts]
+    texts += [m.text for m in request.messages if m.role == "system" and m.content]
+    return [{"type": "text", "text": text} for text in texts if text]
 
 
 def _tool_input(call: ToolCall) -> Any:
@@ -124,11 +148,20 @@ def _map_blocks(message: Message, provider: str) -> list[dict[str, Any]]:
             {
                 "type": "tool_result",
                 "tool_use_id": message.tool_call_id,
-                "content": message.content or "",
+                "content": [_map_part(p) for p in message.content if _has_payload(p)]
+                if isinstance(message.content, list)
+                else message.content or "",
             }
         ]
+    native = message.native
+    if message.role == "assistant" and native is not None and native.protocol == PROTOCOL:
+        # Thinking blocks, their signatures and server tool results go back as received; each
+        # block is copied, so cache breakpoints placed on this body never touch the message.
+        return [dict(block) for block in native.blocks]
     blocks: list[dict[str, Any]] = []
-    if message.content:
+    if isinstance(message.content, list):
+        blocks.extend(_map_part(part) for part in message.content if _has_payload(part))
+    elif message.content:
         blocks.append({"type": "text", "text": message.content})
     if message.role == "assistant":
         for call in message.tool_calls:
@@ -136,6 +169,26 @@ def _map_blocks(message: Message, provider: str) -> list[dict[str, Any]]:
                 {"type": "tool_use", "id": call.id, "name": call.name, "input": _tool_input(call)}
             )
     return blocks
+
+
+def _has_payload(part: TextPart | Attachment) -> bool:
+    return not isinstance(part, TextPart) or bool(part.text)
+
+
+def _map_part(part: TextPart | Attachment) -> dict[str, Any]:
+    """A text part, or an image / document block, by URL when there is one, else base64."""
+    if isinstance(part, TextPart):
+        return {"type": "text", "text": part.text}
+    kind = "image" if part.kind == "image" else "document"
+    if part.url is not None:
+        return {"type": kind, "source": {"type": "url", "url": part.url}}
+    if part.media_type == "text/plain":
+        text = (part.data or b"").decode("utf-8", "replace")
+        return {"type": kind, "source": {"type": "text", "media_type": "text/plain", "data": text}}
+    return {
+        "type": kind,
+        "source": {"type": "base64", "media_type": part.media_type, "data": part.base64},
+    }
 
 
 def _map_messages(messages: Sequence[Message], provider: str = "anthropic") -> list[dict[str, Any]]:
@@ -164,6 +217,28 @@ def _map_tools(tools: Sequence[ToolDef]) -> list[dict[str, Any]]:
             item["description"] = tool.description
         out.append(item)
     return out
+
+
+def _map_tool_choice(request: ChatRequest, provider: str) -> dict[str, Any] | None:
+    """`tool_choice` as Anthropic's object; `parallel_tool_calls=False` rides on it."""
+    name = chosen_tool(request, provider)
+    choice = request.tool_choice
+    if choice is None and request.parallel_tool_calls is not False:
+        return None
+    if name is not None:
+        out: dict[str, Any] = {"type": "tool", "name": name}
+    else:
+        out = {"type": {"required": "any", "none": "none"}.get(choice or "auto", "auto")}
+    if request.parallel_tool_calls is False and out["type"] != "none":
+        out["disable_parallel_tool_use"] = True
+    return out
+
+
+def _native_schema(model: str, options: Mapping[str, Any]) -> bool:
+    mode = str(options.get("structured_output") or "").lower()
+    if mode in ("native", "tool"):
+        return mode == "native"
+    return not model.startswith(_NO_NATIVE_SCHEMA)
 
 
 def _count_cache_markers(value: Any) -> int:
@@ -280,6 +355,7 @@ def _parse_response(data: Any, provider: str) -> ChatResponse:
             )
         # server_tool_use / web_search_tool_result / redacted_thinking: run by Anthropic, not us
     stop = _map_stop_reason(data.get("stop_reason")) or ("tool_use" if calls else "end_turn")
+    blocks = [b for b in data["content"] if isinstance(b, dict)]
     return ChatResponse(
         content="".join(text),
         reasoning="".join(reasoning),
@@ -287,7 +363,19 @@ def _parse_response(data: Any, provider: str) -> ChatResponse:
         usage=_map_usage(data.get("usage")) or TokenUsage(),
         stop_reason=stop,
         model=str(data.get("model") or ""),
+        native=_native(blocks),
     )
+
+
+def _native(blocks: list[dict[str, Any]]) -> NativeTurn | None:
+    """Keep the blocks only when the plain fields cannot rebuild the turn (thinking, server
+    tools, citations): a text-only or tool-only answer maps back the same from the neutral
+    fields."""
+    plain = all(
+        b.get("type") == "tool_use" or (b.get("type") == "text" and set(b) <= {"type", "text"})
+        for b in blocks
+    )
+    return None if plain else NativeTurn(protocol=PROTOCOL, blocks=blocks)
 
 
 def _classify(
@@ -353,9 +441,36 @@ class _StreamState:
     usage: dict[str, Any] = field(default_factory=dict)
     tools: dict[int, int] = field(default_factory=dict)  # content block index -> tool ordinal
     done: bool = False
+    # The content blocks as they build up (index -> block, and the pieces of its growing
+    # fields), so the finished turn can be sent back as the API wrote it.
+    blocks: dict[int, dict[str, Any]] = field(default_factory=dict)
+    pieces: dict[tuple[int, str], list[str]] = field(default_factory=dict)
+    # With a schema sent as a forced tool, that tool's input streams as the answer's text.
+    schema_tool: bool = False
+    as_text: set[int] = field(default_factory=set)
 
     def current_usage(self) -> TokenUsage | None:
         return _map_usage(self.usage)
+
+    def grow(self, index: int, key: str, piece: str) -> None:
+        if index in self.blocks:
+            self.pieces.setdefault((index, key), []).append(piece)
+
+    def native(self) -> NativeTurn | None:
+        blocks = []
+        for index, block in sorted(self.blocks.items()):
+            block = dict(block)
+            for (owner, key), parts in self.pieces.items():
+                if owner == index and key != "input":
+                    block[key] = str(block.get(key) or "") + "".join(parts)
+            if block.get("type") in ("tool_use", "server_tool_use"):
+                raw = "".join(self.pieces.get((index, "input"), ()))
+                try:
+                    block["input"] = json.loads(raw) if raw else block.get("input") or {}
+                except json.JSONDecodeError:
+                    return None  # the call's bad JSON surfaces from parsed_arguments()
+            blocks.append(block)
+        return _native(blocks)
 
 
 def _parse_stream_event(
@@ -374,6 +489,15 @@ def _parse_stream_event(
     if kind == "content_block_start":
         block = data.get("content_block") or {}
         index = int(data.get("index", 0))
+        if isinstance(block, dict):
+            state.blocks[index] = dict(block)
+        if (
+            block.get("type") == "tool_use"
+            and state.schema_tool
+            and block.get("name") == SCHEMA_TOOL
+        ):
+            state.as_text.add(index)
+            return None
         if block.get("type") == "tool_use":
             ordinal = state.tools[index] = len(state.tools)
             return ChatChunk(
@@ -387,14 +511,29 @@ def _parse_stream_event(
     if kind == "content_block_delta":
         delta = data.get("delta") or {}
         dtype = delta.get("type")
+        index = int(data.get("index", 0))
         if dtype == "text_delta":
             text = delta.get("text")
-            return text_chunk(text) if text and isinstance(text, str) else None
+            if text and isinstance(text, str):
+                state.grow(index, "text", text)
+                return text_chunk(text)
+            return None
         if dtype == "thinking_delta" and delta.get("thinking"):
+            state.grow(index, "thinking", str(delta["thinking"]))
             return ChatChunk(reasoning_delta=str(delta["thinking"]))
+        if dtype == "signature_delta" and delta.get("signature"):
+            state.grow(index, "signature", str(delta["signature"]))
+            return None
+        if dtype == "citations_delta" and isinstance(delta.get("citation"), dict):
+            if index in state.blocks:
+                state.blocks[index].setdefault("citations", []).append(delta["citation"])
+            return None
         if dtype == "input_json_delta":
-            slot = state.tools.get(int(data.get("index", 0)))
+            slot = state.tools.get(index)
             fragment = str(delta.get("partial_json") or "")
+            state.grow(index, "input", fragment)
+            if index in state.as_text and fragment:
+                return text_chunk(fragment)
             if slot is None or not fragment:  # a server tool's input, or an empty piece
                 return None
             return ChatChunk(tool_calls=[ToolCallDelta(index=slot, arguments=fragment)])
@@ -403,10 +542,13 @@ def _parse_stream_event(
         usage = data.get("usage") or {}
         state.usage.update({k: v for k, v in usage.items() if v is not None})
         stop = _map_stop_reason((data.get("delta") or {}).get("stop_reason"))
+        if stop == "tool_use" and state.as_text and not state.tools:
+            stop = "end_turn"  # the forced schema call was the answer, not a tool request
         return ChatChunk(usage=state.current_usage(), stop_reason=stop)
     if kind == "message_stop":
         state.done = True
-        return None
+        native = None if state.as_text else state.native()
+        return ChatChunk(native=native) if native is not None else None
     if kind == "error":
         raise _error_event(data, provider, state.current_usage(), secrets)
     return None  # ping, content_block_stop, and anything Anthropic adds later
@@ -476,8 +618,32 @@ class AnthropicProvider(HTTPProvider):
             classifier=_classify,
         )
 
+    def _fetches_itself(self, attachment: Attachment) -> bool:
+        """Anthropic downloads image and PDF URLs itself; a text document goes inline."""
+        return attachment.kind == "image" or attachment.media_type == "application/pdf"
+
+    def _shaped(self, request: ChatRequest) -> ChatRequest:
+        """The request with its schema as a forced tool where the model has no native form."""
+        if request.output_schema is None or _native_schema(request.model, self.settings.options):
+            return request
+        if request.reasoning is not None:
+            raise UnsupportedError(
+                f"{request.model} takes a schema only as a forced tool call, which Anthropic "
+                "does not allow with thinking on; drop `reasoning` or the schema",
+                provider=self.id,
+            )
+        return as_forced_tool(request, self.id)
+
     def _body(self, request: ChatRequest, *, stream: bool) -> dict[str, Any]:
         options = self.settings.options
+        check_attachments(request.messages, self.id, ("image", "document"), roles=("user", "tool"))
+        for message in request.messages:
+            for attachment in message.attachments:
+                if attachment.kind == "document" and attachment.media_type not in _DOCUMENT_TYPES:
+                    raise UnsupportedError(
+                        f"Anthropic takes PDF and plain-text documents, not {attachment.media_type}",
+                        provider=self.id,
+                    )
         max_tokens = request.max_tokens or options.get("max_tokens")
         body: dict[str, Any] = {
             "model": request.model,
@@ -489,6 +655,23 @@ class AnthropicProvider(HTTPProvider):
             body["system"] = system
         if request.tools:
             body["tools"] = _map_tools(request.tools)
+        choice = _map_tool_choice(request, self.id)
+        if choice is not None:
+            body["tool_choice"] = choice
+        if request.reasoning is not None:
+            budget = max(1024, thinking_budget(request.reasoning))  # the API's minimum
+            if max_tokens is None:
+                body["max_tokens"] = max(body["max_tokens"], budget + DEFAULT_MAX_TOKENS)
+            elif int(max_tokens) <= budget:
+                raise InvalidRequestError(
+                    f"max_tokens ({max_tokens}) must exceed the thinking budget ({budget})",
+                    provider=self.id,
+                )
+            body["thinking"] = {"type": "enabled", "budget_tokens": budget}
+        found = schema_of(request)
+        if found is not None:
+            schema, _ = strict_form(found[1])
+            body["output_config"] = {"format": {"type": "json_schema", "schema": schema}}
         if request.temperature is not None:
             body["temperature"] = request.temperature
         if request.stop:
@@ -501,14 +684,17 @@ class AnthropicProvider(HTTPProvider):
         return body
 
     async def _chat(self, request: ChatRequest) -> ChatResponse:
-        data = await self._post_json(self._messages_path, self._body(request, stream=False))
+        shaped = self._shaped(request)
+        data = await self._post_json(self._messages_path, self._body(shaped, stream=False))
         if isinstance(data, dict) and data.get("type") == "error":
             raise _error_event(data, self.id, None, self._secrets())
-        return _parse_response(data, self.id)
+        response = _parse_response(data, self.id)
+        return from_forced_tool(response) if shaped is not request else response
 
     async def _stream(self, request: ChatRequest) -> AsyncIterator[ChatChunk]:
-        body = self._body(request, stream=True)
-        state = _StreamState()
+        shaped = self._shaped(request)
+        body = self._body(shaped, stream=True)
+        state = _StreamState(schema_tool=shaped is not request)
         secrets = self._secrets()
         async with self._open_stream(self._messages_path, body) as response:
             async for name, data in sse_json_events(response, self.id, state.current_usage):

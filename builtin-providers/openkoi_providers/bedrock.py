@@ -39,20 +39,32 @@ from openkoi._errors import (
     UnsupportedError,
     redact,
 )
+from openkoi._features import (
+    check_attachments,
+    chosen_tool,
+    effort_of,
+    refuse_serial_tools,
+    thinking_budget,
+)
 from openkoi._http import error_from_response, parse_retry_after
 from openkoi._provider import HTTPProvider, ProviderSettings, frames
+from openkoi._structured import SCHEMA_TOOL, as_forced_tool, from_forced_tool
 from openkoi._types import (
+    Attachment,
     ChatChunk,
     ChatRequest,
     ChatResponse,
     Embeddings,
     Message,
     ModelInfo,
+    NativeTurn,
     StopReason,
+    TextPart,
     TokenUsage,
     ToolCall,
     ToolCallDelta,
     ToolDef,
+    text_chunk,
 )
 
 from openkoi_providers._aws import (
@@ -122,6 +134,30 @@ KNOWN_MODELS = (
     "amazon.nova-pro-v1:0",
     "meta.llama3-3-70b-instruct-v1:0",
 )
+PROTOCOL = "bedrock-converse"  # the NativeTurn protocol: a Converse message's content blocks
+_IMAGE_FORMATS = {
+    "image/png": "png",
+    "image/jpeg": "jpeg",
+    "image/gif": "gif",
+    "image/webp": "webp",
+}
+_DOCUMENT_FORMATS = {
+    "application/pdf": "pdf",
+    "text/csv": "csv",
+    "application/msword": "doc",
+    "application/vnd.openxmlformats-officedocument.wordprocessingml.document": "docx",
+    "application/vnd.ms-excel": "xls",
+    "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet": "xlsx",
+    "text/html": "html",
+    "text/plain": "txt",
+    "text/markdown": "md",
+}
+_VIDEO_FORMATS = {
+    "video/mp4": "mp4",
+    "video/webm": "webm",
+    "video/quicktime": "mov",
+    "video/x-matroska": "mkv",
+}
 _COHERE_BATCH = 96  # Cohere on Bedrock embeds at most this many texts per call
 _TITAN_CONCURRENCY = 8  # Titan embeds one text per call: this many calls at once
 
@@ -136,8 +172,8 @@ def _map_messages(request: ChatRequest) -> tuple[list[dict[str, Any]], list[dict
     messages: list[dict[str, Any]] = []
     for message in request.messages:
         if message.role == "system":
-            if message.content:
-                system.append({"text": message.content})
+            if message.text:
+                system.append({"text": message.text})
             continue
         role = "assistant" if message.role == "assistant" else "user"
         blocks = _content_blocks(message)
@@ -148,15 +184,52 @@ def _map_messages(request: ChatRequest) -> tuple[list[dict[str, Any]], list[dict
     return system, messages
 
 
+def _document_name(attachment: Attachment, index: int) -> str:
+    """Bedrock allows letters, digits, single spaces, hyphens, parentheses and brackets."""
+    stem = (attachment.name or "").rsplit(".", 1)[0]
+    cleaned = "".join(c if c.isalnum() or c in "-()[]" else " " for c in stem)
+    return " ".join(cleaned.split())[:200] or f"document {index + 1}"
+
+
+def _map_part(part: TextPart | Attachment, index: int = 0) -> dict[str, Any]:
+    if isinstance(part, TextPart):
+        return {"text": part.text}
+    source: dict[str, Any] = (
+        {"s3Location": {"uri": part.url}} if part.url is not None else {"bytes": part.base64}
+    )
+    if part.kind == "image":
+        return {"image": {"format": _IMAGE_FORMATS[part.media_type], "source": source}}
+    if part.kind == "video":
+        return {"video": {"format": _VIDEO_FORMATS[part.media_type], "source": source}}
+    return {
+        "document": {
+            "format": _DOCUMENT_FORMATS[part.media_type],
+            "name": _document_name(part, index),
+            "source": source,
+        }
+    }
+
+
+def _map_parts(parts: list[TextPart | Attachment]) -> list[dict[str, Any]]:
+    return [_map_part(p, i) for i, p in enumerate(parts) if not isinstance(p, TextPart) or p.text]
+
+
 def _content_blocks(message: Message) -> list[dict[str, Any]]:
     if message.role == "tool":
         result: dict[str, Any] = {
             "toolUseId": message.tool_call_id or "",
-            "content": [{"text": message.content or ""}],
+            "content": _map_parts(message.content)
+            if isinstance(message.content, list)
+            else [{"text": message.content or ""}],
         }
         return [{"toolResult": result}]
+    native = message.native
+    if message.role == "assistant" and native is not None and native.protocol == PROTOCOL:
+        return [dict(block) for block in native.blocks]  # reasoning signatures as received
     blocks: list[dict[str, Any]] = []
-    if message.content or not message.tool_calls:
+    if isinstance(message.content, list):
+        blocks.extend(_map_parts(message.content))
+    elif message.content or not message.tool_calls:
         blocks.append({"text": message.content or ""})
     for call in message.tool_calls:
         # Bedrock takes the input as a JSON object; bad JSON text raises InvalidToolArgumentsError.
@@ -186,7 +259,62 @@ def _merge(body: dict[str, Any], extra: Mapping[str, Any]) -> dict[str, Any]:
     return body
 
 
-def _converse_body(request: ChatRequest) -> dict[str, Any]:
+def _check_attachments(request: ChatRequest, provider: str) -> None:
+    check_attachments(
+        request.messages, provider, ("image", "document", "video"), roles=("user", "tool")
+    )
+    for message in request.messages:
+        for part in message.attachments:
+            known = {"image": _IMAGE_FORMATS, "video": _VIDEO_FORMATS}.get(
+                part.kind, _DOCUMENT_FORMATS
+            )
+            if part.media_type not in known:
+                raise UnsupportedError(
+                    f"Bedrock Converse takes {part.kind}s as {', '.join(sorted(known.values()))},"
+                    f" not {part.media_type}",
+                    provider=provider,
+                )
+
+
+def _map_tool_choice(request: ChatRequest, provider: str) -> dict[str, Any] | None:
+    refuse_serial_tools(request, provider, "Bedrock Converse")
+    name = chosen_tool(request, provider)
+    if request.tool_choice is None:
+        return None
+    if request.tool_choice == "none":
+        raise UnsupportedError(
+            "Bedrock Converse cannot forbid tool calls (no tool_choice 'none'); leave the tools "
+            "out instead",
+            provider=provider,
+        )
+    if name is not None:
+        return {"tool": {"name": name}}
+    return {"any": {}} if request.tool_choice == "required" else {"auto": {}}
+
+
+def _reasoning_fields(request: ChatRequest, provider: str) -> dict[str, Any]:
+    """Reasoning goes in `additionalModelRequestFields`, in the model family's own words."""
+    reasoning = request.reasoning
+    if reasoning is None:
+        return {}
+    model = request.model
+    if "anthropic." in model:
+        return {
+            "thinking": {"type": "enabled", "budget_tokens": max(1024, thinking_budget(reasoning))}
+        }
+    if "openai." in model:
+        return {"reasoning_effort": effort_of(reasoning)}
+    if "amazon.nova-2" in model or "amazon.nova-premier" in model:
+        return {"reasoningConfig": {"type": "enabled", "maxReasoningEffort": effort_of(reasoning)}}
+    raise UnsupportedError(
+        f"openkoi does not know how {model} on Bedrock takes a reasoning setting; pass it in "
+        "`extra` as additionalModelRequestFields",
+        provider=provider,
+    )
+
+
+def _converse_body(request: ChatRequest, provider: str = "bedrock") -> dict[str, Any]:
+    _check_attachments(request, provider)
     system, messages = _map_messages(request)
     body: dict[str, Any] = {"messages": messages}
     if system:
@@ -202,6 +330,14 @@ def _converse_body(request: ChatRequest) -> dict[str, Any]:
         body["inferenceConfig"] = inference
     if request.tools:
         body["toolConfig"] = _map_tools(request.tools)
+        choice = _map_tool_choice(request, provider)
+        if choice is not None:
+            body["toolConfig"]["toolChoice"] = choice
+    elif request.tool_choice not in (None, "auto", "none"):
+        chosen_tool(request, provider)  # raises: the choice names a tool the request lacks
+    fields = _reasoning_fields(request, provider)
+    if fields:
+        body["additionalModelRequestFields"] = fields
     return _merge(body, request.extra)
 
 
@@ -323,7 +459,15 @@ def _parse_response(data: Any, provider: str) -> ChatResponse:
         tool_calls=calls,
         usage=_map_usage(data.get("usage")) or TokenUsage(),
         stop_reason=stop,
+        native=_native([b for b in message.get("content") or () if isinstance(b, dict)]),
     )
+
+
+def _native(blocks: list[dict[str, Any]]) -> NativeTurn | None:
+    """Kept when the turn reasoned: its reasoningContent (and signature) must go back."""
+    if any("reasoningContent" in b for b in blocks):
+        return NativeTurn(protocol=PROTOCOL, blocks=blocks)
+    return None
 
 
 def _server_side(use: Mapping[str, Any]) -> bool:
@@ -338,6 +482,41 @@ class _StreamState:
     usage: TokenUsage | None = None
     server_blocks: set[int] = field(default_factory=set)  # content blocks of server-side tools
     client_calls: bool = False  # a tool call the caller has to run was streamed
+    # The content blocks as they build up, to send the turn back as Bedrock wrote it.
+    blocks: dict[int, dict[str, Any]] = field(default_factory=dict)
+    pieces: dict[tuple[int, str], list[str]] = field(default_factory=dict)
+    # With a schema sent as a forced tool, that tool's input streams as the answer's text.
+    schema_tool: bool = False
+    as_text: set[int] = field(default_factory=set)
+
+    def grow(self, index: int, key: str, piece: str) -> None:
+        self.pieces.setdefault((index, key), []).append(piece)
+
+    def native(self) -> NativeTurn | None:
+        out: list[dict[str, Any]] = []
+        indexes = sorted({i for i, _ in self.pieces} | set(self.blocks))
+        for index in indexes:
+            if index in self.server_blocks:
+                continue
+            joined = {key: "".join(p) for (i, key), p in self.pieces.items() if i == index}
+            start = self.blocks.get(index)
+            if start is not None:  # a tool call
+                raw = joined.get("input", "")
+                try:
+                    tool_input = json.loads(raw) if raw else {}
+                except json.JSONDecodeError:
+                    return None
+                out.append({"toolUse": {**start, "input": tool_input}})
+            elif "redacted" in joined:
+                out.append({"reasoningContent": {"redactedContent": joined["redacted"]}})
+            elif "reasoning" in joined or "signature" in joined:
+                text = {"text": joined.get("reasoning", "")}
+                if "signature" in joined:
+                    text["signature"] = joined["signature"]
+                out.append({"reasoningContent": {"reasoningText": text}})
+            elif "text" in joined:
+                out.append({"text": joined["text"]})
+        return _native(out)
 
 
 def _parse_stream_event(
@@ -371,19 +550,33 @@ def _parse_stream_event(
     if event == "contentBlockDelta":
         delta = data.get("delta") or {}
         if isinstance(delta.get("text"), str) and delta["text"]:
-            return ChatChunk(delta=delta["text"])
+            state.grow(index, "text", delta["text"])
+            return text_chunk(delta["text"])
         if isinstance(delta.get("toolUse"), dict):
-            fragment = delta["toolUse"].get("input") or ""
-            return ChatChunk(tool_calls=[ToolCallDelta(index=index, arguments=str(fragment))])
+            fragment = str(delta["toolUse"].get("input") or "")
+            state.grow(index, "input", fragment)
+            if index in state.as_text:
+                return text_chunk(fragment) if fragment else None
+            return ChatChunk(tool_calls=[ToolCallDelta(index=index, arguments=fragment)])
         reasoning = delta.get("reasoningContent")
-        if isinstance(reasoning, dict) and isinstance(reasoning.get("text"), str):
-            return ChatChunk(reasoning_delta=reasoning["text"]) if reasoning["text"] else None
+        if isinstance(reasoning, dict):
+            if isinstance(reasoning.get("signature"), str):
+                state.grow(index, "signature", reasoning["signature"])
+            if isinstance(reasoning.get("redactedContent"), str):
+                state.grow(index, "redacted", reasoning["redactedContent"])
+            if isinstance(reasoning.get("text"), str):
+                state.grow(index, "reasoning", reasoning["text"])
+                return ChatChunk(reasoning_delta=reasoning["text"]) if reasoning["text"] else None
         return None
     if event == "contentBlockStart":
         use = (data.get("start") or {}).get("toolUse")
         if isinstance(use, dict):
             if _server_side(use):
                 state.server_blocks.add(index)
+                return None
+            state.blocks[index] = {"toolUseId": use.get("toolUseId"), "name": use.get("name")}
+            if state.schema_tool and use.get("name") == SCHEMA_TOOL:
+                state.as_text.add(index)
                 return None
             state.client_calls = True
             return ChatChunk(
@@ -401,7 +594,8 @@ def _parse_stream_event(
         stop = _map_stop_reason(data.get("stopReason")) or "end_turn"
         if stop == "tool_use" and not state.client_calls:
             stop = "end_turn"
-        return ChatChunk(stop_reason=stop)
+        native = None if state.as_text else state.native()
+        return ChatChunk(stop_reason=stop, native=native)
     if event == "metadata":
         usage = _map_usage(data.get("usage"))
         if usage is None:
@@ -586,19 +780,21 @@ class BedrockProvider(HTTPProvider):
 
     async def _chat(self, request: ChatRequest) -> ChatResponse:
         path = model_path(self._model_id(request), "converse")
-        body = _converse_body(request)
+        shaped = as_forced_tool(request, self.id)  # Converse has no native structured output
+        body = _converse_body(shaped, self.id)
         headers = await self._signed(path, body, "application/json")
         data = await self._post_json(path, body, headers=headers)
         response = _parse_response(data, self.id)
         response.model = request.model
-        return response
+        return from_forced_tool(response) if shaped is not request else response
 
     async def _stream(self, request: ChatRequest) -> AsyncIterator[ChatChunk]:
         path = model_path(self._model_id(request), "converse-stream")
-        body = _converse_body(request)
+        shaped = as_forced_tool(request, self.id)
+        body = _converse_body(shaped, self.id)
         headers = await self._signed(path, body, EVENT_STREAM)
         decoder = _EventStreamDecoder(self.id)
-        state = _StreamState()
+        state = _StreamState(schema_tool=shaped is not request)
         async with self._open_stream(path, body, headers=headers, expect=EVENT_STREAM) as response:
             async for message_headers, payload in frames(response, decoder.feed):
                 chunk = _parse_stream_event(message_headers, payload, self.id, state)

@@ -26,14 +26,19 @@ from openkoi._errors import (
     MalformedResponseError,
     ProviderError,
 )
+from openkoi._features import check_attachments, chosen_tool, effort_of
 from openkoi._http import classify, error_from_response, extract_error
 from openkoi._provider import HTTPProvider, ProviderSettings, collect, sse_json_events
+from openkoi._structured import schema_of, strict_form
 from openkoi._types import (
+    Attachment,
     ChatChunk,
     ChatRequest,
     ChatResponse,
     Message,
+    NativeTurn,
     StopReason,
+    TextPart,
     TokenUsage,
     ToolCall,
     ToolCallDelta,
@@ -44,6 +49,7 @@ from openkoi.credentials._discovery import STORE_SOURCE
 from openkoi.credentials._endpoints import ChatGPTEndpoints
 from openkoi.credentials._store import AuthStore
 
+PROTOCOL = "openai-responses"  # the NativeTurn protocol: a response's output items
 STORE_KEY = "openai-oauth"
 DEFAULT_INSTRUCTIONS = "You are a helpful assistant."
 
@@ -71,13 +77,15 @@ def _map_message(message: Message) -> list[dict[str, Any]]:
             }
         ]
     if message.role == "assistant":
+        if message.native is not None and message.native.protocol == PROTOCOL:
+            return [dict(item) for item in message.native.blocks]  # reasoning items and all
         items: list[dict[str, Any]] = []
         if message.content:
             items.append(
                 {
                     "type": "message",
                     "role": "assistant",
-                    "content": [{"type": "output_text", "text": message.content}],
+                    "content": [{"type": "output_text", "text": message.text}],
                 }
             )
         items.extend(
@@ -91,13 +99,61 @@ def _map_message(message: Message) -> list[dict[str, Any]]:
         )
         return items
     role = "developer" if message.role == "system" else "user"
-    return [
-        {
-            "type": "message",
-            "role": role,
-            "content": [{"type": "input_text", "text": message.content or ""}],
+    if isinstance(message.content, list):
+        content = [_map_part(p) for p in message.content if _has_payload(p)]
+    else:
+        content = [{"type": "input_text", "text": message.content or ""}]
+    return [{"type": "message", "role": role, "content": content}]
+
+
+def _has_payload(part: TextPart | Attachment) -> bool:
+    return not isinstance(part, TextPart) or bool(part.text)
+
+
+def _map_part(part: TextPart | Attachment) -> dict[str, Any]:
+    if isinstance(part, TextPart):
+        return {"type": "input_text", "text": part.text}
+    if part.kind == "image":
+        return {"type": "input_image", "image_url": part.url or part.data_url()}
+    if part.url is not None:
+        return {"type": "input_file", "file_url": part.url}
+    return {
+        "type": "input_file",
+        "filename": part.name or "attachment",
+        "file_data": part.data_url(),
+    }
+
+
+def _native(items: list[dict[str, Any]]) -> NativeTurn | None:
+    """The output items, kept when the model reasoned. A reasoning item goes back only with its
+    encrypted content: nothing is stored server-side (`store: false`) for an id to point at."""
+    if not any(item.get("type") == "reasoning" for item in items):
+        return None
+    kept = [i for i in items if i.get("type") != "reasoning" or i.get("encrypted_content")]
+    return NativeTurn(protocol=PROTOCOL, blocks=kept)
+
+
+def _map_tool_choice(request: ChatRequest, provider: str) -> str | dict[str, Any]:
+    name = chosen_tool(request, provider)
+    if name is not None:
+        return {"type": "function", "name": name}
+    return request.tool_choice or "auto"
+
+
+def _text_format(request: ChatRequest) -> dict[str, Any] | None:
+    found = schema_of(request)
+    if found is None:
+        return None
+    name, schema = found
+    strict_schema, strict = strict_form(schema)
+    return {
+        "format": {
+            "type": "json_schema",
+            "name": name,
+            "schema": strict_schema if strict else schema,
+            "strict": strict,
         }
-    ]
+    }
 
 
 def _map_messages(request: ChatRequest) -> list[dict[str, Any]]:
@@ -196,6 +252,7 @@ def _parse_response(data: Any, provider: str) -> ChatResponse:
         usage=_map_usage(data.get("usage")) or TokenUsage(),
         stop_reason=stop,
         model=data.get("model") or "",
+        native=_native([i for i in data["output"] if isinstance(i, dict)]),
     )
 
 
@@ -206,6 +263,7 @@ class _StreamState:
     tools: dict[int, int] = field(default_factory=dict)
     with_arguments: set[int] = field(default_factory=set)
     finished: bool = False
+    items: dict[int, dict[str, Any]] = field(default_factory=dict)  # finished output items
 
     def tool_index(self, output_index: int) -> int:
         return self.tools.setdefault(output_index, len(self.tools))
@@ -225,6 +283,8 @@ def _parse_stream_event(
     output_index = int(data.get("output_index") or 0)
     if kind in ("response.output_item.added", "response.output_item.done"):
         item = data.get("item") or {}
+        if kind == "response.output_item.done" and isinstance(item, dict):
+            state.items[output_index] = item
         if item.get("type") != "function_call":
             return None
         index = state.tool_index(output_index)
@@ -255,10 +315,12 @@ def _parse_stream_event(
     if kind in ("response.completed", "response.incomplete"):
         state.finished = True
         response = data.get("response") or {}
+        items = [state.items[i] for i in sorted(state.items)]
         return ChatChunk(
             usage=_map_usage(response.get("usage")) or TokenUsage(),
             stop_reason=_stop_reason(response, bool(state.tools)),
             model=response.get("model"),
+            native=_native(items),
         )
     if kind == "response.failed":
         response = data.get("response") or {}
@@ -341,6 +403,9 @@ class ChatGPTProvider(HTTPProvider):
             and (self.settings.api_key is not None and self.settings.api_key.source == STORE_SOURCE)
         )
 
+    def _fetches_itself(self, attachment: Attachment) -> bool:
+        return attachment.kind == "image"  # input_image takes a URL; files go inline
+
     def _auth_headers(self) -> dict[str, str]:
         headers = {
             "authorization": f"Bearer {self._token or ''}",
@@ -378,11 +443,18 @@ class ChatGPTProvider(HTTPProvider):
             "instructions": request.system or DEFAULT_INSTRUCTIONS,
             "input": _map_messages(request),
             "tools": _map_tools(request.tools),
-            "tool_choice": "auto",
-            "parallel_tool_calls": True,
+            "tool_choice": _map_tool_choice(request, self.id),
+            "parallel_tool_calls": request.parallel_tool_calls is not False,
             "store": False,
             "stream": stream,
         }
+        check_attachments(request.messages, self.id, ("image", "document", "file"))
+        if request.reasoning is not None:
+            body["reasoning"] = {"effort": effort_of(request.reasoning), "summary": "auto"}
+            body["include"] = ["reasoning.encrypted_content"]
+        text_format = _text_format(request)
+        if text_format is not None:
+            body["text"] = text_format
         if request.max_tokens is not None:
             body["max_output_tokens"] = request.max_tokens
         if request.temperature is not None:

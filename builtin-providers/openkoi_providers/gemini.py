@@ -22,7 +22,7 @@ import re
 import uuid
 from collections import OrderedDict
 from collections.abc import AsyncIterator, Iterable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import quote, urlsplit
 
@@ -34,6 +34,13 @@ from openkoi._errors import (
     MalformedResponseError,
     ProviderError,
 )
+from openkoi._features import (
+    check_attachments,
+    chosen_tool,
+    effort_of,
+    refuse_serial_tools,
+    thinking_budget,
+)
 from openkoi._http import (
     classify,
     error_from_response,
@@ -41,14 +48,18 @@ from openkoi._http import (
     parse_retry_after,
 )
 from openkoi._provider import HTTPProvider, ProviderSettings, sse_json_events
+from openkoi._structured import schema_of
 from openkoi._types import (
+    Attachment,
     ChatChunk,
     ChatRequest,
     ChatResponse,
     Embeddings,
     Message,
     ModelInfo,
+    NativeTurn,
     StopReason,
+    TextPart,
     TokenUsage,
     ToolCall,
     ToolCallDelta,
@@ -80,6 +91,14 @@ _UNSUPPORTED_SCHEMA_KEYS = frozenset({"$schema", "$id", "$comment", "additionalP
 # Gemini 3 refuses a replayed function call without a signature; this value is Google's
 # documented stand-in for history whose signature is not known (e.g. from another model).
 _SKIP_SIGNATURE = "skip_thought_signature_validator"
+PROTOCOL = "gemini"  # the NativeTurn protocol: a model turn's `parts`, as Gemini wrote them
+# URLs Gemini reads itself (Cloud Storage, its Files API, YouTube); the host fetches the rest.
+_OWN_URLS = (
+    "gs://",
+    "https://generativelanguage.googleapis.com/",
+    "https://www.youtube.com/",
+    "https://youtu.be/",
+)
 _MAX_REMEMBERED_SIGNATURES = 2048
 _MAX_MODEL_PAGES = 20
 _API_VERSION_SUFFIX = re.compile(r"/v1(alpha|beta)?\d*$")
@@ -101,7 +120,7 @@ def new_call_id() -> str:
 
 def _map_system(request: ChatRequest) -> dict[str, Any] | None:
     texts = [request.system] if request.system else []
-    texts += [m.content for m in request.messages if m.role == "system" and m.content]
+    texts += [m.text for m in request.messages if m.role == "system" and m.text]
     if not texts:
         return None
     return {"parts": [{"text": text} for text in texts]}
@@ -120,7 +139,7 @@ def _function_response(message: Message, names: Mapping[str, str], provider: str
             "(Gemini needs the function name: give the message a name)",
             provider=provider,
         )
-    text = message.content or ""
+    text = message.text
     try:
         parsed = json.loads(text)
     except json.JSONDecodeError:
@@ -148,8 +167,16 @@ def _map_messages(
         parts: list[dict[str, Any]] = []
         if message.role == "tool":
             parts.append(_function_response(message, names, provider))
+        elif (
+            message.role == "assistant"
+            and message.native is not None
+            and message.native.protocol == PROTOCOL
+        ):
+            parts.extend(dict(part) for part in message.native.blocks)  # signatures and all
         else:
-            if message.content:
+            if isinstance(message.content, list):
+                parts.extend(_map_part(p) for p in message.content if _has_payload(p))
+            elif message.content:
                 parts.append({"text": message.content})
             for i, call in enumerate(message.tool_calls if message.role == "assistant" else ()):
                 args = call.parsed_arguments()  # raises InvalidToolArgumentsError for bad JSON
@@ -173,6 +200,60 @@ def _map_messages(
         else:
             out.append({"role": role, "parts": parts})
     return out
+
+
+def _has_payload(part: TextPart | Attachment) -> bool:
+    return not isinstance(part, TextPart) or bool(part.text)
+
+
+def _map_part(part: TextPart | Attachment) -> dict[str, Any]:
+    if isinstance(part, TextPart):
+        return {"text": part.text}
+    if part.url is not None:
+        return {"fileData": {"mimeType": part.media_type, "fileUri": part.url}}
+    return {"inlineData": {"mimeType": part.media_type, "data": part.base64}}
+
+
+def _native(parts: Sequence[Mapping[str, Any]]) -> NativeTurn | None:
+    """The turn's parts, kept when they hold what the neutral fields lose: thought signatures
+    and thought parts."""
+    if any("thoughtSignature" in p or p.get("thought") for p in parts):
+        return NativeTurn(protocol=PROTOCOL, blocks=[dict(p) for p in parts])
+    return None
+
+
+def _raw_parts(candidate: Mapping[str, Any]) -> list[Mapping[str, Any]]:
+    content = candidate.get("content")
+    parts = content.get("parts") if isinstance(content, dict) else None
+    return [p for p in parts or () if isinstance(p, dict)]
+
+
+def _map_tool_config(request: ChatRequest, provider: str) -> dict[str, Any] | None:
+    refuse_serial_tools(request, provider, "Gemini")
+    name = chosen_tool(request, provider)
+    if request.tool_choice is None:
+        return None
+    mode = {"none": "NONE", "required": "ANY", "auto": "AUTO"}.get(request.tool_choice, "ANY")
+    config: dict[str, Any] = {"mode": mode}
+    if name is not None:
+        config["allowedFunctionNames"] = [name]
+    return {"functionCallingConfig": config}
+
+
+def _thinking_config(request: ChatRequest) -> dict[str, Any] | None:
+    """Gemini 3 takes a thinking level, 2.5 a token budget; thoughts are asked for either way,
+    so reasoning streams as reasoning text."""
+    reasoning = request.reasoning
+    if reasoning is None:
+        return None
+    config: dict[str, Any] = {"includeThoughts": True}
+    if request.model.removeprefix("models/").startswith("gemini-3") and not isinstance(
+        reasoning, int
+    ):
+        config["thinkingLevel"] = "low" if effort_of(reasoning) == "low" else "high"
+    else:
+        config["thinkingBudget"] = thinking_budget(reasoning)
+    return config
 
 
 def _clean_schema(value: Any) -> Any:
@@ -344,6 +425,7 @@ def _parse_response(
         usage=_map_usage(data.get("usageMetadata")) or TokenUsage(),
         stop_reason=_stop_for(candidate, bool(calls)) or ("tool_use" if calls else "end_turn"),
         model=str(data.get("modelVersion") or ""),
+        native=_native(_raw_parts(candidate)),
     )
 
 
@@ -355,6 +437,7 @@ class _StreamState:
     tool_count: int = 0
     finished: bool = False
     meta: Mapping[str, Any] | None = None
+    parts: list[Mapping[str, Any]] = field(default_factory=list)  # every part, in order
 
     @property
     def usage(self) -> TokenUsage | None:
@@ -378,6 +461,12 @@ def _plain_text(data: Mapping[str, Any]) -> str | None:
     return text if len(part) == 1 and isinstance(text, str) and text else None
 
 
+def _plain_part(data: Mapping[str, Any]) -> Mapping[str, Any]:
+    """The one part of an event `_plain_text` accepted."""
+    part: Mapping[str, Any] = data["candidates"][0]["content"]["parts"][0]
+    return part
+
+
 def _parse_stream_event(
     data: Mapping[str, Any],
     state: _StreamState,
@@ -391,6 +480,7 @@ def _parse_stream_event(
     text = _plain_text(data)
     if text is not None:  # the hot path: most events are exactly this
         state.meta = meta or state.meta
+        state.parts.append(_plain_part(data))
         return text_chunk(text)
     if "error" in data:
         error = _google_error(None, data, provider=provider, secrets=secrets) or ProviderError(
@@ -407,6 +497,7 @@ def _parse_stream_event(
     if candidate is None:
         return ChatChunk(usage=state.usage) if state.usage else None
     parts = _read_parts(candidate)
+    state.parts.extend(_raw_parts(candidate))
     deltas = []
     for call, signature in parts.calls:
         if remember is not None and signature:
@@ -427,6 +518,7 @@ def _parse_stream_event(
         usage=state.usage,
         stop_reason=stop,
         model=data.get("modelVersion"),
+        native=_native(state.parts) if stop is not None else None,
     )
 
 
@@ -489,7 +581,11 @@ class GeminiProvider(HTTPProvider):
             secrets=self._secrets(),
         )
 
+    def _fetches_itself(self, attachment: Attachment) -> bool:
+        return (attachment.url or "").startswith(_OWN_URLS)
+
     def _body(self, request: ChatRequest) -> dict[str, Any]:
+        check_attachments(request.messages, self.id, ("image", "document", "audio", "video"))
         body: dict[str, Any] = {
             "contents": _map_messages(
                 request.messages,
@@ -503,6 +599,9 @@ class GeminiProvider(HTTPProvider):
             body["systemInstruction"] = system
         if request.tools:
             body["tools"] = _map_tools(request.tools)
+        tool_config = _map_tool_config(request, self.id)
+        if tool_config is not None:
+            body["toolConfig"] = tool_config
         config: dict[str, Any] = {}
         if request.max_tokens is not None:
             config["maxOutputTokens"] = request.max_tokens
@@ -510,6 +609,13 @@ class GeminiProvider(HTTPProvider):
             config["temperature"] = request.temperature
         if request.stop:
             config["stopSequences"] = list(request.stop)
+        found = schema_of(request)
+        if found is not None:
+            config["responseMimeType"] = "application/json"
+            config["responseJsonSchema"] = found[1]
+        thinking = _thinking_config(request)
+        if thinking is not None:
+            config["thinkingConfig"] = thinking
         if config:
             body["generationConfig"] = config
         body.update(request.extra)

@@ -25,9 +25,12 @@ from openkoi._errors import (
     NetworkError,
     ProviderError,
     ServerError,
+    UnsupportedError,
 )
+from openkoi._features import check_attachments, effort_of
 from openkoi._http import error_from_response
 from openkoi._provider import HTTPProvider, ProviderSettings, ndjson_lines
+from openkoi._structured import schema_of
 from openkoi._types import (
     ChatChunk,
     ChatRequest,
@@ -198,7 +201,10 @@ def _map_messages(request: ChatRequest) -> list[dict[str, Any]]:
 
 
 def _map_message(message: Message, names: Mapping[str, str]) -> dict[str, Any]:
-    item: dict[str, Any] = {"role": message.role, "content": message.content or ""}
+    item: dict[str, Any] = {"role": message.role, "content": message.text}
+    images = [a.base64 for a in message.attachments]
+    if images:
+        item["images"] = images  # base64, beside the text: Ollama's only kind of attachment
     if message.role == "tool":
         name = message.name or names.get(message.tool_call_id or "")
         if name:
@@ -440,13 +446,31 @@ class OllamaProvider(HTTPProvider):
         return error
 
     def _body(self, request: ChatRequest, *, stream: bool) -> dict[str, Any]:
+        check_attachments(request.messages, self.id, ("image",))
+        if request.parallel_tool_calls is False or request.tool_choice not in (
+            None,
+            "auto",
+            "none",
+        ):
+            raise UnsupportedError(
+                "Ollama cannot force or serialise tool calls (it takes no tool_choice or "
+                "parallel_tool_calls)",
+                provider=self.id,
+            )
         body: dict[str, Any] = {
             "model": request.model,
             "messages": _map_messages(request),
             "stream": stream,
         }
-        if request.tools:
+        if request.tools and request.tool_choice != "none":
             body["tools"] = _map_tools(request.tools)
+        found = schema_of(request)
+        if found is not None:
+            body["format"] = found[1]
+        if request.reasoning is not None:
+            # gpt-oss takes a level; other thinking models only on or off
+            gpt_oss = request.model.startswith("gpt-oss")
+            body["think"] = effort_of(request.reasoning) if gpt_oss else True
         options: dict[str, Any] = {}
         if request.max_tokens is not None:
             options["num_predict"] = request.max_tokens

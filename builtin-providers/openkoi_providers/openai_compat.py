@@ -19,9 +19,12 @@ from collections.abc import AsyncIterator, Mapping
 from typing import Any
 
 from openkoi._errors import MalformedResponseError, ProviderError
+from openkoi._features import check_attachments, chosen_tool, effort_of, refuse_attachment
 from openkoi._http import classify, extract_error
 from openkoi._provider import HTTPProvider, ProviderSettings, sse_events
+from openkoi._structured import schema_of, strict_form
 from openkoi._types import (
+    Attachment,
     ChatChunk,
     ChatRequest,
     ChatResponse,
@@ -30,6 +33,7 @@ from openkoi._types import (
     ModelInfo,
     ModelPricing,
     StopReason,
+    TextPart,
     TokenUsage,
     ToolCall,
     ToolCallDelta,
@@ -64,14 +68,65 @@ def _map_messages(request: ChatRequest) -> list[dict[str, Any]]:
     return out
 
 
+_AUDIO_FORMATS = {"audio/wav": "wav", "audio/x-wav": "wav", "audio/mpeg": "mp3", "audio/mp3": "mp3"}
+
+
+def _map_part(part: TextPart | Attachment, provider: str = "openai") -> dict[str, Any]:
+    """A user content part: text, `image_url` (a URL or a data URL), `input_audio`, `file`."""
+    if isinstance(part, TextPart):
+        return {"type": "text", "text": part.text}
+    if part.kind == "image":
+        return {"type": "image_url", "image_url": {"url": part.url or part.data_url()}}
+    if part.kind == "audio":
+        audio_format = _AUDIO_FORMATS.get(part.media_type)
+        if audio_format is None:
+            raise refuse_attachment(part, provider, "Chat Completions takes wav and mp3 audio")
+        return {"type": "input_audio", "input_audio": {"data": part.base64, "format": audio_format}}
+    return {
+        "type": "file",
+        "file": {"filename": part.name or "attachment", "file_data": part.data_url()},
+    }
+
+
+def _content(message: Message) -> str | list[dict[str, Any]] | None:
+    """Text stays a string; only a user turn sends a list of parts."""
+    if not isinstance(message.content, list):
+        return message.content
+    if message.role != "user":
+        return message.text
+    return [_map_part(p) for p in message.content if not isinstance(p, TextPart) or p.text]
+
+
+def _map_tool_choice(request: ChatRequest, provider: str) -> str | dict[str, Any] | None:
+    name = chosen_tool(request, provider)
+    if name is not None:
+        return {"type": "function", "function": {"name": name}}
+    return request.tool_choice
+
+
+def _response_format(request: ChatRequest) -> dict[str, Any]:
+    found = schema_of(request)
+    assert found is not None  # called only for a request with a schema
+    name, schema = found
+    strict_schema, strict = strict_form(schema)
+    return {
+        "type": "json_schema",
+        "json_schema": {
+            "name": name,
+            "schema": strict_schema if strict else schema,
+            "strict": strict,
+        },
+    }
+
+
 def _map_message(message: Message) -> dict[str, Any]:
     if message.role == "tool":
         return {
             "role": "tool",
             "tool_call_id": message.tool_call_id or "",
-            "content": message.content or "",
+            "content": message.text,
         }
-    item: dict[str, Any] = {"role": message.role, "content": message.content}
+    item: dict[str, Any] = {"role": message.role, "content": _content(message)}
     if message.role == "assistant" and message.tool_calls:
         item["tool_calls"] = [
             {
@@ -326,10 +381,22 @@ class OpenAICompatibleProvider(HTTPProvider):
         key = self.settings.api_key
         return {"authorization": f"Bearer {key.reveal()}"} if key else {}
 
+    def _fetches_itself(self, attachment: Attachment) -> bool:
+        return attachment.kind == "image"  # image_url takes an http(s) URL; the rest go inline
+
     def _body(self, request: ChatRequest, *, stream: bool) -> dict[str, Any]:
+        check_attachments(request.messages, self.id, ("image", "audio", "document", "file"))
         body: dict[str, Any] = {"model": request.model, "messages": _map_messages(request)}
         if request.tools:
             body["tools"] = _map_tools(request.tools)
+        if request.tool_choice is not None:
+            body["tool_choice"] = _map_tool_choice(request, self.id)
+        if request.parallel_tool_calls is not None:
+            body["parallel_tool_calls"] = request.parallel_tool_calls
+        if request.output_schema is not None:
+            body["response_format"] = _response_format(request)
+        if request.reasoning is not None:
+            body["reasoning_effort"] = effort_of(request.reasoning)
         if request.max_tokens is not None:
             field = self.settings.options.get("max_tokens_field", "max_tokens")
             body[field] = request.max_tokens

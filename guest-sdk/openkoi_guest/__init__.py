@@ -40,6 +40,7 @@ from openkoi_guest._errors import (
 from openkoi_guest._lines import SSEEvent, iter_lines, iter_ndjson, iter_sse
 from openkoi_guest._provider import Provider
 from openkoi_guest._types import (
+    Attachment,
     ChatRequest,
     ChatResponse,
     Embeddings,
@@ -47,6 +48,8 @@ from openkoi_guest._types import (
     Message,
     ModelInfo,
     ModelName,
+    Native,
+    NativeTurn,
     Pricing,
     ReasoningDelta,
     Stop,
@@ -77,6 +80,7 @@ def log(message: str, level: str = "info") -> None:
 
 
 __all__ = [
+    "Attachment",
     "AuthError",
     "ChatRequest",
     "ChatResponse",
@@ -90,6 +94,8 @@ __all__ = [
     "Message",
     "ModelInfo",
     "ModelName",
+    "Native",
+    "NativeTurn",
     "NetworkError",
     "Overloaded",
     "Pricing",

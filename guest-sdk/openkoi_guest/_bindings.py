@@ -1,5 +1,8 @@
 """Conversions between the SDK's dataclasses and the bindings componentize-py generates from the
-WIT. Imported only inside a guest, where the `wit_world` package exists."""
+WIT. Imported only inside a guest, where the `wit_world` package exists.
+
+Written for openkoi:provider 0.2.0 and readable against 0.1.0 bindings too (fields 0.1.0 lacks
+are read with defaults and not written), so the SDK builds plugins for either contract."""
 
 from __future__ import annotations
 
@@ -102,20 +105,42 @@ def log(level: str, message: str) -> None:
 # -- requests in ------------------------------------------------------------------------------
 
 
+def _part_from_wit(p: Any) -> str | S.Attachment:
+    value = getattr(p, "value", p)
+    if isinstance(value, str):
+        return value
+    return S.Attachment(value.media_type, value.data, value.url, value.name)
+
+
+def _native_from_wit(n: Any) -> S.NativeTurn | None:
+    if n is None:
+        return None
+    return S.NativeTurn(n.protocol, json.loads(n.blocks) if n.blocks else [])
+
+
+def _message_from_wit(m: Any) -> S.Message:
+    return S.Message(
+        role=_ROLES[m.role],  # type: ignore[arg-type]
+        content=m.content,
+        tool_calls=[S.ToolCall(c.id, c.name, c.arguments) for c in m.tool_calls],
+        tool_call_id=m.tool_call_id,
+        name=m.name,
+        parts=[_part_from_wit(p) for p in getattr(m, "parts", None) or ()],
+        native=_native_from_wit(getattr(m, "native", None)),
+    )
+
+
 def request_from_wit(r: T.ChatRequest) -> S.ChatRequest:
+    schema = getattr(r, "schema", None)
     return S.ChatRequest(
         model=r.model,
         system=r.system,
-        messages=[
-            S.Message(
-                role=_ROLES[m.role],  # type: ignore[arg-type]
-                content=m.content,
-                tool_calls=[S.ToolCall(c.id, c.name, c.arguments) for c in m.tool_calls],
-                tool_call_id=m.tool_call_id,
-                name=m.name,
-            )
-            for m in r.messages
-        ],
+        messages=[_message_from_wit(m) for m in r.messages],
+        schema=json.loads(schema) if schema else None,
+        tool_choice=getattr(r, "tool_choice", None),
+        parallel_tool_calls=getattr(r, "parallel_tool_calls", None),
+        reasoning_effort=getattr(r, "reasoning_effort", None),
+        reasoning_budget=getattr(r, "reasoning_budget", None),
         tools=[
             S.Tool(t.name, t.description, json.loads(t.parameters) if t.parameters else {})
             for t in r.tools
@@ -143,18 +168,28 @@ def _stop(reason: str) -> T.StopReason:
     return _STOPS.get(reason, T.StopReason.OTHER)
 
 
+_HAS_NATIVE = "native" in getattr(T.ChatResponse, "__dataclass_fields__", {})
+
+
+def _native_to_wit(n: S.NativeTurn) -> Any:
+    return T.NativeTurn(n.protocol, json.dumps(n.blocks, separators=(",", ":")))
+
+
 def response_to_wit(r: S.ChatResponse) -> T.ChatResponse:
-    return T.ChatResponse(
-        content=r.content,
-        tool_calls=[T.ToolCall(c.id, c.name, c.arguments or "{}") for c in r.tool_calls],
-        usage=usage_to_wit(r.usage),
-        stop_reason=_stop(r.stop_reason),
-        model=r.model,
-        reasoning=r.reasoning,
-    )
+    fields: dict[str, Any] = {
+        "content": r.content,
+        "tool_calls": [T.ToolCall(c.id, c.name, c.arguments or "{}") for c in r.tool_calls],
+        "usage": usage_to_wit(r.usage),
+        "stop_reason": _stop(r.stop_reason),
+        "model": r.model,
+        "reasoning": r.reasoning,
+    }
+    if _HAS_NATIVE:  # a 0.1.0 plugin has nowhere to put it
+        fields["native"] = _native_to_wit(r.native) if r.native is not None else None
+    return T.ChatResponse(**fields)
 
 
-def event_to_wit(e: S.Event) -> T.StreamEvent:
+def event_to_wit(e: S.Event) -> T.StreamEvent | None:
     if isinstance(e, S.TextDelta):
         return T.StreamEvent_Text(e.text)
     if isinstance(e, S.ReasoningDelta):
@@ -169,6 +204,11 @@ def event_to_wit(e: S.Event) -> T.StreamEvent:
         return T.StreamEvent_Stop(_stop(e.reason))
     if isinstance(e, S.ModelName):
         return T.StreamEvent_Model(e.model)
+    if isinstance(e, S.Native):
+        native_event = getattr(T, "StreamEvent_Native", None)
+        if native_event is None:  # 0.1.0 cannot carry the turn; the rest of the stream can
+            return None
+        return native_event(_native_to_wit(e.turn))
     raise TypeError(f"not a stream event: {type(e).__name__}")
 
 

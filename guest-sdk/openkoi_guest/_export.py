@@ -74,7 +74,9 @@ class ChatStream(wit_provider.ChatStream):
         out: list[T.StreamEvent] = []
         try:
             for event in events:
-                out.append(B.event_to_wit(event))
+                value = B.event_to_wit(event)
+                if value is not None:
+                    out.append(value)
                 if _lines.buffered() == 0 or len(out) >= _MAX_BATCH:
                     return out
         except BaseException:

@@ -6,6 +6,7 @@ generated bindings, so a provider module can be unit-tested with plain CPython.
 
 from __future__ import annotations
 
+import base64
 import json
 from dataclasses import dataclass, field
 from typing import Any, Literal
@@ -43,12 +44,56 @@ class ToolCall:
 
 
 @dataclass
+class Attachment:
+    """A file for the model: `data` is base64 text (or `url` a link), `media_type` always set."""
+
+    media_type: str
+    data: str | None = None
+    url: str | None = None
+    name: str | None = None
+
+    def bytes(self) -> bytes:
+        return base64.b64decode(self.data or "")
+
+    def data_url(self) -> str:
+        return f"data:{self.media_type};base64,{self.data or ''}"
+
+    @property
+    def kind(self) -> str:
+        """image, audio, video, document (PDF and text) or file."""
+        major = self.media_type.split("/", 1)[0]
+        if major in ("image", "audio", "video"):
+            return major
+        return "document" if self.media_type == "application/pdf" or major == "text" else "file"
+
+
+@dataclass
+class NativeTurn:
+    """An assistant turn in the service's own form (`blocks`, a list of JSON objects), sent
+    back verbatim on the next request: set it on answers that carry state the other fields
+    lose, such as thinking signatures."""
+
+    protocol: str
+    blocks: list[dict[str, Any]] = field(default_factory=list)
+
+
+@dataclass
 class Message:
+    """`content` is the text; `parts` the whole content in order (text strings and
+    attachments) when it holds attachments, else empty; `native` what a previous answer of
+    this provider set."""
+
     role: Role
     content: str | None = None
     tool_calls: list[ToolCall] = field(default_factory=list)
     tool_call_id: str | None = None
     name: str | None = None
+    parts: list[str | Attachment] = field(default_factory=list)
+    native: NativeTurn | None = None
+
+    @property
+    def attachments(self) -> list[Attachment]:
+        return [p for p in self.parts if isinstance(p, Attachment)]
 
 
 @dataclass
@@ -70,6 +115,11 @@ class ChatRequest:
     temperature: float | None = None
     stop: list[str] = field(default_factory=list)
     extra: dict[str, Any] = field(default_factory=dict)
+    schema: dict[str, Any] | None = None  # the answer's text must be JSON matching it
+    tool_choice: str | None = None  # auto, none, required or a tool's name
+    parallel_tool_calls: bool | None = None
+    reasoning_effort: str | None = None  # low, medium or high
+    reasoning_budget: int | None = None  # tokens, when the caller gave a budget
 
 
 @dataclass
@@ -88,6 +138,7 @@ class ChatResponse:
     stop_reason: StopReason = "end_turn"
     model: str = ""
     reasoning: str = ""
+    native: NativeTurn | None = None
 
 
 # -- stream events -------------------------------------------------------------------------
@@ -133,7 +184,23 @@ class ModelName:
     model: str
 
 
-Event = TextDelta | ReasoningDelta | ToolCallStart | ToolCallDelta | UsageUpdate | Stop | ModelName
+@dataclass
+class Native:
+    """The whole turn in the service's own form, once, near the end of a stream."""
+
+    turn: NativeTurn
+
+
+Event = (
+    TextDelta
+    | ReasoningDelta
+    | ToolCallStart
+    | ToolCallDelta
+    | UsageUpdate
+    | Stop
+    | ModelName
+    | Native
+)
 
 
 # -- models and embeddings -------------------------------------------------------------------
@@ -181,6 +248,8 @@ def events_from_response(response: ChatResponse) -> list[Event]:
     for index, call in enumerate(response.tool_calls):
         events.append(ToolCallStart(index, call.id, call.name))
         events.append(ToolCallDelta(index, call.arguments))
+    if response.native is not None:
+        events.append(Native(response.native))
     events.append(UsageUpdate(response.usage))
     events.append(Stop(response.stop_reason))
     return events
@@ -208,6 +277,8 @@ def response_from_events(events: list[Event]) -> ChatResponse:
             stop = event.reason
         elif isinstance(event, ModelName):
             out.model = event.model
+        elif isinstance(event, Native):
+            out.native = event.turn
     out.content = "".join(text)
     out.reasoning = "".join(reasoning)
     out.tool_calls = [calls[i] for i in sorted(calls)]

@@ -12,10 +12,13 @@ __version__ = "0.1.0"
 
 _EXPORTS: dict[str, str] = {
     # types
+    "Attachment": "openkoi._types",
     "ChatChunk": "openkoi._types",
     "ChatRequest": "openkoi._types",
     "ChatResponse": "openkoi._types",
     "Message": "openkoi._types",
+    "NativeTurn": "openkoi._types",
+    "TextPart": "openkoi._types",
     "ModelInfo": "openkoi._types",
     "ModelPricing": "openkoi._types",
     "TokenUsage": "openkoi._types",
@@ -44,6 +47,7 @@ _EXPORTS: dict[str, str] = {
     "UnknownProviderError": "openkoi._errors",
     "CredentialsMissingError": "openkoi._errors",
     "InvalidToolArgumentsError": "openkoi._errors",
+    "OutputValidationError": "openkoi._errors",
     "ProviderError": "openkoi._errors",
     "RateLimitedError": "openkoi._errors",
     "OverloadedError": "openkoi._errors",
@@ -111,6 +115,7 @@ if TYPE_CHECKING:
         ModelRefError,
         NetworkError,
         OpenKoiError,
+        OutputValidationError,
         OverloadedError,
         PluginApprovalError,
         PluginBuildError,
@@ -132,12 +137,15 @@ if TYPE_CHECKING:
     from openkoi._secrets import Secret
     from openkoi._timeouts import Timeouts
     from openkoi._types import (
+        Attachment,
         ChatChunk,
         ChatRequest,
         ChatResponse,
         Message,
         ModelInfo,
         ModelPricing,
+        NativeTurn,
+        TextPart,
         TokenUsage,
         ToolCall,
         ToolCallDelta,

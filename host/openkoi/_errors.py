@@ -132,6 +132,15 @@ class InvalidToolArgumentsError(OpenKoiError):
         self.tool_call_id = tool_call_id
 
 
+class OutputValidationError(OpenKoiError):
+    """The model's answer to a request with a schema is not JSON matching it; `raw_text` is what
+    the model wrote, so nothing is lost."""
+
+    def __init__(self, message: str, *, raw_text: str) -> None:
+        super().__init__(message)
+        self.raw_text = raw_text
+
+
 class LedgerError(OpenKoiError):
     """The usage ledger could not be read or written; a call never fails because of it."""
 

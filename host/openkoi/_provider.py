@@ -23,6 +23,7 @@ import httpx
 from httpx_sse import EventSource, ServerSentEvent
 from pydantic import ValidationError
 
+from openkoi._attachments import fetch_for, has_url_attachments
 from openkoi._deadline import CallClock, clock_of, paced
 from openkoi._errors import (
     InvalidRequestError,
@@ -35,9 +36,11 @@ from openkoi._errors import (
 from openkoi._http import _short, error_from_response, json_body, map_transport_errors
 from openkoi._secrets import Secret
 from openkoi._stream import StreamAccumulator
+from openkoi._structured import parse_output
 from openkoi._timeouts import Deadlines, Timeouts, resolve_timeouts
 from openkoi._transport import DEFAULT_MAX_CONNECTIONS, httpx_timeout, new_client
 from openkoi._types import (
+    Attachment,
     ChatChunk,
     ChatRequest,
     ChatResponse,
@@ -177,7 +180,13 @@ class HTTPProvider:
         token = _CALL.set(self._call_deadlines(request.timeouts))
         try:
             with typed_failures(self.id, self._secrets()):
-                return await self._chat(self._with_model(request))
+                request = self._with_model(request)
+                if has_url_attachments(request):
+                    request = await self._prepared(request)
+                response = await self._chat(request)
+                if request.output_schema is None:
+                    return response
+                return parse_output(request, response)
         finally:
             _CALL.reset(token)
 
@@ -185,13 +194,17 @@ class HTTPProvider:
         """Yield chunks; on failure, the error carries the usage seen so far."""
         usage: TokenUsage | None = None
         call = self._call_deadlines(request.timeouts)
-        chunks = self._stream(self._with_model(request))
+        chunks: AsyncIterator[ChatChunk] | None = None
         try:
             # The requests are made before the first chunk (a vendor may retry once there):
             # the call's deadlines are visible to them then, and never across our own yield.
             token = _CALL.set(call)
             try:
                 with typed_failures(self.id, self._secrets()):
+                    ready = self._with_model(request)
+                    if has_url_attachments(ready):
+                        ready = await self._prepared(ready)
+                    chunks = self._stream(ready)
                     first = await anext(chunks)
             except StopAsyncIteration:
                 return
@@ -250,6 +263,14 @@ class HTTPProvider:
     def _auth_headers(self) -> dict[str, str]:
         """Headers carrying the credential; kept out of the client so they never get logged."""
         return {}
+
+    def _fetches_itself(self, attachment: Attachment) -> bool:
+        """Whether the service downloads this URL attachment itself; the host fetches the rest."""
+        return False
+
+    async def _prepared(self, request: ChatRequest) -> ChatRequest:
+        """The request with the URL attachments this service cannot read fetched into bytes."""
+        return await fetch_for(request, self.id, self._fetches_itself)
 
     def _secrets(self) -> tuple[str, ...]:
         key = self.settings.api_key
@@ -486,9 +507,13 @@ async def sse_json_events(
             yield event.event, data
 
 
-async def collect(chunks: AsyncIterator[ChatChunk]) -> ChatResponse:
-    """Drain a stream into the response a non-streaming call would give."""
+async def collect(
+    chunks: AsyncIterator[ChatChunk], request: ChatRequest | None = None
+) -> ChatResponse:
+    """Drain a stream into the response a non-streaming call would give; with the request, the
+    output is checked against its schema into `parsed`, as `chat` does."""
     acc = StreamAccumulator()
     async for chunk in chunks:
         acc.add(chunk)
-    return acc.response()
+    response = acc.response()
+    return parse_output(request, response) if request is not None else response

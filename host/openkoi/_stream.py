@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from openkoi._types import ChatChunk, ChatResponse, StopReason, TokenUsage, ToolCall
+from openkoi._types import ChatChunk, ChatResponse, NativeTurn, StopReason, TokenUsage, ToolCall
 
 
 @dataclass
@@ -25,6 +25,8 @@ class StreamAccumulator:
         self.usage: TokenUsage | None = None
         self.stop_reason: StopReason | None = None
         self.model: str = ""
+        self.native: NativeTurn | None = None
+        self.cost_usd: float | None = None
         self.chunks = 0
 
     def add(self, chunk: ChatChunk) -> None:
@@ -49,6 +51,10 @@ class StreamAccumulator:
             self.stop_reason = chunk.stop_reason
         if chunk.model:
             self.model = chunk.model
+        if chunk.native is not None:
+            self.native = chunk.native
+        if chunk.cost_usd is not None:
+            self.cost_usd = chunk.cost_usd
 
     def response(self) -> ChatResponse:
         tool_calls = [
@@ -65,4 +71,6 @@ class StreamAccumulator:
             usage=self.usage or TokenUsage(),
             stop_reason=stop,
             model=self.model,
+            native=self.native,
+            cost_usd=self.cost_usd,
         )

@@ -6,12 +6,16 @@ One message model for all vendors: a provider module translates these to its wir
 
 from __future__ import annotations
 
+import base64
 import json
 from dataclasses import dataclass
-from typing import Any, Literal
+from functools import cached_property
+from pathlib import Path
+from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 
+from openkoi._media import media_kind, sniff_media_type
 from openkoi._timeouts import Timeouts
 
 Role = Literal["system", "user", "assistant", "tool"]
@@ -52,21 +56,148 @@ class ToolCall(_Model):
             ) from exc
 
 
+MediaKind = Literal["image", "document", "audio", "video", "file"]
+
+# Bytes a path or a fetched URL may hold: the largest file any built-in provider takes inline.
+MAX_ATTACHMENT_BYTES = 50 * 1024 * 1024
+
+
+class TextPart(_Model):
+    """Text inside a message whose content is a list of parts."""
+
+    type: Literal["text"] = "text"
+    text: str
+
+
+class Attachment(_Model):
+    """A file for the model: an image, a document (PDF, text), audio or video.
+
+    Either `data` (the bytes) or `url`. `media_type` is sniffed from the bytes or the name when
+    not given. Build one with `Attachment.of(path_or_url)`, `from_path`, `from_url` or
+    `from_bytes`; a provider that cannot take its kind refuses it before sending anything.
+    """
+
+    type: Literal["attachment"] = "attachment"
+    media_type: str = ""
+    data: bytes | None = Field(default=None, repr=False)
+    url: str | None = None
+    name: str | None = None
+
+    @model_validator(mode="after")
+    def _complete(self) -> Attachment:
+        if (self.data is None) == (self.url is None):
+            raise ValueError("an attachment holds either data or a url")
+        if not self.media_type:
+            self.media_type = sniff_media_type(self.data, self.name or self.url)
+        return self
+
+    @classmethod
+    def of(cls, source: str | Path | bytes, media_type: str | None = None) -> Attachment:
+        """A path, an http(s) URL, or bytes."""
+        if isinstance(source, bytes):
+            return cls.from_bytes(source, media_type)
+        text = str(source)
+        if text.startswith(("http://", "https://", "gs://")):
+            return cls.from_url(text, media_type)
+        return cls.from_path(source, media_type)
+
+    @classmethod
+    def from_bytes(
+        cls, data: bytes, media_type: str | None = None, name: str | None = None
+    ) -> Attachment:
+        return cls(data=data, media_type=media_type or "", name=name)
+
+    @classmethod
+    def from_url(cls, url: str, media_type: str | None = None) -> Attachment:
+        return cls(url=url, media_type=media_type or "")
+
+    @classmethod
+    def from_path(cls, path: str | Path, media_type: str | None = None) -> Attachment:
+        """Read a file now (so a later change to it cannot change what was asked)."""
+        from openkoi._errors import InvalidRequestError
+
+        file = Path(path)
+        try:
+            with file.open("rb") as handle:
+                data = handle.read(MAX_ATTACHMENT_BYTES + 1)
+        except OSError as exc:
+            raise InvalidRequestError(
+                f"cannot read attachment {file}: {exc.strerror or exc}"
+            ) from None
+        if len(data) > MAX_ATTACHMENT_BYTES:
+            raise InvalidRequestError(
+                f"attachment {file} is larger than {MAX_ATTACHMENT_BYTES // (1024 * 1024)} MiB"
+            )
+        return cls(data=data, media_type=media_type or "", name=file.name)
+
+    @property
+    def kind(self) -> MediaKind:
+        return media_kind(self.media_type)
+
+    @cached_property
+    def base64(self) -> str:
+        """The data as base64 text, encoded once however often the request is mapped."""
+        return base64.b64encode(self.data or b"").decode("ascii")
+
+    def data_url(self) -> str:
+        return f"data:{self.media_type};base64,{self.base64}"
+
+
+Part = Annotated[TextPart | Attachment, Field(discriminator="type")]
+
+
+class NativeTurn(_Model):
+    """An assistant turn as the provider wrote it, kept so the next request can send it back
+    exactly: thinking blocks and their signatures, Gemini thought signatures, Bedrock reasoning
+    signatures, Responses reasoning items. `protocol` names the wire format (`anthropic`,
+    `gemini`, `bedrock-converse`, `openai-responses`); a provider of another protocol ignores it
+    and maps the neutral fields instead."""
+
+    protocol: str
+    blocks: list[dict[str, Any]] = Field(default_factory=list)
+
+
 class Message(_Model):
     """One turn of a conversation.
 
-    A `tool` message carries a tool result: `content` is the result text and `tool_call_id`
-    names the call it answers. An `assistant` message may carry `tool_calls`.
+    `content` is text, or a list of parts (text and attachments). A `tool` message carries a
+    tool result: `content` is the result text and `tool_call_id` names the call it answers. An
+    `assistant` message may carry `tool_calls`, and `native`: the provider's own form of the
+    turn, which that provider gets back verbatim.
     """
 
     role: Role
-    content: str | None = None
+    content: str | list[Part] | None = None
     tool_calls: list[ToolCall] = Field(default_factory=list)
     tool_call_id: str | None = None
     name: str | None = None
+    native: NativeTurn | None = None
+
+    @property
+    def text(self) -> str:
+        """The text of the content, parts joined; attachments say nothing here."""
+        content = self.content
+        if content is None:
+            return ""
+        if isinstance(content, str):
+            return content
+        return "".join(p.text for p in content if isinstance(p, TextPart))
+
+    @property
+    def attachments(self) -> list[Attachment]:
+        content = self.content
+        if isinstance(content, list):
+            return [p for p in content if isinstance(p, Attachment)]
+        return []
 
     @classmethod
-    def user(cls, text: str) -> Message:
+    def user(cls, text: str, attachments: list[Attachment] | None = None) -> Message:
+        """A user turn; attachments go before the text, where vision models read them best."""
+        if attachments:
+            parts: list[TextPart | Attachment] = list(attachments)
+            if text:
+                parts.append(TextPart(text=text))
+            return cls(role="user", content=parts)
         return cls(role="user", content=text)
 
     @classmethod
@@ -92,13 +223,21 @@ class ToolDef(_Model):
     parameters: dict[str, Any] = Field(default_factory=lambda: {"type": "object", "properties": {}})
 
 
+ReasoningEffort = Literal["low", "medium", "high"]
+
+
 class ChatRequest(_Model):
     """What the caller asks for. `model` is the provider's own model id (no `provider/` prefix).
 
-    `extra` holds provider-specific request fields; they are merged into the wire body last.
+    `schema` (a JSON schema dict or a pydantic model class) asks for JSON output matching it;
+    `tool_choice` is `auto`, `none`, `required` or a tool's name; `reasoning` is an effort
+    (`low`, `medium`, `high`) or a thinking budget in tokens. `extra` holds provider-specific
+    request fields; they are merged into the wire body last.
     `timeouts` overrides the provider's deadlines for this call only (fields left unset keep
     the provider's).
     """
+
+    model_config = ConfigDict(extra="forbid", populate_by_name=True)
 
     model: str = ""
     system: str | None = None
@@ -109,6 +248,10 @@ class ChatRequest(_Model):
     stop: list[str] = Field(default_factory=list)
     extra: dict[str, Any] = Field(default_factory=dict)
     timeouts: Timeouts | None = None
+    output_schema: dict[str, Any] | type[BaseModel] | None = Field(default=None, alias="schema")
+    tool_choice: str | None = Field(default=None, min_length=1)
+    parallel_tool_calls: bool | None = None
+    reasoning: ReasoningEffort | Annotated[int, Field(gt=0)] | None = None
 
 
 class TokenUsage(_Model):
@@ -133,6 +276,10 @@ class TokenUsage(_Model):
 
 
 class ChatResponse(_Model):
+    """One answer. `message` is the assistant turn to append to the conversation; `parsed` the
+    validated output when the request had a schema; `cost_usd` the call's price (None: unknown).
+    """
+
     content: str = ""
     tool_calls: list[ToolCall] = Field(default_factory=list)
     usage: TokenUsage = Field(default_factory=TokenUsage)
@@ -140,6 +287,19 @@ class ChatResponse(_Model):
     model: str = ""
     reasoning: str = ""
     refusal: str | None = None
+    native: NativeTurn | None = None
+    parsed: Any = None
+    cost_usd: float | None = None
+
+    @property
+    def message(self) -> Message:
+        """The turn to send back next time, with everything the provider needs to see again."""
+        return Message(
+            role="assistant",
+            content=self.content or None,
+            tool_calls=list(self.tool_calls),
+            native=self.native,
+        )
 
 
 class ToolCallDelta(_Model):
@@ -162,6 +322,8 @@ class ChatChunk(_Model):
     usage: TokenUsage | None = None
     stop_reason: StopReason | None = None
     model: str | None = None
+    native: NativeTurn | None = None
+    cost_usd: float | None = None
 
 
 _validate_chunk = ChatChunk.__pydantic_validator__.validate_python

@@ -2,7 +2,9 @@
 
 Cohere speaks its own dialect: messages with `tool_plan`, content as a list of typed parts, and a
 stream of named SSE events (`message-start`, `content-delta`, `tool-call-start`, `tool-call-delta`,
-`message-end`, ...). This module maps them to openkoi's neutral types.
+`message-end`, ...). This module maps them to openkoi's neutral types, with what
+openkoi:provider 0.2.0 adds: images (`image_url` parts), a schema (`response_format`), tool
+choice (`REQUIRED` / `NONE`) and a thinking budget; what Cohere cannot take is `Unsupported`.
 """
 
 from openkoi_guest import (
@@ -18,11 +20,14 @@ from openkoi_guest import (
     ToolCall,
     ToolCallDelta,
     ToolCallStart,
+    Unsupported,
     Usage,
     UsageUpdate,
     config,
     http,
 )
+
+_EFFORT_BUDGETS = {"low": 2048, "medium": 8192, "high": 24576}
 
 _STOP_REASONS = {
     "COMPLETE": "end_turn",
@@ -70,9 +75,30 @@ def _map_messages(request):
             if m.content:
                 out["tool_plan"] = m.content
             messages.append(out)
+        elif m.parts:
+            messages.append({"role": m.role, "content": [_map_part(p) for p in m.parts]})
         else:
             messages.append({"role": m.role, "content": m.content or ""})
     return messages
+
+
+def _map_part(part):
+    if isinstance(part, str):
+        return {"type": "text", "text": part}
+    if part.kind != "image":
+        raise Unsupported(f"Cohere takes images only, not {part.media_type}")
+    return {"type": "image_url", "image_url": {"url": part.url or part.data_url()}}
+
+
+def _map_choice(request):
+    if request.parallel_tool_calls is False:
+        raise Unsupported("Cohere has no switch for parallel tool calls")
+    choice = request.tool_choice
+    if choice in (None, "auto"):
+        return None
+    if choice in ("required", "none"):
+        return choice.upper()
+    raise Unsupported(f"Cohere cannot force one tool ({choice!r}); use 'required'")
 
 
 def _map_tools(request):
@@ -99,6 +125,14 @@ def _body(request, stream):
         body["temperature"] = request.temperature
     if request.stop:
         body["stop_sequences"] = request.stop
+    choice = _map_choice(request)
+    if choice is not None:
+        body["tool_choice"] = choice
+    if request.schema is not None:
+        body["response_format"] = {"type": "json_object", "json_schema": request.schema}
+    if request.reasoning_effort is not None:
+        budget = request.reasoning_budget or _EFFORT_BUDGETS[request.reasoning_effort]
+        body["thinking"] = {"type": "enabled", "token_budget": budget}
     body.update(request.extra)
     return body
 

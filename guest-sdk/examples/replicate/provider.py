@@ -19,6 +19,7 @@ from openkoi_guest import (
     Stop,
     TextDelta,
     Timeout,
+    Unsupported,
     Usage,
     UsageUpdate,
     config,
@@ -49,7 +50,18 @@ def _prompt(request):
     return "\n\n".join(turns)
 
 
+def _refuse_what_a_prompt_cannot_carry(request):
+    """One prompt string holds text only: say so rather than drop the rest."""
+    if any(m.attachments for m in request.messages):
+        raise Unsupported("Replicate language models here take text only, not attachments")
+    if request.schema is not None:
+        raise Unsupported("Replicate language models have no structured output")
+    if request.tool_choice not in (None, "auto", "none"):
+        raise Unsupported("Replicate language models have no tools to choose")
+
+
 def _input(request):
+    _refuse_what_a_prompt_cannot_carry(request)
     data = {"prompt": _prompt(request)}
     if request.system:
         data["system_prompt"] = request.system

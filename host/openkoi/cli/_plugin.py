@@ -250,6 +250,7 @@ from openkoi_guest import (
     Stop,
     TextDelta,
     ToolCall,
+    Unsupported,
     Usage,
     UsageUpdate,
     config,
@@ -257,6 +258,22 @@ from openkoi_guest import (
 )
 
 _STOP = {{"stop": "end_turn", "length": "max_tokens", "tool_calls": "tool_use"}}
+
+
+def _content(m):
+    """Text, or (openkoi:provider 0.2) a list of parts: text and images; anything else is
+    refused rather than dropped."""
+    if not m.parts:
+        return m.content or ""
+    out = []
+    for part in m.parts:
+        if isinstance(part, str):
+            out.append({{"type": "text", "text": part}})
+        elif part.kind == "image":
+            out.append({{"type": "image_url", "image_url": {{"url": part.url or part.data_url()}}}})
+        else:
+            raise Unsupported(f"this service takes images only, not {{part.media_type}}")
+    return out
 
 
 def _url(path):
@@ -270,12 +287,25 @@ def _headers():
 def _body(request, stream):
     messages = [{{"role": "system", "content": request.system}}] if request.system else []
     for m in request.messages:
-        messages.append({{"role": m.role, "content": m.content or ""}})
+        messages.append({{"role": m.role, "content": _content(m)}})
     body = {{"model": request.model, "messages": messages, "stream": stream}}
     if request.max_tokens:
         body["max_tokens"] = request.max_tokens
     if request.temperature is not None:
         body["temperature"] = request.temperature
+    if request.schema is not None:
+        body["response_format"] = {{
+            "type": "json_schema",
+            "json_schema": {{"name": "response", "schema": request.schema}},
+        }}
+    choice = request.tool_choice
+    if choice is not None:
+        named = {{"type": "function", "function": {{"name": choice}}}}
+        body["tool_choice"] = choice if choice in ("auto", "none", "required") else named
+    if request.parallel_tool_calls is not None:
+        body["parallel_tool_calls"] = request.parallel_tool_calls
+    if request.reasoning_effort is not None:
+        body["reasoning_effort"] = request.reasoning_effort
     body.update(request.extra)
     return body
 

@@ -7,8 +7,10 @@ usage ledger apply to it as to any library call.
 from __future__ import annotations
 
 import contextlib
+import json
 import sys
-from typing import TYPE_CHECKING
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 import anyio
 import click
@@ -21,6 +23,7 @@ from openkoi.cli._warm import warm_chain
 
 if TYPE_CHECKING:
     from openkoi._errors import CandidateFailure
+    from openkoi._types import ChatResponse, ReasoningEffort
 
 NO_PROVIDER = (
     "no provider is configured: set an API key such as ANTHROPIC_API_KEY or OPENAI_API_KEY, "
@@ -48,6 +51,69 @@ def _describe(failure: CandidateFailure) -> str:
     return text
 
 
+def _options(pairs: tuple[str, ...]) -> dict[str, Any]:
+    """`-o key=value` pairs as request fields; a value that reads as JSON is taken as JSON."""
+    out: dict[str, Any] = {}
+    for pair in pairs:
+        key, sep, value = pair.partition("=")
+        if not sep or not key.strip():
+            raise click.BadParameter(f"{pair!r} is not key=value", param_hint="-o")
+        try:
+            out[key.strip()] = json.loads(value)
+        except json.JSONDecodeError:
+            out[key.strip()] = value
+    return out
+
+
+def _schema(text: str | None) -> dict[str, Any] | None:
+    """`--schema`: JSON text, or the path of a file holding it."""
+    if text is None:
+        return None
+    source = text
+    if not text.lstrip().startswith("{"):
+        try:
+            source = Path(text).read_text(encoding="utf-8")
+        except OSError as exc:
+            raise click.BadParameter(
+                f"cannot read {text}: {exc.strerror or exc}", param_hint="--schema"
+            ) from None
+    try:
+        schema = json.loads(source)
+    except json.JSONDecodeError as exc:
+        raise click.BadParameter(f"not JSON: {exc.msg}", param_hint="--schema") from None
+    if not isinstance(schema, dict):
+        raise click.BadParameter("a JSON schema is an object", param_hint="--schema")
+    return schema
+
+
+def _reasoning(value: str | None) -> ReasoningEffort | int | None:
+    if value is None:
+        return None
+    efforts: dict[str, ReasoningEffort] = {"low": "low", "medium": "medium", "high": "high"}
+    if value in efforts:
+        return efforts[value]
+    if value.isdigit() and int(value) > 0:
+        return int(value)
+    raise click.BadParameter(
+        f"{value!r}: give low, medium, high or a token budget", param_hint="--reasoning"
+    )
+
+
+def _as_json(response: ChatResponse) -> str:
+    data = {
+        "text": response.content,
+        "parsed": response.parsed,
+        "reasoning": response.reasoning or None,
+        "refusal": response.refusal,
+        "tool_calls": [c.model_dump() for c in response.tool_calls],
+        "stop_reason": response.stop_reason,
+        "model": response.model,
+        "usage": response.usage.model_dump(),
+        "cost_usd": response.cost_usd,
+    }
+    return json.dumps(data, ensure_ascii=False, indent=2)
+
+
 @click.command("run")
 @click.argument("prompt", nargs=-1)
 @click.option("-m", "--model", help="provider/model for executor, evaluator and planner")
@@ -58,6 +124,13 @@ def _describe(failure: CandidateFailure) -> str:
 @click.option("-s", "--system", help="a system prompt")
 @click.option("--max-tokens", type=click.IntRange(min=1), help="limit the answer's length")
 @click.option("--temperature", type=click.FloatRange(min=0), help="sampling temperature")
+@click.option(
+    "-a", "--attach", "attach", multiple=True, metavar="FILE_OR_URL", help="attach a file or URL"
+)
+@click.option("--schema", metavar="JSON_OR_FILE", help="answer as JSON matching this schema")
+@click.option("--json", "as_json", is_flag=True, help="print the whole response as JSON")
+@click.option("-o", "option", multiple=True, metavar="KEY=VALUE", help="a provider request field")
+@click.option("--reasoning", metavar="low|medium|high|TOKENS", help="how much the model thinks")
 def run(
     prompt: tuple[str, ...],
     model: str | None,
@@ -68,17 +141,25 @@ def run(
     system: str | None,
     max_tokens: int | None,
     temperature: float | None,
+    attach: tuple[str, ...],
+    schema: str | None,
+    as_json: bool,
+    option: tuple[str, ...],
+    reasoning: str | None,
 ) -> None:
     """Send PROMPT to the executor model and stream the answer.
 
     Example: openkoi --model groq/llama-3.3-70b-versatile "Explain SSE in one line"
     """
     from openkoi._config import ConfigFile
+    from openkoi._provider import collect
     from openkoi._registry import ProviderRegistry
-    from openkoi._types import ChatRequest, Message
+    from openkoi._types import Attachment, ChatRequest, Message
     from openkoi.routing import Router
 
     refuse_command_typos(prompt)
+    extra, output_schema, effort = _options(option), _schema(schema), _reasoning(reasoning)
+    attachments = [Attachment.of(item) for item in attach]
     text = _read_prompt(prompt)
     config = ConfigFile().config
     failures: list[CandidateFailure] = []
@@ -109,10 +190,29 @@ def run(
     warm_chain(config, router.chain("executor"))  # a plugin's first compile, shown on stderr
     request = ChatRequest(
         system=system,
-        messages=[Message.user(text)],
+        messages=[Message.user(text, attachments)],
         max_tokens=max_tokens,
         temperature=temperature,
+        extra=extra,
+        schema=output_schema,
+        reasoning=effort,
     )
+
+    async def whole() -> None:
+        """--schema / --json: the answer is printed once, complete and checked."""
+        try:
+            async with contextlib.aclosing(router.chat_stream("executor", request)) as chunks:
+                response = await collect(chunks, request)
+        finally:
+            await router.aclose()
+        if as_json:
+            print(_as_json(response))
+        else:
+            print(json.dumps(response.parsed, ensure_ascii=False, indent=2))
+
+    if as_json or output_schema is not None:
+        anyio.run(whole)
+        return
 
     async def stream() -> None:
         out = sys.stdout

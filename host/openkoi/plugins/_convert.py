@@ -10,14 +10,20 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from openkoi._errors import ERROR_KINDS, ProviderError
+from openkoi._errors import ERROR_KINDS, ProviderError, UnsupportedError
+from openkoi._features import effort_of
+from openkoi._structured import schema_of
 from openkoi._types import (
+    Attachment,
     ChatChunk,
     ChatRequest,
     ChatResponse,
+    Message,
     ModelInfo,
     ModelPricing,
+    NativeTurn,
     StopReason,
+    TextPart,
     TokenUsage,
     ToolCall,
     ToolCallDelta,
@@ -74,31 +80,99 @@ def _get(value: Any, name: str) -> Any:
 # -- to the guest -----------------------------------------------------------------------------
 
 
-def request_to_wit(request: ChatRequest) -> Any:
+def _tool_call(call: ToolCall) -> Any:
+    return record(id=call.id, name=call.name, arguments=call.arguments)
+
+
+def _part(part: TextPart | Attachment) -> Any:
+    """A `content-part`. Its cases lift to different Python classes (a string and a record), so
+    wasmtime-py takes the payload itself and picks the case by its type."""
+    if isinstance(part, TextPart):
+        return part.text
     return record(
-        model=request.model,
-        system=request.system,
-        messages=[
-            record(
-                role=m.role,
-                content=m.content,
-                tool_calls=[
-                    record(id=c.id, name=c.name, arguments=c.arguments) for c in m.tool_calls
-                ],
-                tool_call_id=m.tool_call_id,
-                name=m.name,
-            )
-            for m in request.messages
-        ],
-        tools=[
+        media_type=part.media_type,
+        data=part.base64 if part.data is not None else None,
+        url=part.url,
+        name=part.name,
+    )
+
+
+def _native(native: NativeTurn | None) -> Any:
+    if native is None:
+        return None
+    return record(protocol=native.protocol, blocks=json.dumps(native.blocks))
+
+
+def _message(m: Message, legacy: bool) -> Any:
+    fields: dict[str, Any] = {
+        "role": m.role,
+        "content": m.text if isinstance(m.content, list) else m.content,
+        "tool_calls": [_tool_call(c) for c in m.tool_calls],
+        "tool_call_id": m.tool_call_id,
+        "name": m.name,
+    }
+    if not legacy:
+        parts = m.content if isinstance(m.content, list) and m.attachments else []
+        fields["parts"] = [_part(p) for p in parts]
+        fields["native"] = _native(m.native)
+    return record(**fields)
+
+
+def adapt_to_legacy(request: ChatRequest, provider: str) -> ChatRequest:
+    """A request for a 0.1.0 plugin: what 0.1.0 can say the same way is rewritten (tool choice
+    `none` leaves the tools out), what it cannot is refused before the plugin runs."""
+    missing = [
+        what
+        for what, present in (
+            ("attachments", any(m.attachments for m in request.messages)),
+            ("a schema", request.output_schema is not None),
+            ("reasoning settings", request.reasoning is not None),
+            (
+                f"tool_choice={request.tool_choice!r}",
+                request.tool_choice not in (None, "auto", "none"),
+            ),
+            ("parallel_tool_calls=False", request.parallel_tool_calls is False),
+        )
+        if present
+    ]
+    if missing:
+        raise UnsupportedError(
+            f"plugin {provider} targets openkoi:provider@0.1.0, which cannot carry "
+            f"{', '.join(missing)}; rebuild it against 0.2.0",
+            provider=provider,
+        )
+    if request.tool_choice == "none":
+        return request.model_copy(update={"tools": [], "tool_choice": None})
+    return request
+
+
+def request_to_wit(request: ChatRequest, legacy: bool = False) -> Any:
+    """The request as the plugin's contract version spells it (`legacy`: 0.1.0, adapted first
+    with `adapt_to_legacy`)."""
+    fields: dict[str, Any] = {
+        "model": request.model,
+        "system": request.system,
+        "messages": [_message(m, legacy) for m in request.messages],
+        "tools": [
             record(name=t.name, description=t.description, parameters=json.dumps(t.parameters))
             for t in request.tools
         ],
-        max_tokens=request.max_tokens,
-        temperature=float(request.temperature) if request.temperature is not None else None,
-        stop=list(request.stop),
-        extra=json.dumps(request.extra) if request.extra else "",
-    )
+        "max_tokens": request.max_tokens,
+        "temperature": float(request.temperature) if request.temperature is not None else None,
+        "stop": list(request.stop),
+        "extra": json.dumps(request.extra) if request.extra else "",
+    }
+    if not legacy:
+        found = schema_of(request)
+        reasoning = request.reasoning
+        fields.update(
+            schema=json.dumps(found[1]) if found is not None else None,
+            tool_choice=request.tool_choice,
+            parallel_tool_calls=request.parallel_tool_calls,
+            reasoning_effort=effort_of(reasoning) if reasoning is not None else None,
+            reasoning_budget=reasoning if isinstance(reasoning, int) else None,
+        )
+    return record(**fields)
 
 
 def embed_request_to_wit(model: str, inputs: list[str]) -> Any:
@@ -136,7 +210,20 @@ def response_from_wit(value: Any) -> ChatResponse:
         stop_reason=_stop(_get(value, "stop-reason")),
         model=str(_get(value, "model")),
         reasoning=str(_get(value, "reasoning")),
+        native=native_from_wit(getattr(value, "native", None)),  # absent before 0.2.0
     )
+
+
+def native_from_wit(value: Any) -> NativeTurn | None:
+    if value is None:
+        return None
+    try:
+        blocks = json.loads(str(_get(value, "blocks")))
+    except json.JSONDecodeError as exc:
+        raise BadValue(f"native-turn blocks are not JSON: {exc.msg}") from None
+    if not isinstance(blocks, list) or not all(isinstance(b, dict) for b in blocks):
+        raise BadValue("native-turn blocks must be a JSON array of objects")
+    return NativeTurn(protocol=str(_get(value, "protocol")), blocks=blocks)
 
 
 def chunk_from_wit(event: Any) -> ChatChunk:
@@ -170,6 +257,8 @@ def chunk_from_wit(event: Any) -> ChatChunk:
         return ChatChunk(stop_reason=_stop(payload))
     if tag == "model":
         return ChatChunk(model=str(payload))
+    if tag == "native":
+        return ChatChunk(native=native_from_wit(payload))
     raise BadValue(f"unknown stream event {tag!r}")
 
 

@@ -1,4 +1,5 @@
-"""The process's one Linker: openkoi's WASI, openkoi's `http` and `host`, nothing else.
+"""The process's one Linker: openkoi's WASI, openkoi's `http` and `host` (under every contract
+version the host serves), nothing else.
 
 A component's remaining WASI imports (methods of resources it can never obtain) are linked as
 traps when it is loaded (`prepare`). The Linker is shared by every plugin; defining into it and
@@ -14,7 +15,7 @@ from typing import TYPE_CHECKING
 
 from openkoi.plugins._engine import engine
 from openkoi.plugins._host_imports import add_openkoi
-from openkoi.plugins._manifest import host_wit_version
+from openkoi.plugins._manifest import supported_wit_versions
 from openkoi.plugins._wasi import add_wasi
 
 if TYPE_CHECKING:
@@ -34,7 +35,8 @@ def linker() -> Linker:
             made = Linker(engine())
             with made.root() as root:
                 add_wasi(root)
-                add_openkoi(root, host_wit_version())
+                for version in supported_wit_versions():  # http and host are the same in each
+                    add_openkoi(root, version)
             _linker = made
             atexit.register(_close_linker)
         return _linker

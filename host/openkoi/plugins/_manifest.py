@@ -8,7 +8,7 @@ the binary's top-level sections: nothing is compiled or run.
     id = "cohere"                      # lower-case, digits, '-': the provider id (`cohere/model`)
     name = "Cohere"
     version = "0.1.0"
-    wit = "0.1.0"                      # the openkoi:provider version the plugin targets
+    wit = "0.2.0"                      # the openkoi:provider version the plugin targets
     description = "Cohere v2 chat"     # optional
 
     [network]
@@ -45,7 +45,9 @@ from openkoi._errors import ManifestError, PluginLoadError
 
 SECTION_NAME = "openkoi-manifest"
 WIT_PACKAGE = "openkoi:provider"
-HOST_WIT_VERSION = (0, 1, 0)
+HOST_WIT_VERSION = (0, 2, 0)
+# Every contract version this host serves; an older one's requests are adapted (see _convert).
+SUPPORTED_WIT_VERSIONS = ((0, 1, 0), HOST_WIT_VERSION)
 PROVIDER_EXPORT = "openkoi:provider/provider"
 
 _ID = re.compile(r"[a-z][a-z0-9-]{0,39}")
@@ -59,6 +61,10 @@ _MODULE_HEADER = b"\x00asm\x01\x00\x00\x00"
 
 def host_wit_version() -> str:
     return ".".join(str(p) for p in HOST_WIT_VERSION)
+
+
+def supported_wit_versions() -> tuple[str, ...]:
+    return tuple(".".join(str(p) for p in v) for v in SUPPORTED_WIT_VERSIONS)
 
 
 @dataclass(frozen=True)
@@ -181,24 +187,26 @@ def parse_version(text: str) -> tuple[int, int, int] | None:
 def check_wit_version(wanted: str, source: str) -> None:
     """Refuse a plugin built for a WIT version this host cannot serve.
 
-    Semver for a 0.x package: the same minor version is compatible, and the plugin's patch may not
-    be newer than the host's (a newer patch may use additions this host lacks).
+    Semver for a 0.x package: the same minor version as one the host serves is compatible, and
+    the plugin's patch may not be newer than that one's (a newer patch may use additions this
+    host lacks).
     """
     version = parse_version(wanted)
     host = host_wit_version()
     if version is None:
         raise _fail(f"wit must be a version like {host!r}, not {wanted!r}", source)
     major, minor, patch = version
-    h_major, h_minor, h_patch = HOST_WIT_VERSION
-    compatible = (
-        major == h_major
-        and (minor == h_minor if major == 0 else minor <= h_minor)
-        and (patch <= h_patch if minor == h_minor else True)
+    h_major, h_minor, _ = HOST_WIT_VERSION
+    compatible = any(
+        major == s_major
+        and (minor == s_minor if major == 0 else minor <= s_minor)
+        and (patch <= s_patch if minor == s_minor else True)
+        for s_major, s_minor, s_patch in SUPPORTED_WIT_VERSIONS
     )
     if not compatible:
         raise ManifestError(
             f"plugin ({source}) targets {WIT_PACKAGE}@{wanted}, but this openkoi speaks "
-            f"{WIT_PACKAGE}@{host}; rebuild the plugin against {WIT_PACKAGE}@{h_major}.{h_minor}.x "
+            f"{WIT_PACKAGE}@{host} (and loads {', '.join(supported_wit_versions()[:-1])}); rebuild the plugin against {WIT_PACKAGE}@{h_major}.{h_minor}.x "
             "or use an openkoi that supports it",
             path=source,
         )

@@ -6,12 +6,15 @@ tell it from a built-in provider. Errors the plugin reports arrive as the founda
 from __future__ import annotations
 
 from collections.abc import AsyncIterator, Sequence
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
+from openkoi._attachments import fetch_for, has_url_attachments
 from openkoi._errors import ProviderError
 from openkoi._stream import StreamAccumulator
+from openkoi._structured import parse_output
 from openkoi._types import ChatChunk, ChatRequest, ChatResponse, ModelInfo
 from openkoi.plugins._convert import (
+    adapt_to_legacy,
     embed_request_to_wit,
     embeddings_from_wit,
     model_from_wit,
@@ -58,20 +61,36 @@ class WasmProvider:
             )
         return request.model_copy(update={"model": model})
 
+    @property
+    def legacy(self) -> bool:
+        """Whether the plugin speaks openkoi:provider 0.1.x (requests are adapted for it)."""
+        return self.runtime.export_name.partition("@")[2].startswith("0.1.")
+
+    async def _ready(self, request: ChatRequest) -> tuple[ChatRequest, Any]:
+        """The request with a model, URL attachments fetched (a plugin reaches only the origins
+        its manifest allows), adapted to the plugin's contract version, and as a WIT value."""
+        request = await self._with_model(request)
+        if has_url_attachments(request):
+            request = await fetch_for(request, self.id, lambda attachment: False)
+        if self.legacy:
+            return request, request_to_wit(adapt_to_legacy(request, self.id), legacy=True)
+        return request, request_to_wit(request)
+
     async def models(self) -> list[ModelInfo]:
         return await self.runtime.call(
             "models", convert=lambda value: [model_from_wit(m) for m in value]
         )
 
     async def chat(self, request: ChatRequest) -> ChatResponse:
-        request = await self._with_model(request)
-        return await self.runtime.call("chat", request_to_wit(request), convert=response_from_wit)
+        request, value = await self._ready(request)
+        response = await self.runtime.call("chat", value, convert=response_from_wit)
+        return parse_output(request, response)
 
     async def chat_stream(self, request: ChatRequest) -> AsyncIterator[ChatChunk]:
         """Yield chunks; on failure, the error carries the usage seen so far."""
-        request = await self._with_model(request)
+        _, value = await self._ready(request)
         seen = StreamAccumulator()
-        batches = self.runtime.stream(request_to_wit(request))
+        batches = self.runtime.stream(value)
         try:
             async for batch in batches:
                 for chunk in batch:

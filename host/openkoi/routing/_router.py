@@ -35,8 +35,9 @@ from openkoi.routing._roles import Roles, resolve_roles
 from openkoi.routing._state import LocalState, open_state
 from openkoi.routing._store import StateStore
 from openkoi.usage._backend import LedgerBackend, open_ledger
+from openkoi.usage._genai import warm as warm_prices
 from openkoi.usage._ledger import CallRecord
-from openkoi.usage._pricing import PriceTable, load_price_table
+from openkoi.usage._pricing import PriceTable, call_cost, load_price_table
 
 T = TypeVar("T")
 
@@ -128,6 +129,7 @@ class Router:
         else:
             self.ledger = None
         self.prices = prices if prices is not None else load_price_table(registry.config.pricing)
+        warm_prices()
         self.clock = clock
         self._sleep = sleep
         self.on_fallback = on_fallback
@@ -161,6 +163,7 @@ class Router:
         response, attempt = await self._route(role, "chat", call, estimate_tokens(request))
         self._record(attempt, "ok", response.usage)
         await self._settle(attempt, response.usage)
+        response.cost_usd = self.prices.cost(attempt.provider, attempt.model, response.usage)
         return response
 
     async def chat_stream(self, role: str, request: ChatRequest) -> AsyncGenerator[ChatChunk, None]:
@@ -191,6 +194,9 @@ class Router:
                 async for chunk in stream:
                     usage = chunk.usage or usage
                     yield chunk
+            cost = self.prices.cost(attempt.provider, attempt.model, usage)
+            if cost is not None:  # the last chunk: what the call cost, as the ledger has it
+                yield ChatChunk(cost_usd=cost)
         except ProviderError as exc:
             outcome, error = exc.kind, str(exc)
             if exc.partial_usage is None:
@@ -339,12 +345,7 @@ class Router:
         if self.ledger is None:
             return
         price = self.prices.lookup(attempt.provider, attempt.model)
-        cost: float | None = None
-        if usage is not None:
-            if not (usage.total_tokens or usage.cache_read_tokens or usage.cache_write_tokens):
-                cost = 0.0
-            elif price is not None:
-                cost = price.cost(usage)
+        cost = call_cost(price, usage)
         record = CallRecord(
             provider=attempt.provider,
             model=attempt.model,

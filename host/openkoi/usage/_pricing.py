@@ -5,8 +5,10 @@
     output = 0.8
     cache_read = 0.06                        # optional; so are cache_write, source, date
 
-A lookup is exact (`provider/model`), then `provider/*`; nothing else. A model with no entry has
-no price, and its calls are recorded with cost unknown rather than a guess.
+A lookup tries, in order: `[pricing]` in config (exact `provider/model`, then `provider/*`), the
+genai-prices database (its own model matching, for the providers it knows), then the table
+shipped here (exact, then `provider/*`). A model with no entry has no price, and its calls are
+recorded with cost unknown rather than a guess.
 """
 
 from __future__ import annotations
@@ -14,53 +16,44 @@ from __future__ import annotations
 import json
 import math
 from collections.abc import Mapping
-from dataclasses import dataclass, replace
+from dataclasses import replace
 from typing import Any
 
 from openkoi._errors import ConfigError
 from openkoi._types import TokenUsage
+from openkoi.usage._genai import genai_price
+from openkoi.usage._pricing_types import Price, call_cost
+
+__all__ = ["Price", "PriceTable", "call_cost", "load_price_table", "shipped_prices"]
 
 _RATES = ("input", "output", "cache_read", "cache_write")
 _FIELDS = frozenset((*_RATES, "source", "date", "max_input_tokens"))
 
 
-@dataclass(frozen=True)
-class Price:
-    """USD per million tokens. A `None` cache rate means the vendor publishes none."""
-
-    input: float
-    output: float
-    cache_read: float | None = None
-    cache_write: float | None = None
-    source: str = ""
-    date: str = ""
-    max_input_tokens: int | None = None
-
-    def cost(self, usage: TokenUsage) -> float | None:
-        """The call's cost in USD, or None when a rate it needs is not known."""
-        prompt = usage.input_tokens + usage.cache_read_tokens + usage.cache_write_tokens
-        if self.max_input_tokens is not None and prompt > self.max_input_tokens:
-            return None
-        total = usage.input_tokens * self.input + usage.output_tokens * self.output
-        for tokens, rate in (
-            (usage.cache_read_tokens, self.cache_read),
-            (usage.cache_write_tokens, self.cache_write),
-        ):
-            if tokens:
-                if rate is None:
-                    return None
-                total += tokens * rate
-        return total / 1_000_000
-
-
 class PriceTable:
-    """`lookup(provider, model)` -> `Price` or None."""
+    """`lookup(provider, model)` -> `Price` or None; see the module docstring for the order."""
 
-    def __init__(self, prices: Mapping[str, Price]) -> None:
+    def __init__(
+        self,
+        prices: Mapping[str, Price],
+        overrides: Mapping[str, Price] | None = None,
+        *,
+        genai: bool = True,
+    ) -> None:
         self._prices = dict(prices)
+        self._overrides = dict(overrides or {})
+        self._genai = genai
 
     def lookup(self, provider: str, model: str) -> Price | None:
-        return self._prices.get(f"{provider}/{model}") or self._prices.get(f"{provider}/*")
+        exact, wildcard = f"{provider}/{model}", f"{provider}/*"
+        found = self._overrides.get(exact) or self._overrides.get(wildcard)
+        if found is None and self._genai:
+            found = genai_price(provider, model)
+        return found or self._prices.get(exact) or self._prices.get(wildcard)
+
+    def cost(self, provider: str, model: str, usage: TokenUsage | None) -> float | None:
+        """The call's cost exactly as the ledger records it."""
+        return call_cost(self.lookup(provider, model), usage)
 
     def __len__(self) -> int:
         return len(self._prices)
@@ -77,12 +70,17 @@ def shipped_prices() -> dict[str, Price]:
     return {ref: _parse(ref, fields, None) for ref, fields in data["models"].items()}
 
 
-def load_price_table(overrides: Mapping[str, Mapping[str, Any]] | None = None) -> PriceTable:
-    """Shipped prices with `[pricing."provider/model"]` entries laid over them, validated."""
+def load_price_table(
+    overrides: Mapping[str, Mapping[str, Any]] | None = None, *, genai: bool = True
+) -> PriceTable:
+    """Shipped prices, genai-prices behind them, and `[pricing."provider/model"]` entries over
+    both, validated now. A partial entry lays over the shipped price of the same model."""
     prices = shipped_prices()
-    for ref, fields in (overrides or {}).items():
-        prices[ref] = _parse(ref, fields, prices.get(ref), from_config=True)
-    return PriceTable(prices)
+    mine = {
+        ref: _parse(ref, fields, prices.get(ref), from_config=True)
+        for ref, fields in (overrides or {}).items()
+    }
+    return PriceTable(prices, mine, genai=genai)
 
 
 def _key(ref: str, field: str | None = None) -> str:

@@ -1,0 +1,406 @@
+"""Attachments, schemas, tool choice and reasoning on the wire of every built-in provider.
+
+Each request goes to a real loopback server, and the body is checked against the shape the
+vendor's API reference documents. What a protocol cannot take is an UnsupportedError raised
+before anything is sent (the server sees no request).
+"""
+
+from __future__ import annotations
+
+import base64
+from typing import Any
+
+import pytest
+from _server import Recorded, Reply
+from openkoi import (
+    Attachment,
+    ChatRequest,
+    InvalidRequestError,
+    Message,
+    OutputValidationError,
+    ToolDef,
+    UnsupportedError,
+)
+from openkoi._provider import collect
+from test_typed_failures import WIRES
+from test_typed_failures import _aws_env as _aws_env  # fake AWS credentials, autouse
+
+pytestmark = pytest.mark.anyio
+
+PNG = b"\x89PNG\r\n\x1a\n" + bytes(range(200))
+PNG64 = base64.b64encode(PNG).decode()
+PDF = b"%PDF-1.4\n" + b"x" * 50
+PDF64 = base64.b64encode(PDF).decode()
+WAV = b"RIFF\x00\x00\x00\x00WAVEfmt " + b"\x00" * 40
+WAV64 = base64.b64encode(WAV).decode()
+SCHEMA = {
+    "type": "object",
+    "properties": {"city": {"type": "string"}, "temp": {"type": "integer"}},
+    "required": ["city", "temp"],
+}
+STRICT = {**SCHEMA, "additionalProperties": False}
+TOOLS = [ToolDef(name="weather", parameters={"type": "object", "properties": {}})]
+
+
+async def _sent(name: str, request: ChatRequest, serve: Any, stream: bool = False) -> Any:
+    """The JSON body the provider sent for `request`, or the error it raised first."""
+    wire = WIRES[name]
+    seen: list[Recorded] = []
+
+    def handler(recorded: Recorded) -> Reply:
+        seen.append(recorded)
+        return wire.frame(wire.events) if stream else Reply.json(wire.answer)
+
+    server = serve(handler)
+    provider = wire.make(server.url)
+    request = request.model_copy(update={"model": request.model or wire.model})
+    try:
+        if stream:
+            await collect(provider.chat_stream(request))
+        else:
+            await provider.chat(request)
+    except UnsupportedError as exc:
+        assert not seen, "refused only after sending"
+        return exc
+    except OutputValidationError:
+        pass  # the canned answer is no JSON: the request is what is checked here
+    finally:
+        await provider.aclose()
+    return seen[-1].json()
+
+
+def _ask(*attachments: Attachment, **fields: Any) -> ChatRequest:
+    return ChatRequest(messages=[Message.user("What is this?", list(attachments))], **fields)
+
+
+# -- attachments ----------------------------------------------------------------------------
+
+
+async def test_openai_parts(serve: Any) -> None:
+    body = await _sent(
+        "openai",
+        _ask(
+            Attachment.of(PNG),
+            Attachment.from_bytes(PDF, name="report.pdf"),
+            Attachment.of(WAV),
+            Attachment.from_url("https://example.com/cat.jpg"),
+        ),
+        serve,
+    )
+    assert body["messages"][0]["content"] == [
+        {"type": "image_url", "image_url": {"url": f"data:image/png;base64,{PNG64}"}},
+        {
+            "type": "file",
+            "file": {"filename": "report.pdf", "file_data": f"data:application/pdf;base64,{PDF64}"},
+        },
+        {"type": "input_audio", "input_audio": {"data": WAV64, "format": "wav"}},
+        {"type": "image_url", "image_url": {"url": "https://example.com/cat.jpg"}},
+        {"type": "text", "text": "What is this?"},
+    ]
+
+
+async def test_responses_parts(serve: Any) -> None:
+    body = await _sent(
+        "openai-oauth",
+        _ask(Attachment.of(PNG), Attachment.from_bytes(PDF, name="r.pdf")),
+        serve,
+        stream=True,
+    )
+    assert body["input"][0]["content"] == [
+        {"type": "input_image", "image_url": f"data:image/png;base64,{PNG64}"},
+        {
+            "type": "input_file",
+            "filename": "r.pdf",
+            "file_data": f"data:application/pdf;base64,{PDF64}",
+        },
+        {"type": "input_text", "text": "What is this?"},
+    ]
+
+
+async def test_anthropic_parts(serve: Any) -> None:
+    body = await _sent(
+        "anthropic",
+        _ask(Attachment.of(PNG), Attachment.of(PDF), Attachment.from_url("https://x.test/a.pdf")),
+        serve,
+    )
+    content = body["messages"][0]["content"]
+    assert content[0] == {
+        "type": "image",
+        "source": {"type": "base64", "media_type": "image/png", "data": PNG64},
+    }
+    assert content[1] == {
+        "type": "document",
+        "source": {"type": "base64", "media_type": "application/pdf", "data": PDF64},
+    }
+    assert content[2] == {
+        "type": "document",
+        "source": {"type": "url", "url": "https://x.test/a.pdf"},
+    }
+    assert content[3]["type"] == "text"
+
+
+async def test_gemini_parts(serve: Any) -> None:
+    body = await _sent(
+        "google",
+        _ask(Attachment.of(PNG), Attachment.of(WAV), Attachment.from_url("gs://bucket/v.mp4")),
+        serve,
+    )
+    assert body["contents"][0]["parts"] == [
+        {"inlineData": {"mimeType": "image/png", "data": PNG64}},
+        {"inlineData": {"mimeType": "audio/wav", "data": WAV64}},
+        {"fileData": {"mimeType": "video/mp4", "fileUri": "gs://bucket/v.mp4"}},
+        {"text": "What is this?"},
+    ]
+
+
+async def test_bedrock_parts(serve: Any) -> None:
+    body = await _sent(
+        "bedrock", _ask(Attachment.of(PNG), Attachment.from_bytes(PDF, name="Q3 report.pdf")), serve
+    )
+    assert body["messages"][0]["content"] == [
+        {"image": {"format": "png", "source": {"bytes": PNG64}}},
+        {"document": {"format": "pdf", "name": "Q3 report", "source": {"bytes": PDF64}}},
+        {"text": "What is this?"},
+    ]
+
+
+async def test_ollama_images(serve: Any) -> None:
+    body = await _sent("ollama", _ask(Attachment.of(PNG)), serve)
+    assert body["messages"][0] == {"role": "user", "content": "What is this?", "images": [PNG64]}
+
+
+@pytest.mark.parametrize(
+    ("name", "attachment"),
+    [
+        ("anthropic", Attachment.of(WAV)),
+        ("bedrock", Attachment.of(WAV)),
+        ("ollama", Attachment.of(PDF)),
+        ("openai-oauth", Attachment.of(WAV)),
+        ("openai", Attachment.from_bytes(b"\x1aE\xdf\xa3" + b"\x00" * 20)),  # video
+        ("anthropic", Attachment.from_bytes(b"a,b\n1,2\n", "text/csv")),
+    ],
+)
+async def test_a_part_a_provider_cannot_take_is_refused_before_sending(
+    name: str, attachment: Attachment, serve: Any
+) -> None:
+    error = await _sent(name, _ask(attachment), serve)
+    assert isinstance(error, UnsupportedError)
+    assert attachment.media_type in str(error)
+
+
+async def test_a_url_the_provider_cannot_fetch_is_fetched_by_the_host(serve: Any) -> None:
+    files = serve(lambda r: Reply(body=PNG, headers={"content-type": "image/png"}))
+    body = await _sent("bedrock", _ask(Attachment.of(f"{files.url}/photo.png")), serve)
+    assert body["messages"][0]["content"][0] == {
+        "image": {"format": "png", "source": {"bytes": PNG64}}
+    }
+
+
+async def test_a_fetched_url_over_the_limit_is_refused(
+    serve: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import openkoi._attachments as attachments
+
+    monkeypatch.setattr(attachments, "MAX_ATTACHMENT_BYTES", 100)
+    files = serve(
+        lambda r: Reply(chunks=[PNG[:60], PNG[60:]], headers={"content-type": "image/png"})
+    )
+    wire = WIRES["ollama"]
+    provider = wire.make(files.url)
+    try:
+        with pytest.raises(InvalidRequestError, match="larger than"):
+            await provider.chat(_ask(Attachment.of(f"{files.url}/big.png"), model=wire.model))
+    finally:
+        await provider.aclose()
+
+
+def test_media_types_are_sniffed_and_paths_read(tmp_path: Any) -> None:
+    photo = tmp_path / "photo.bin"
+    photo.write_bytes(PNG)
+    assert Attachment.of(photo).media_type == "image/png"
+    assert Attachment.of(PDF).kind == "document"
+    assert Attachment.of(WAV).media_type == "audio/wav"
+    assert Attachment.from_url("https://x.test/song.mp3?x=1").media_type == "audio/mpeg"
+    assert Attachment.of(b"plain words").media_type == "text/plain"
+    with pytest.raises(InvalidRequestError, match="cannot read"):
+        Attachment.of(tmp_path / "missing.png")
+
+
+# -- structured output ------------------------------------------------------------------------
+
+
+async def test_schema_shapes(serve: Any) -> None:
+    openai = await _sent("openai", _ask(schema=SCHEMA), serve)
+    assert openai["response_format"] == {
+        "type": "json_schema",
+        "json_schema": {"name": "response", "schema": STRICT, "strict": True},
+    }
+    responses = await _sent("openai-oauth", _ask(schema=SCHEMA), serve, stream=True)
+    assert responses["text"] == {
+        "format": {"type": "json_schema", "name": "response", "schema": STRICT, "strict": True}
+    }
+    gemini = await _sent("google", _ask(schema=SCHEMA), serve)
+    assert gemini["generationConfig"] == {
+        "responseMimeType": "application/json",
+        "responseJsonSchema": SCHEMA,
+    }
+    ollama = await _sent("ollama", _ask(schema=SCHEMA), serve)
+    assert ollama["format"] == SCHEMA
+    anthropic = await _sent("anthropic", _ask(schema=SCHEMA, model="claude-sonnet-4-5"), serve)
+    assert anthropic["output_config"] == {"format": {"type": "json_schema", "schema": STRICT}}
+    old = await _sent("anthropic", _ask(schema=SCHEMA, model="claude-3-5-haiku-latest"), serve)
+    assert old["tool_choice"] == {"type": "tool", "name": "structured_output"}
+    assert old["tools"][-1]["input_schema"] == SCHEMA
+    bedrock = await _sent("bedrock", _ask(schema=SCHEMA), serve)
+    assert bedrock["toolConfig"]["toolChoice"] == {"tool": {"name": "structured_output"}}
+    assert bedrock["toolConfig"]["tools"][-1]["toolSpec"]["inputSchema"] == {"json": SCHEMA}
+
+
+async def test_a_schema_loose_for_strict_mode_is_sent_unstrict(serve: Any) -> None:
+    loose = {"type": "object", "properties": {"a": {"type": "string"}, "b": {"type": "string"}}}
+    body = await _sent("openai", _ask(schema=loose), serve)
+    assert body["response_format"]["json_schema"] == {
+        "name": "response",
+        "schema": loose,
+        "strict": False,
+    }
+
+
+# -- tool choice ------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("name", "choice", "parallel", "check"),
+    [
+        (
+            "openai",
+            "required",
+            False,
+            lambda b: (b["tool_choice"], b["parallel_tool_calls"]) == ("required", False),
+        ),
+        (
+            "openai",
+            "weather",
+            None,
+            lambda b: b["tool_choice"] == {"type": "function", "function": {"name": "weather"}},
+        ),
+        (
+            "openai-oauth",
+            "weather",
+            False,
+            lambda b: (
+                (b["tool_choice"], b["parallel_tool_calls"])
+                == ({"type": "function", "name": "weather"}, False)
+            ),
+        ),
+        (
+            "anthropic",
+            "required",
+            False,
+            lambda b: b["tool_choice"] == {"type": "any", "disable_parallel_tool_use": True},
+        ),
+        ("anthropic", "none", None, lambda b: b["tool_choice"] == {"type": "none"}),
+        (
+            "anthropic",
+            None,
+            False,
+            lambda b: b["tool_choice"] == {"type": "auto", "disable_parallel_tool_use": True},
+        ),
+        (
+            "google",
+            "weather",
+            None,
+            lambda b: (
+                b["toolConfig"]
+                == {"functionCallingConfig": {"mode": "ANY", "allowedFunctionNames": ["weather"]}}
+            ),
+        ),
+        (
+            "google",
+            "none",
+            None,
+            lambda b: b["toolConfig"] == {"functionCallingConfig": {"mode": "NONE"}},
+        ),
+        ("bedrock", "required", None, lambda b: b["toolConfig"]["toolChoice"] == {"any": {}}),
+        (
+            "bedrock",
+            "weather",
+            None,
+            lambda b: b["toolConfig"]["toolChoice"] == {"tool": {"name": "weather"}},
+        ),
+        ("ollama", "none", None, lambda b: "tools" not in b),
+    ],
+)
+async def test_tool_choice_shapes(
+    name: str, choice: str | None, parallel: bool | None, check: Any, serve: Any
+) -> None:
+    body = await _sent(
+        name, _ask(tools=TOOLS, tool_choice=choice, parallel_tool_calls=parallel), serve
+    )
+    assert not isinstance(body, Exception), body
+    assert check(body), body
+
+
+@pytest.mark.parametrize(
+    ("name", "choice", "parallel"),
+    [
+        ("bedrock", "none", None),
+        ("bedrock", None, False),
+        ("google", None, False),
+        ("ollama", "required", None),
+        ("ollama", "weather", None),
+    ],
+)
+async def test_a_tool_choice_a_provider_cannot_honour_is_refused(
+    name: str, choice: str | None, parallel: bool | None, serve: Any
+) -> None:
+    error = await _sent(
+        name, _ask(tools=TOOLS, tool_choice=choice, parallel_tool_calls=parallel), serve
+    )
+    assert isinstance(error, UnsupportedError)
+
+
+async def test_a_tool_choice_naming_no_tool_is_a_request_error(serve: Any) -> None:
+    with pytest.raises(InvalidRequestError, match="not among"):
+        await _sent("openai", _ask(tools=TOOLS, tool_choice="nope"), serve)
+
+
+# -- reasoning --------------------------------------------------------------------------------
+
+
+async def test_reasoning_shapes(serve: Any) -> None:
+    assert (await _sent("openai", _ask(reasoning="high"), serve))["reasoning_effort"] == "high"
+    assert (await _sent("openai", _ask(reasoning=3000), serve))["reasoning_effort"] == "medium"
+    responses = await _sent("openai-oauth", _ask(reasoning="low"), serve, stream=True)
+    assert responses["reasoning"] == {"effort": "low", "summary": "auto"}
+    anthropic = await _sent("anthropic", _ask(reasoning=5000), serve)
+    assert anthropic["thinking"] == {"type": "enabled", "budget_tokens": 5000}
+    assert anthropic["max_tokens"] > 5000
+    gemini = await _sent("google", _ask(reasoning="medium", model="gemini-2.5-flash"), serve)
+    assert gemini["generationConfig"]["thinkingConfig"] == {
+        "includeThoughts": True,
+        "thinkingBudget": 8192,
+    }
+    gemini3 = await _sent("google", _ask(reasoning="high", model="gemini-3-pro-preview"), serve)
+    assert gemini3["generationConfig"]["thinkingConfig"] == {
+        "includeThoughts": True,
+        "thinkingLevel": "high",
+    }
+    bedrock = await _sent(
+        "bedrock",
+        _ask(reasoning="low", model="us.anthropic.claude-sonnet-4-5-20250929-v1:0"),
+        serve,
+    )
+    assert bedrock["additionalModelRequestFields"] == {
+        "thinking": {"type": "enabled", "budget_tokens": 2048}
+    }
+    assert isinstance(await _sent("bedrock", _ask(reasoning="low"), serve), UnsupportedError)
+    assert (await _sent("ollama", _ask(reasoning="low"), serve))["think"] is True
+    assert (await _sent("ollama", _ask(reasoning="low", model="gpt-oss:20b"), serve))[
+        "think"
+    ] == "low"
+
+
+async def test_anthropic_refuses_a_budget_above_max_tokens(serve: Any) -> None:
+    with pytest.raises(InvalidRequestError, match="thinking budget"):
+        await _sent("anthropic", _ask(reasoning=5000, max_tokens=1000), serve)
