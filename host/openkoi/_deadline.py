@@ -2,8 +2,9 @@
 
 (The connect deadline is httpx's own connect timeout.) A `CallClock` belongs to one request.
 Every wait on the server (sending and getting headers, reading the body, reading the next
-stream event) goes through `wait()` or `paced()`, which time only the wait itself: a cancel scope
-never spans a `yield`, so a slow consumer is never cancelled for the server's silence.
+stream event) goes through `wait()` or `paced_batches()`, which time only the wait itself: a
+cancel scope never spans a `yield`, so a slow consumer is never cancelled for the server's
+silence.
 
 On asyncio, one timer per request does it: a wait only stamps its deadline, and the timer, when
 it fires, re-arms itself until the deadline of the wait in progress has really passed, then
@@ -19,7 +20,7 @@ total deadline passes before any connection was free, the error says so and is n
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator, Awaitable, Mapping
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from typing import Any, TypeVar
 
 import anyio
@@ -29,6 +30,7 @@ from openkoi._errors import LocalPoolTimeoutError, ProviderError, ProviderTimeou
 from openkoi._timeouts import DeadlineName, Deadlines
 
 T = TypeVar("T")
+B = TypeVar("B")
 
 # Where a request carries its clock: httpcore ignores extension keys it does not know.
 CLOCK_KEY = "openkoi.clock"
@@ -125,9 +127,11 @@ class CallClock:
             self._timer.cancel()
             self._timer = self._task.get_loop().call_at(until, self._on_timer)  # type: ignore[union-attr]
 
-    def _begin(self) -> None:
+    def _begin(self, fresh: bool = True) -> None:
+        """Start a wait: `fresh` for a new event, else the same event's wait going on (a read
+        that brought only part of it), which keeps its deadline."""
         now = self._now()
-        until = self._wait_until = self._deadline(now)
+        until = self._wait_until = self._deadline(now) if fresh else self._wait_until
         if until <= now:  # total has passed while the consumer held the last event
             raise self.error(self._which())
         self._reading = True
@@ -170,11 +174,11 @@ class CallClock:
             self._timer.cancel()
             self._timer = None
 
-    async def wait(self, awaitable: Awaitable[T]) -> T:
-        """`await awaitable` within the deadline of the current wait."""
+    async def wait(self, awaitable: Awaitable[T], *, fresh: bool = True) -> T:
+        """`await awaitable` within the deadline of the current wait (`fresh`: a new one)."""
         if self._task is None:
             now = self._now()
-            until = self._wait_until = self._deadline(now)
+            until = self._wait_until = self._deadline(now) if fresh else self._wait_until
             if until <= now:
                 raise self.error(self._which())
             with anyio.CancelScope(deadline=until) as scope:
@@ -184,7 +188,7 @@ class CallClock:
                 finally:
                     self._scope, self._reading = None, False
             raise self.error(self._which_scope(scope))
-        self._begin()
+        self._begin(fresh)
         try:
             return await awaitable
         except asyncio.CancelledError:
@@ -226,38 +230,50 @@ def clock_of(response: httpx.Response) -> CallClock | None:
     return clock if isinstance(clock, CallClock) else None
 
 
-async def paced(items: AsyncIterator[T], clock: CallClock | None) -> AsyncIterator[T]:
-    """Yield `items`, each one an event that must arrive within the clock's current deadline."""
+async def paced_batches(
+    reads: AsyncIterator[B],
+    split: Callable[[B], list[T]],
+    clock: CallClock | None,
+    end: Callable[[], list[T]] | None = None,
+) -> AsyncIterator[T]:
+    """Yield the events `split` finds in each network read of `reads` (and `end()` finds when
+    they stop), each event within the clock's current deadline.
+
+    The clock times network reads, not events: a wait starts afresh when the consumer asks for
+    an event none of the reads so far completed, and a read bringing only part of one goes on
+    with the same deadline. Events a read already brought are handed over without waiting, but
+    never after the total deadline. One wait per read rather than per event is what keeps a
+    fast stream cheap.
+    """
     try:
-        if clock is None:
-            async for item in items:
-                yield item
-        elif clock._task is None:
-            while True:
+        ready: list[T] = []
+        while True:
+            fresh = True
+            while not ready:
                 try:
-                    item = await clock.wait(anext(items))
+                    if clock is None:
+                        data = await anext(reads)
+                    else:
+                        data = await clock.wait(anext(reads), fresh=fresh)
                 except StopAsyncIteration:
-                    return
-                clock.events += 1
-                yield item
-        else:
-            begin = clock._begin
-            while True:
-                begin()
-                try:
-                    item = await anext(items)
-                except StopAsyncIteration:
-                    return
-                except asyncio.CancelledError:
-                    error = clock._expired()
-                    if error is not None:
-                        raise error from None
-                    raise
-                finally:
-                    clock._reading = False
-                clock.events += 1
-                yield item
+                    ready = end() if end is not None else []
+                    if not ready:
+                        return
+                    break
+                fresh = False
+                ready = split(data)
+            if clock is None:
+                for item in ready:
+                    yield item
+            else:
+                now, total_at = clock._now, clock.total_at
+                for item in ready:
+                    if now() >= total_at:
+                        raise clock.error("total")
+                    clock.events += 1
+                    yield item
+            ready = []
     finally:
-        aclose = getattr(items, "aclose", None)
+        aclose = getattr(reads, "aclose", None)
         if aclose is not None:
             await aclose()

@@ -20,11 +20,11 @@ from typing import Any, Protocol, runtime_checkable
 
 import anyio
 import httpx
-from httpx_sse import EventSource, ServerSentEvent
+from httpx_sse import ServerSentEvent
 from pydantic import ValidationError
 
 from openkoi._attachments import fetch_for, has_url_attachments
-from openkoi._deadline import CallClock, clock_of, paced
+from openkoi._deadline import CallClock, clock_of, paced_batches
 from openkoi._errors import (
     InvalidRequestError,
     MalformedResponseError,
@@ -35,6 +35,7 @@ from openkoi._errors import (
 )
 from openkoi._http import _short, error_from_response, json_body, map_transport_errors
 from openkoi._secrets import Secret
+from openkoi._sse import LineSplitter, SSESplitter
 from openkoi._stream import StreamAccumulator
 from openkoi._structured import parse_output
 from openkoi._timeouts import Deadlines, Timeouts, resolve_timeouts
@@ -71,26 +72,34 @@ def _describe(exc: BaseException) -> str:
     return str(exc) or type(exc).__name__
 
 
+def typed_error(exc: Exception, provider: str, secrets: Iterable[str | None] = ()) -> ProviderError:
+    """The `OpenKoiError` an unexpected exception from a mapping stands for: a shape it did not
+    expect is a (transient) `MalformedResponseError` with a short scrubbed excerpt; any other
+    bug a `ProviderError`."""
+    if isinstance(exc, _SHAPE_ERRORS):
+        excerpt = redact(_short(_describe(exc), 160), secrets)
+        return MalformedResponseError(
+            f"the answer has an unexpected shape ({type(exc).__name__}: {excerpt})",
+            provider=provider,
+        )
+    excerpt = redact(_short(str(exc), 160), secrets)
+    return ProviderError(
+        f"the provider failed unexpectedly ({type(exc).__name__}: {excerpt})",
+        provider=provider,
+    )
+
+
 @contextmanager
 def typed_failures(provider: str, secrets: Iterable[str | None] = ()) -> Iterator[None]:
-    """Let only `OpenKoiError`s out: a shape the mapping did not expect is a (transient)
-    `MalformedResponseError` with a short scrubbed excerpt; any other bug a `ProviderError`."""
+    """Let only `OpenKoiError`s out (see `typed_error`)."""
     try:
         yield
     except OpenKoiError:
         raise
     except _SHAPE_ERRORS as exc:
-        excerpt = redact(_short(_describe(exc), 160), secrets)
-        raise MalformedResponseError(
-            f"the answer has an unexpected shape ({type(exc).__name__}: {excerpt})",
-            provider=provider,
-        ) from None
+        raise typed_error(exc, provider, secrets) from None
     except Exception as exc:
-        excerpt = redact(_short(str(exc), 160), secrets)
-        raise ProviderError(
-            f"the provider failed unexpectedly ({type(exc).__name__}: {excerpt})",
-            provider=provider,
-        ) from exc
+        raise typed_error(exc, provider, secrets) from exc
 
 
 @runtime_checkable
@@ -213,11 +222,16 @@ class HTTPProvider:
             usage = first.usage
             yield first
             while True:
-                with typed_failures(self.id, self._secrets()):
-                    try:
-                        chunk = await anext(chunks)
-                    except StopAsyncIteration:
-                        break
+                # A plain try per chunk: a context manager per chunk costs more than the chunk.
+                try:
+                    chunk = await anext(chunks)
+                except StopAsyncIteration:
+                    break
+                except OpenKoiError:
+                    raise
+                except Exception as exc:
+                    cause = None if isinstance(exc, _SHAPE_ERRORS) else exc
+                    raise typed_error(exc, self.id, self._secrets()) from cause
                 if chunk.usage is not None:
                     usage = chunk.usage
                 yield chunk
@@ -455,30 +469,31 @@ class HTTPProvider:
 def sse_events(response: httpx.Response) -> AsyncIterator[ServerSentEvent]:
     """The server-sent events of a stream opened by `_open_stream`, each within its deadline
     (a comment or a partial event is not an event)."""
-    return paced(EventSource(response).aiter_sse(), clock_of(response))
+    clock = clock_of(response)
+    splitter = SSESplitter(clock.provider if clock is not None else "")
+    return paced_batches(response.aiter_text(), splitter.feed, clock, splitter.flush)
 
 
 def ndjson_lines(response: httpx.Response) -> AsyncIterator[str]:
     """The non-blank lines of an NDJSON stream, each within its deadline."""
-    return paced(_nonblank(response.aiter_lines()), clock_of(response))
+    clock = clock_of(response)
+    splitter = LineSplitter(clock.provider if clock is not None else "")
+
+    def nonblank(lines: list[str]) -> list[str]:
+        return [line for line in lines if line.strip()]
+
+    return paced_batches(
+        response.aiter_text(),
+        lambda text: nonblank(splitter.lines(text)),
+        clock,
+        lambda: nonblank(splitter.flush()),
+    )
 
 
-async def _nonblank(lines: AsyncIterator[str]) -> AsyncIterator[str]:
-    async for line in lines:
-        if line.strip():
-            yield line
-
-
-def frames(response: httpx.Response, feed: Callable[[bytes], Any]) -> AsyncIterator[Any]:
+def frames(response: httpx.Response, feed: Callable[[bytes], list[Any]]) -> AsyncIterator[Any]:
     """Frames of a binary stream: `feed(bytes)` returns the frames those bytes complete; each
     frame is an event, within its deadline."""
-    return paced(_framed(response.aiter_bytes(), feed), clock_of(response))
-
-
-async def _framed(chunks: AsyncIterator[bytes], feed: Callable[[bytes], Any]) -> AsyncIterator[Any]:
-    async for data in chunks:
-        for frame in feed(data):
-            yield frame
+    return paced_batches(response.aiter_bytes(), feed, clock_of(response))
 
 
 async def sse_json_events(

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import contextlib
 import time
-import uuid
 import warnings
 from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Callable, Sequence
 from dataclasses import dataclass
@@ -36,8 +35,9 @@ from openkoi.routing._state import LocalState, open_state
 from openkoi.routing._store import StateStore
 from openkoi.usage._backend import LedgerBackend, open_ledger
 from openkoi.usage._genai import warm as warm_prices
-from openkoi.usage._ledger import CallRecord
+from openkoi.usage._ledger import CallRecord, new_uid
 from openkoi.usage._pricing import PriceTable, call_cost, load_price_table
+from openkoi.usage._writer import QueuedLedger
 
 T = TypeVar("T")
 
@@ -125,7 +125,11 @@ class Router:
         self.state = state
         self.budgets = config.budgets
         if record_usage:
-            self.ledger: LedgerBackend | None = ledger or open_ledger(config, on_warning=self._warn)
+            # A ledger we open is written by a background thread (see `QueuedLedger`); one
+            # handed to us is written on the call's path, as its owner may read it directly.
+            self.ledger: LedgerBackend | None = ledger or QueuedLedger(
+                open_ledger(config, on_warning=self._warn), on_warning=self._warn
+            )
         else:
             self.ledger = None
         self.prices = prices if prices is not None else load_price_table(registry.config.pricing)
@@ -158,7 +162,7 @@ class Router:
 
     async def chat(self, role: str, request: ChatRequest) -> ChatResponse:
         async def call(provider: ModelProvider, model: str) -> ChatResponse:
-            return await provider.chat(request.model_copy(update={"model": model}))
+            return await provider.chat(_for_model(request, model))
 
         response, attempt = await self._route(role, "chat", call, estimate_tokens(request))
         self._record(attempt, "ok", response.usage)
@@ -172,7 +176,7 @@ class Router:
         async def open_first(
             provider: ModelProvider, model: str
         ) -> tuple[AsyncIterator[ChatChunk], ChatChunk | None]:
-            stream = provider.chat_stream(request.model_copy(update={"model": model}))
+            stream = provider.chat_stream(_for_model(request, model))
             try:
                 return stream, await anext(stream)
             except StopAsyncIteration:
@@ -260,7 +264,7 @@ class Router:
         tokens: int = 0,
     ) -> tuple[T, _Attempt]:
         chain = self.chain(role)
-        request_id = uuid.uuid4().hex
+        request_id = new_uid()
         number = 0
         waited = 0.0
         for _round in range(_MAX_ROUNDS):
@@ -366,6 +370,10 @@ class Router:
             self.ledger.record(record)
         except Exception as exc:  # the answer matters more than its bookkeeping
             self._warn(f"usage not recorded: {exc}")
+
+
+def _for_model(request: ChatRequest, model: str) -> ChatRequest:
+    return request if request.model == model else request.model_copy(update={"model": model})
 
 
 async def _aclose(stream: AsyncIterator[ChatChunk]) -> None:

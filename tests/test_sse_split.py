@@ -1,0 +1,77 @@
+"""The SSE and line splitters: every way a network read can cut a stream gives the same events."""
+
+from __future__ import annotations
+
+import pytest
+from httpx_sse import ServerSentEvent
+from openkoi._errors import MalformedResponseError
+from openkoi._sse import LineSplitter, SSESplitter
+
+STREAM = (
+    ": a comment\r\n"
+    "event: message_start\r\n"
+    'data: {"a": 1}\r\n'
+    "\r\n"
+    "id: 7\n"
+    "data: line one\n"
+    "data:line two\n"
+    "\n"
+    "retry: 1500\r"
+    "data: after a bare CR\r"
+    "\r"
+    "retry: ²\n"
+    "data: the id carries over\n"
+    "\n"
+    "data: never finished"
+)
+EXPECTED = [
+    ServerSentEvent(event="message_start", data='{"a": 1}'),
+    ServerSentEvent(data="line one\nline two", id="7"),
+    ServerSentEvent(data="after a bare CR", id="7", retry=1500),
+    ServerSentEvent(data="the id carries over", id="7"),
+]
+
+
+def split_all(pieces: list[str]) -> list[ServerSentEvent]:
+    splitter = SSESplitter("p")
+    events = [e for piece in pieces for e in splitter.feed(piece)]
+    return events + splitter.flush()
+
+
+def as_tuples(events: list[ServerSentEvent]) -> list[tuple[str, str, str, int | None]]:
+    return [(e.event, e.data, e.id, e.retry) for e in events]
+
+
+@pytest.mark.parametrize("size", [1, 2, 3, 5, 7, 16, 1000])
+def test_every_cut_gives_the_same_events(size: int) -> None:
+    pieces = [STREAM[i : i + size] for i in range(0, len(STREAM), size)]
+    assert as_tuples(split_all(pieces)) == as_tuples(EXPECTED)
+
+
+def test_a_cr_lf_split_between_reads_is_one_line_end() -> None:
+    splitter = SSESplitter("p")
+    assert splitter.feed("data: x\r") == []
+    assert as_tuples(splitter.feed("\n\r\n")) == [("message", "x", "", None)]
+
+
+def test_lines_keep_the_unfinished_last_one_for_flush() -> None:
+    splitter = LineSplitter("p")
+    assert splitter.lines('{"a":1}\n{"b"') == ['{"a":1}']
+    assert splitter.lines(":2}\r\n") == ['{"b":2}']
+    assert splitter.lines("tail\r") == []
+    assert splitter.flush() == ["tail"]
+    assert splitter.flush() == []
+
+
+def test_a_line_that_never_ends_is_refused_at_the_cap() -> None:
+    splitter = LineSplitter("p", limit=100)
+    splitter.lines("x" * 100)
+    with pytest.raises(MalformedResponseError, match="longer than 100"):
+        splitter.lines("x")
+
+
+def test_an_event_of_endless_data_lines_is_refused_at_the_cap() -> None:
+    splitter = SSESplitter("p", limit=100)
+    splitter.feed("data: " + "x" * 60 + "\n")
+    with pytest.raises(MalformedResponseError, match="event longer than 100"):
+        splitter.feed("data: " + "x" * 60 + "\n")
