@@ -156,3 +156,59 @@ def _outcome(store: object, lower: object, value: object) -> tuple[str, object]:
         return "ok", _lowered(store, lower, value)
     except Exception as exc:
         return "raise", type(exc)
+
+
+@pytest.mark.anyio
+async def test_stream_batches_lift_straight_to_chunks_at_the_same_cost() -> None:
+    """`lift_batch` gives the chunks the generic lifting and `chunk_from_wit` give, and charges
+    the budget exactly as much (so the cap on a stream batch is unchanged)."""
+    from openkoi.plugins._convert import chunk_from_wit
+    from openkoi.plugins._fastcall import Budget, ValueTooLarge, lift
+    from openkoi.plugins._stream_lift import lift_batch
+
+    provider = load_plugin_file(_plugins.hostile(), {})
+    try:
+        inst = _Instance(provider.runtime)
+        store, instance = inst.store, inst.instance
+        root = instance.get_export_index(store, f"{PROVIDER_EXPORT}@0.1.0")
+
+        def fast(name: str) -> FastCall:
+            func = instance.get_func(store, instance.get_export_index(store, name, root))
+            return FastCall(func, store)
+
+        ctx = CallContext("hostile", None, None, {})
+        ctx.state = inst.wasi
+        request = request_to_wit(ChatRequest(model="echo", messages=[Message.user("héllo ✓")]))
+        with activate(ctx):
+            opened = [fast("stream-chat")(store, request) for _ in range(2)]
+            generic, direct = [], []
+            spent = {"generic": 0, "direct": 0}
+            for handle, out, how in (
+                (opened[0], generic, "generic"),
+                (opened[1], direct, "direct"),
+            ):
+                while True:
+                    budget = Budget(1 << 20)
+                    lifter = lift_batch if how == "direct" else lift
+                    batch = fast("[method]chat-stream.next")(
+                        store, handle, budget=budget, lifter=lifter
+                    )
+                    spent[how] += (1 << 20) - budget.bytes
+                    if batch is None:
+                        break
+                    out.extend(batch)
+        assert [chunk_from_wit(e) for e in generic] == [
+            e if not hasattr(e, "tag") else chunk_from_wit(e) for e in direct
+        ]
+        assert any(getattr(e, "tag", None) == "text" for e in generic)
+        assert spent["direct"] == spent["generic"] > 0
+        # The cap holds on the direct path too: a budget smaller than one batch is refused.
+        with activate(ctx):
+            handle = fast("stream-chat")(store, request)
+            with pytest.raises(ValueTooLarge):
+                while fast("[method]chat-stream.next")(
+                    store, handle, budget=Budget(8), lifter=lift_batch
+                ):
+                    pass
+    finally:
+        await provider.aclose()

@@ -16,6 +16,7 @@ This reaches into wasmtime-py's private ctypes bindings; the dependency is pinne
 from __future__ import annotations
 
 import ctypes
+from collections.abc import Callable
 from typing import Any
 
 from wasmtime import _ffi as ffi
@@ -161,7 +162,14 @@ class FastCall:
         self._lowers = [plan(param) for param in self._params]
         self._has_result = ty.result is not None
 
-    def __call__(self, store: Any, *args: Any, budget: Budget | None = None) -> Any:
+    def __call__(
+        self,
+        store: Any,
+        *args: Any,
+        budget: Budget | None = None,
+        lifter: Callable[[Any, Budget], Any] | None = None,
+    ) -> Any:
+        """Call the export; its result is lifted by `lifter` (default: `lift`) under `budget`."""
         if len(args) != len(self._params):
             raise TypeError(f"expected {len(self._params)} arguments, got {len(args)}")
         params = (ffi.wasmtime_component_val_t * max(1, len(args)))()
@@ -188,7 +196,7 @@ class FastCall:
             if not count:
                 return None
             try:
-                return lift(result, budget)
+                return (lifter or _lift)(result, budget or Budget(UNLIMITED))
             finally:
                 ffi.wasmtime_component_val_delete(ctypes.byref(result))
         finally:

@@ -29,6 +29,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, TypeVar
 
 from openkoi._errors import CredentialsMissingError, ProviderError
+from openkoi._types import ChatChunk
 from openkoi.plugins import _interrupt as interrupt
 from openkoi.plugins._call import CallContext, activate
 from openkoi.plugins._convert import (
@@ -66,13 +67,13 @@ from openkoi.plugins._limits import (
 )
 from openkoi.plugins._linker import instantiate, prepare
 from openkoi.plugins._manifest import PROVIDER_EXPORT, PluginFile
+from openkoi.plugins._stream_lift import lift_batch
 from openkoi.plugins._wasi import WasiState
 
 if TYPE_CHECKING:
     from wasmtime import Store
 
     from openkoi._secrets import Secret
-    from openkoi._types import ChatChunk
     from openkoi.plugins._guarded_http import Resolver, TransportPool
 
 T = TypeVar("T")
@@ -152,7 +153,14 @@ class _Instance:
         self.instance = instance
 
     def invoke(
-        self, ctx: CallContext, name: str, *args: Any, seconds: float, kind: str, budget: Budget
+        self,
+        ctx: CallContext,
+        name: str,
+        *args: Any,
+        seconds: float,
+        kind: str,
+        budget: Budget,
+        lifter: Callable[[Any, Budget], Any] | None = None,
     ) -> Any:
         """Call an export under a fresh deadline; a trap breaks the instance and is raised as a
         `PluginError` naming the limit when the deadline caused it."""
@@ -161,7 +169,7 @@ class _Instance:
         self.store.set_epoch_deadline(min(interrupt.SLICE_TICKS, ticks_for(seconds)))
         with activate(ctx):
             try:
-                return self.funcs[name](self.store, *args, budget=budget)
+                return self.funcs[name](self.store, *args, budget=budget, lifter=lifter)
             except ValueTooLarge as exc:
                 self.broken = True
                 raise self.runtime.values_error(exc.what) from None
@@ -574,6 +582,7 @@ class PluginRuntime:
                         seconds=self.limits.event_seconds,
                         kind="event-time",
                         budget=budget,
+                        lifter=lift_batch,
                     )
                     if batch is None:
                         return
@@ -581,7 +590,9 @@ class PluginRuntime:
                         channel.put(self.result_error(inst, ctx, batch))
                         return
                     try:
-                        chunks = [chunk_from_wit(event) for event in batch]
+                        chunks = [
+                            e if isinstance(e, ChatChunk) else chunk_from_wit(e) for e in batch
+                        ]
                     except (BadValue, TypeError, ValueError, AttributeError) as exc:
                         inst.broken = True
                         channel.put(
