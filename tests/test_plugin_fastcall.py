@@ -75,3 +75,139 @@ async def test_fast_lifting_matches_wasmtime_py(tmp_path: Path) -> None:
             assert fast_err.tag == "other"
     finally:
         await provider.aclose()
+
+
+def _lowered(store: object, lower: object, value: object) -> object:
+    """`value` lowered by `lower` into a C value, lifted back (and the C value freed)."""
+    import ctypes
+
+    from openkoi.plugins._fastcall import lift
+    from wasmtime import _ffi as ffi
+
+    raw = ffi.wasmtime_component_val_t()
+    lower(store, value, ctypes.pointer(raw))  # type: ignore[operator]
+    try:
+        return lift(raw)
+    finally:
+        ffi.wasmtime_component_val_delete(ctypes.byref(raw))
+
+
+@pytest.mark.anyio
+async def test_planned_lowering_matches_wasmtime_py() -> None:
+    """The lowering plans (`_lower`) build the C values wasmtime-py's `convert_to_c` builds, and
+    refuse what it refuses."""
+    from openkoi.plugins._lower import plan
+    from wasmtime.component import Variant
+
+    provider = load_plugin_file(_plugins.hostile(), {})
+    try:
+        inst = _Instance(provider.runtime)
+        store, instance = inst.store, inst.instance
+        root = instance.get_export_index(store, f"{PROVIDER_EXPORT}@0.1.0")
+        chat = instance.get_func(store, instance.get_export_index(store, "chat", root))
+        (_, request_type), *_ = chat.type(store).params
+        result_type = chat.type(store).result
+        assert result_type is not None
+        for request in (
+            ChatRequest(model="m"),
+            ChatRequest(
+                model="echo",
+                system="s",
+                messages=[
+                    Message.user("héllo ✓"),
+                    Message.assistant("x", [ToolCall(id="1", name="f", arguments="{}")]),
+                ],
+                max_tokens=5,
+                temperature=0.5,
+                stop=["a", "b"],
+                extra={"k": [1, {"x": None}]},
+            ),
+        ):
+            value = request_to_wit(request)
+            slow = _lowered(store, request_type.convert_to_c, value)
+            assert _lowered(store, plan(request_type), value) == slow
+            assert slow.model == request.model  # type: ignore[attr-defined]
+
+        # result<chat-response, provider-error> and the values a call gives: either case, and
+        # values of neither, refused the same way.
+        ctx = CallContext("hostile", None, None, {})
+        ctx.state = inst.wasi
+        with activate(ctx):
+            fast = FastCall(chat, store)
+            answers = [fast(store, request_to_wit(ChatRequest(model=m))) for m in ("echo", "x")]
+        for value in [*answers, Variant("other", None), 42, None]:
+            assert _outcome(store, plan(result_type), value) == _outcome(
+                store, result_type.convert_to_c, value
+            )
+        bad = request_to_wit(ChatRequest(model="m"))
+        bad.messages = "not a list"
+        for value in (object(), bad):
+            assert _outcome(store, plan(request_type), value) == _outcome(
+                store, request_type.convert_to_c, value
+            )
+            assert _outcome(store, plan(request_type), value)[0] == "raise"
+    finally:
+        await provider.aclose()
+
+
+def _outcome(store: object, lower: object, value: object) -> tuple[str, object]:
+    try:
+        return "ok", _lowered(store, lower, value)
+    except Exception as exc:
+        return "raise", type(exc)
+
+
+@pytest.mark.anyio
+async def test_stream_batches_lift_straight_to_chunks_at_the_same_cost() -> None:
+    """`lift_batch` gives the chunks the generic lifting and `chunk_from_wit` give, and charges
+    the budget exactly as much (so the cap on a stream batch is unchanged)."""
+    from openkoi.plugins._convert import chunk_from_wit
+    from openkoi.plugins._fastcall import Budget, ValueTooLarge, lift
+    from openkoi.plugins._stream_lift import lift_batch
+
+    provider = load_plugin_file(_plugins.hostile(), {})
+    try:
+        inst = _Instance(provider.runtime)
+        store, instance = inst.store, inst.instance
+        root = instance.get_export_index(store, f"{PROVIDER_EXPORT}@0.1.0")
+
+        def fast(name: str) -> FastCall:
+            func = instance.get_func(store, instance.get_export_index(store, name, root))
+            return FastCall(func, store)
+
+        ctx = CallContext("hostile", None, None, {})
+        ctx.state = inst.wasi
+        request = request_to_wit(ChatRequest(model="echo", messages=[Message.user("héllo ✓")]))
+        with activate(ctx):
+            opened = [fast("stream-chat")(store, request) for _ in range(2)]
+            generic, direct = [], []
+            spent = {"generic": 0, "direct": 0}
+            for handle, out, how in (
+                (opened[0], generic, "generic"),
+                (opened[1], direct, "direct"),
+            ):
+                while True:
+                    budget = Budget(1 << 20)
+                    lifter = lift_batch if how == "direct" else lift
+                    batch = fast("[method]chat-stream.next")(
+                        store, handle, budget=budget, lifter=lifter
+                    )
+                    spent[how] += (1 << 20) - budget.bytes
+                    if batch is None:
+                        break
+                    out.extend(batch)
+        assert [chunk_from_wit(e) for e in generic] == [
+            e if not hasattr(e, "tag") else chunk_from_wit(e) for e in direct
+        ]
+        assert any(getattr(e, "tag", None) == "text" for e in generic)
+        assert spent["direct"] == spent["generic"] > 0
+        # The cap holds on the direct path too: a budget smaller than one batch is refused.
+        with activate(ctx):
+            handle = fast("stream-chat")(store, request)
+            with pytest.raises(ValueTooLarge):
+                while fast("[method]chat-stream.next")(
+                    store, handle, budget=Budget(8), lifter=lift_batch
+                ):
+                    pass
+    finally:
+        await provider.aclose()

@@ -27,6 +27,7 @@ from openkoi._types import (
     TokenUsage,
     ToolCall,
     ToolCallDelta,
+    text_chunk,
 )
 
 _STOP_REASONS: dict[str, StopReason] = {
@@ -230,7 +231,7 @@ def chunk_from_wit(event: Any) -> ChatChunk:
     tag = getattr(event, "tag", None)
     payload = getattr(event, "payload", None)
     if tag == "text":
-        return ChatChunk(delta=str(payload))
+        return text_chunk(str(payload))
     if tag == "reasoning":
         return ChatChunk(reasoning_delta=str(payload))
     if tag == "tool-call-start":

@@ -1,7 +1,7 @@
 """Calling a guest export without wasmtime-py's per-value type introspection.
 
 wasmtime-py converts a result by asking the C API for its type at every level, for every value:
-a `list<variant>` of 500 stream events costs thousands of FFI calls (about 150 us per event,
+a `list<variant>` of 500 stream events cost thousands of FFI calls (about 150 us per event,
 measured), which made streaming through a plugin ten times slower than native. The C value is
 self-describing, though: every value carries its kind, records their field names and variants
 their case names. `FastCall` looks the parameter types up once per export and lifts the result
@@ -16,11 +16,14 @@ This reaches into wasmtime-py's private ctypes bindings; the dependency is pinne
 from __future__ import annotations
 
 import ctypes
+from collections.abc import Callable
 from typing import Any
 
 from wasmtime import _ffi as ffi
 from wasmtime.component import Record, ResourceAny, Variant
 from wasmtime.component._enter import enter_wasm
+
+from openkoi.plugins._lower import plan
 
 _STRING = ffi.WASMTIME_COMPONENT_STRING.value
 _LIST = ffi.WASMTIME_COMPONENT_LIST.value
@@ -150,22 +153,30 @@ def _lift(value: Any, budget: Budget) -> Any:
 class FastCall:
     """One export of one instance, callable like `wasmtime.component.Func`."""
 
-    __slots__ = ("_func", "_has_result", "_params")
+    __slots__ = ("_func", "_has_result", "_lowers", "_params")
 
     def __init__(self, func: Any, store: Any) -> None:
         ty = func.type(store)
         self._func = func
         self._params = [param for _, param in ty.params]
+        self._lowers = [plan(param) for param in self._params]
         self._has_result = ty.result is not None
 
-    def __call__(self, store: Any, *args: Any, budget: Budget | None = None) -> Any:
+    def __call__(
+        self,
+        store: Any,
+        *args: Any,
+        budget: Budget | None = None,
+        lifter: Callable[[Any, Budget], Any] | None = None,
+    ) -> Any:
+        """Call the export; its result is lifted by `lifter` (default: `lift`) under `budget`."""
         if len(args) != len(self._params):
             raise TypeError(f"expected {len(self._params)} arguments, got {len(args)}")
         params = (ffi.wasmtime_component_val_t * max(1, len(args)))()
         lowered = 0
         try:
-            for param, arg in zip(self._params, args, strict=True):
-                param.convert_to_c(store, arg, ctypes.pointer(params[lowered]))
+            for lower, arg in zip(self._lowers, args, strict=True):
+                lower(store, arg, ctypes.pointer(params[lowered]))
                 lowered += 1
             result = ffi.wasmtime_component_val_t()
             func = self._func._func
@@ -185,7 +196,7 @@ class FastCall:
             if not count:
                 return None
             try:
-                return lift(result, budget)
+                return (lifter or _lift)(result, budget or Budget(UNLIMITED))
             finally:
                 ffi.wasmtime_component_val_delete(ctypes.byref(result))
         finally:

@@ -139,7 +139,9 @@ class SecretScrubber:
                 patterns.append(pattern)
                 longest = max(longest, length)
                 plain.add(form.lower())
-        self._plain = tuple(sorted(plain))
+        # A form that contains another needs no check of its own (a padded base64 form holds
+        # its unpadded one): the pre-check searches the text once per remaining form.
+        self._plain = tuple(sorted(f for f in plain if not any(o != f and o in f for o in plain)))
         patterns.sort(key=len, reverse=True)
         self._pattern = re.compile("|".join(patterns), re.IGNORECASE) if patterns else None
         # The longest text a match can span: a stream holds back this many characters less one,
@@ -351,7 +353,9 @@ class GuardedResponse:
     async def text(self) -> str:
         """The rest of the body as one string (bounded by the client's response byte limit)."""
         parts: list[str] = []
-        while (chunk := await self.next_chunk()) is not None:
+        body = self._body
+        # The whole body goes out at once: nothing to release early, so no wait per read.
+        while body is not None and (chunk := await body.next_text(release=False)) is not None:
             parts.append(chunk)
         return "".join(parts)
 
@@ -408,24 +412,26 @@ class _Body:
         except StopAsyncIteration:
             return None
 
-    async def next_text(self) -> str | None:
+    async def next_text(self, *, release: bool = True) -> str | None:
+        """The next piece of text; with `release`, what the scrubber holds back is handed over
+        once the upstream has been quiet for `QUIET_RELEASE_SECONDS`."""
         if self._failed is not None:
             failed, self._failed = self._failed, None
             raise failed
         while not self._done:
             error: HttpError | None = None
             raw: bytes | None = None
-            if self._pending is None:
-                self._pending = asyncio.ensure_future(self._read())
-            if self._scrub.holding:
+            if release and self._scrub.holding:
                 # Text is held back: hand it over if the upstream stays quiet, so a slow stream
                 # is not delayed by the scrubber's window (the release does not look at it).
+                if self._pending is None:
+                    self._pending = asyncio.ensure_future(self._read())
                 done, _ = await asyncio.wait({self._pending}, timeout=QUIET_RELEASE_SECONDS)
                 if not done:
                     return self._scrub.release()
             pending, self._pending = self._pending, None
             try:
-                raw = await pending
+                raw = await (pending if pending is not None else self._read())
             except httpx.HTTPError as exc:
                 error = self._client._mapped(exc, "while reading the response")
             if error is None:

@@ -102,6 +102,11 @@ class BodyPump:
         with self._cond:
             self._cond.notify_all()
 
+    def ended(self) -> bool:
+        """The pump has finished and closed the upstream response (asked from any thread)."""
+        task = self._task
+        return task is not None and task.done()
+
     def take(self) -> str | HttpError:
         """Everything buffered, "" at the end, or an error (thread side)."""
         from openkoi.plugins._guarded_http import HttpError
@@ -259,6 +264,10 @@ def _drop_body(store: Any, rep: int) -> None:
         if pump is None or pump.closed:
             return
         pump.ctx.bodies.pop(rep, None)
+        if pump.ended():  # read to its end: the response is closed already, no hop needed
+            pump.closed = True
+            pump.wake()
+            return
         loop = pump.ctx.loop
         if loop is not None and not loop.is_closed():
             asyncio.run_coroutine_threadsafe(pump.aclose(), loop)

@@ -5,7 +5,8 @@ function sees it, through a type lookup per value. Functions defined here are ca
 openkoi's own callback instead: arguments are lifted by `_fastcall.lift` under a `Budget` (list
 elements and string bytes in total per call), so a guest that passes a million headers or a
 huge log line makes the call trap with a limit, and the host never builds the oversized value.
-Results are lowered as wasmtime-py does.
+Results are lowered as wasmtime-py does, through a plan made once per function and instance
+(`_lower`).
 """
 
 from __future__ import annotations
@@ -24,6 +25,7 @@ from wasmtime.component._types import FuncType
 
 from openkoi.plugins._call import current
 from openkoi.plugins._fastcall import Budget, ValueTooLarge, lift
+from openkoi.plugins._lower import Lower, plan
 
 if TYPE_CHECKING:
     from wasmtime.component import LinkerInstance
@@ -38,6 +40,8 @@ VALUES_BREACH = "values"
 def _host_call(
     idx: Any, context: Any, ty_raw: Any, args: Any, nargs: int, results: Any, nresults: int
 ) -> Any:
+    address = ctypes.cast(context, ctypes.c_void_p).value or 0  # the calling store's
+
     def run(store: Any) -> None:
         func, cap = _REGISTERED[idx or 0]
         budget = Budget(cap)
@@ -56,7 +60,7 @@ def _host_call(
                 with FuncType._from_ptr(ty_raw, owner=store) as fty:
                     result_ty = fty.result
                     assert result_ty is not None
-                    result_ty.convert_to_c(store, result, results)
+                    _result_plan((idx or 0, address), result_ty)(store, result, results)
         except WasmtimeError:
             raise
         except Exception as exc:  # never park an exception in wasmtime-py's global
@@ -68,6 +72,23 @@ def _host_call(
 
 
 _callback = ffi.wasmtime_component_func_callback_t(_host_call)
+# The lowering plan of each host function's result, per store (an instance's types are its
+# own); checked against the type of the call at hand, so a store's reused address cannot mislead it.
+_PLANS: dict[tuple[int, int], tuple[Any, Lower]] = {}
+_MAX_PLANS = 4096
+
+
+def _result_plan(key: tuple[int, int], result_ty: Any) -> Lower:
+    cached = _PLANS.get(key)
+    if cached is not None and cached[0] == result_ty:
+        return cached[1]
+    if len(_PLANS) >= _MAX_PLANS:
+        _PLANS.clear()
+    made = plan(result_ty)
+    _PLANS[key] = (result_ty, made)
+    return made
+
+
 # Host functions live as long as the process: the Linker is made once and never redefined.
 _REGISTERED: list[tuple[Callable[..., Any], int]] = [(lambda *_: None, 0)]
 _lock = threading.Lock()

@@ -29,6 +29,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, TypeVar
 
 from openkoi._errors import CredentialsMissingError, ProviderError
+from openkoi._types import ChatChunk
 from openkoi.plugins import _interrupt as interrupt
 from openkoi.plugins._call import CallContext, activate
 from openkoi.plugins._convert import (
@@ -66,13 +67,13 @@ from openkoi.plugins._limits import (
 )
 from openkoi.plugins._linker import instantiate, prepare
 from openkoi.plugins._manifest import PROVIDER_EXPORT, PluginFile
+from openkoi.plugins._stream_lift import lift_batch
 from openkoi.plugins._wasi import WasiState
 
 if TYPE_CHECKING:
     from wasmtime import Store
 
     from openkoi._secrets import Secret
-    from openkoi._types import ChatChunk
     from openkoi.plugins._guarded_http import Resolver, TransportPool
 
 T = TypeVar("T")
@@ -152,7 +153,14 @@ class _Instance:
         self.instance = instance
 
     def invoke(
-        self, ctx: CallContext, name: str, *args: Any, seconds: float, kind: str, budget: Budget
+        self,
+        ctx: CallContext,
+        name: str,
+        *args: Any,
+        seconds: float,
+        kind: str,
+        budget: Budget,
+        lifter: Callable[[Any, Budget], Any] | None = None,
     ) -> Any:
         """Call an export under a fresh deadline; a trap breaks the instance and is raised as a
         `PluginError` naming the limit when the deadline caused it."""
@@ -161,7 +169,7 @@ class _Instance:
         self.store.set_epoch_deadline(min(interrupt.SLICE_TICKS, ticks_for(seconds)))
         with activate(ctx):
             try:
-                return self.funcs[name](self.store, *args, budget=budget)
+                return self.funcs[name](self.store, *args, budget=budget, lifter=lifter)
             except ValueTooLarge as exc:
                 self.broken = True
                 raise self.runtime.values_error(exc.what) from None
@@ -191,27 +199,53 @@ class _Waiter:
 class _Channel:
     """Stream batches from the worker thread to the reader on the loop, with back-pressure: the
     guest runs ahead of its reader by at most `STREAM_READ_AHEAD` batches and
-    `STREAM_READ_AHEAD_BYTES` of lifted values."""
+    `STREAM_READ_AHEAD_BYTES` of lifted values.
+
+    The worker wakes the loop only when the reader waits for an item: every wake is a hop that
+    costs the worker a fresh turn at the GIL, so a reader that is behind takes what has piled up
+    without one."""
 
     _END = object()
 
     def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
         self.loop = loop
-        self.queue: asyncio.Queue[Any] = asyncio.Queue()
         self._room = threading.Condition()
+        self._items: collections.deque[tuple[Any, int]] = collections.deque()
+        self._waiter: asyncio.Future[None] | None = None
         self._batches = 0
         self._bytes = 0
 
     def put(self, item: Any, size: int = 0) -> None:
-        if size:
-            with self._room:
+        with self._room:
+            if size:
                 self._batches += 1
                 self._bytes += size
-        with contextlib.suppress(RuntimeError):  # a closed loop: nobody is reading
-            self.loop.call_soon_threadsafe(self.queue.put_nowait, (item, size))
+            self._items.append((item, size))
+            waiter, self._waiter = self._waiter, None
+        if waiter is not None:
+            with contextlib.suppress(RuntimeError):  # a closed loop: nobody is reading
+                self.loop.call_soon_threadsafe(_wake_reader, waiter)
 
     def end(self) -> None:
         self.put(self._END)
+
+    async def get(self, timeout: float) -> tuple[Any, int]:
+        """The next item (on the loop); `TimeoutError` when none comes within `timeout`."""
+        deadline = self.loop.time() + timeout
+        while True:
+            with self._room:
+                if self._items:
+                    return self._items.popleft()
+                waiter = self._waiter = self.loop.create_future()
+            left = deadline - self.loop.time()
+            if left <= 0:
+                raise TimeoutError
+            try:
+                await asyncio.wait_for(waiter, left)
+            finally:
+                with self._room:
+                    if self._waiter is waiter:
+                        self._waiter = None
 
     def consumed(self, size: int) -> None:
         if size:
@@ -232,6 +266,11 @@ class _Channel:
                     return True
                 self._room.wait(0.25)
         return False
+
+
+def _wake_reader(waiter: asyncio.Future[None]) -> None:
+    if not waiter.done():
+        waiter.set_result(None)
 
 
 class PluginRuntime:
@@ -496,7 +535,7 @@ class PluginRuntime:
         try:
             while True:
                 try:
-                    item, size = await asyncio.wait_for(channel.queue.get(), bound)
+                    item, size = await channel.get(bound)
                 except TimeoutError:
                     raise self.limit_error("event-time") from None
                 if item is _Channel._END:
@@ -543,6 +582,7 @@ class PluginRuntime:
                         seconds=self.limits.event_seconds,
                         kind="event-time",
                         budget=budget,
+                        lifter=lift_batch,
                     )
                     if batch is None:
                         return
@@ -550,7 +590,9 @@ class PluginRuntime:
                         channel.put(self.result_error(inst, ctx, batch))
                         return
                     try:
-                        chunks = [chunk_from_wit(event) for event in batch]
+                        chunks = [
+                            e if isinstance(e, ChatChunk) else chunk_from_wit(e) for e in batch
+                        ]
                     except (BadValue, TypeError, ValueError, AttributeError) as exc:
                         inst.broken = True
                         channel.put(

@@ -1,0 +1,167 @@
+"""Lowering host values into component values through a plan made once per type.
+
+wasmtime-py's `ValType.convert_to_c` asks the C API for the type's parts on every call, at every
+level (a record's fields, a list's element, a variant's cases, each a fresh Python type object):
+lowering one chat request cost about as much as the HTTP request it carries. `plan` walks the
+type once and returns a function that lowers a value of it with the same rules wasmtime-py
+applies (the same C values, the same Python types accepted, `Variant` for tagged variants and
+the first matching case for untagged ones). Kinds openkoi's WIT does not use on a hot path
+(scalars, flags, resources, bytes) are lowered by the type's own `convert_to_c`, which
+needs no look-ups.
+
+This reaches into wasmtime-py's private ctypes bindings like `_fastcall`; the dependency is
+pinned below 51.
+"""
+
+from __future__ import annotations
+
+import ctypes
+from collections.abc import Callable
+from typing import Any
+
+from wasmtime import _ffi as ffi
+from wasmtime.component import Variant
+from wasmtime.component import _types as types
+
+# lower(store, value, pointer to a wasmtime_component_val_t)
+Lower = Callable[[Any, Any, Any], None]
+
+
+def plan(ty: types.ValType) -> Lower:
+    """A function lowering values of `ty`; keeps `ty` alive for the kinds it delegates."""
+    if isinstance(ty, types.String):
+        return _lower_string
+    if isinstance(ty, types.RecordType):
+        return _record([(name, name.encode("utf-8"), plan(t)) for name, t in ty.fields])
+    if isinstance(ty, types.ListType) and not isinstance(ty.element, types.U8):
+        return _list(plan(ty.element))
+    if isinstance(ty, types.EnumType):
+        return _lower_enum
+    if isinstance(ty, types.VariantLikeType):
+        return _variant_like(ty)
+    return ty.convert_to_c
+
+
+def _lower_string(store: Any, val: Any, ptr: Any) -> None:
+    if not isinstance(val, str):
+        raise TypeError("expected string type")
+    ptr.contents.kind = ffi.WASMTIME_COMPONENT_STRING
+    ptr.contents.of.string = ffi.str_to_capi(val)
+
+
+def _lower_enum(store: Any, val: Any, ptr: Any) -> None:
+    if not isinstance(val, str):
+        raise TypeError("expected str type")
+    ptr.contents.kind = ffi.WASMTIME_COMPONENT_ENUM
+    ptr.contents.of.enumeration = ffi.str_to_capi(val)
+
+
+def _record(fields: list[tuple[str, bytes, Lower]]) -> Lower:
+    count = len(fields)
+
+    def lower(store: Any, val: Any, ptr: Any) -> None:
+        raw = ffi.wasmtime_component_valrecord_t()
+        ffi.wasmtime_component_valrecord_new_uninit(raw, count)
+        i = 0
+        try:
+            data = raw.data
+            for name, encoded, lower_field in fields:
+                entry = data[i]
+                lower_field(store, getattr(val, name), ctypes.pointer(entry.val))
+                entry.name = ffi.bytes_to_capi(encoded)
+                i += 1
+        except BaseException:
+            for j in range(i, count):
+                raw.data[j].val.kind = ffi.WASMTIME_COMPONENT_BOOL
+                raw.data[j].val.of.boolean = False
+            ffi.wasmtime_component_valrecord_delete(ctypes.byref(raw))
+            raise
+        ptr.contents.kind = ffi.WASMTIME_COMPONENT_RECORD
+        ptr.contents.of.record = raw
+
+    return lower
+
+
+def _list(lower_element: Lower) -> Lower:
+    def lower(store: Any, val: Any, ptr: Any) -> None:
+        if not isinstance(val, list):
+            raise TypeError("expected list value")
+        count = len(val)
+        raw = ffi.wasmtime_component_vallist_t()
+        ffi.wasmtime_component_vallist_new_uninit(raw, count)
+        i = 0
+        try:
+            data = raw.data
+            for element in val:
+                lower_element(store, element, ctypes.pointer(data[i]))
+                i += 1
+        except BaseException:
+            for j in range(i, count):
+                raw.data[j].kind = ffi.WASMTIME_COMPONENT_BOOL
+                raw.data[j].of.boolean = False
+            ffi.wasmtime_component_vallist_delete(ctypes.byref(raw))
+            raise
+        ptr.contents.kind = ffi.WASMTIME_COMPONENT_LIST
+        ptr.contents.of.list = raw
+
+    return lower
+
+
+def _variant_like(ty: types.VariantLikeType) -> Lower:
+    """Variants, options and results, with wasmtime-py's rule for choosing the case: by tag
+    when the cases' Python types overlap (the value is a `Variant`), else the first case whose
+    payload type the value is an instance of (None for a case without payload)."""
+    tagged = ty._tagged()
+    cases: list[tuple[str, tuple[type, ...] | None, Lower | None]] = []
+    for name, case_ty in ty._cases():
+        if case_ty is None:
+            cases.append((name, None, None))
+        else:
+            classes: set[type] = set()
+            case_ty.add_classes(classes)
+            cases.append((name, tuple(classes), plan(case_ty)))
+
+    def choose(store: Any, val: Any) -> tuple[str, Any]:
+        if tagged and not isinstance(val, Variant):
+            raise TypeError("expected Variant type")
+        for name, classes, lower_payload in cases:
+            if tagged:
+                if name != val.tag:
+                    continue
+            elif classes is None:
+                if val is not None:
+                    continue
+            elif not isinstance(val, classes):
+                continue
+            if lower_payload is None:
+                return name, None
+            raw = ffi.wasmtime_component_val_t()
+            lower_payload(store, val.payload if tagged else val, ctypes.pointer(raw))
+            return name, ffi.wasmtime_component_val_new(ctypes.byref(raw))
+        raise ValueError("value not valid for this variant")
+
+    if isinstance(ty, types.OptionType):
+
+        def lower_option(store: Any, val: Any, ptr: Any) -> None:
+            _, raw = choose(store, val)
+            ptr.contents.kind = ffi.WASMTIME_COMPONENT_OPTION
+            ptr.contents.of.option = raw
+
+        return lower_option
+    if isinstance(ty, types.ResultType):
+
+        def lower_result(store: Any, val: Any, ptr: Any) -> None:
+            name, raw = choose(store, val)
+            ptr.contents.kind = ffi.WASMTIME_COMPONENT_RESULT
+            ptr.contents.of.result.is_ok = name == "ok"
+            ptr.contents.of.result.val = raw
+
+        return lower_result
+
+    def lower_variant(store: Any, val: Any, ptr: Any) -> None:
+        name, raw = choose(store, val)
+        ptr.contents.kind = ffi.WASMTIME_COMPONENT_VARIANT
+        ptr.contents.of.variant.discriminant = ffi.str_to_capi(name)
+        ptr.contents.of.variant.val = raw
+
+    return lower_variant
