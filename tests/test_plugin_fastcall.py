@@ -103,7 +103,7 @@ async def test_planned_lowering_matches_wasmtime_py() -> None:
     try:
         inst = _Instance(provider.runtime)
         store, instance = inst.store, inst.instance
-        root = instance.get_export_index(store, f"{PROVIDER_EXPORT}@0.1.0")
+        root = instance.get_export_index(store, provider.runtime.export_name)
         chat = instance.get_func(store, instance.get_export_index(store, "chat", root))
         (_, request_type), *_ = chat.type(store).params
         result_type = chat.type(store).result
@@ -169,7 +169,7 @@ async def test_stream_batches_lift_straight_to_chunks_at_the_same_cost() -> None
     try:
         inst = _Instance(provider.runtime)
         store, instance = inst.store, inst.instance
-        root = instance.get_export_index(store, f"{PROVIDER_EXPORT}@0.1.0")
+        root = instance.get_export_index(store, provider.runtime.export_name)
 
         def fast(name: str) -> FastCall:
             func = instance.get_func(store, instance.get_export_index(store, name, root))
