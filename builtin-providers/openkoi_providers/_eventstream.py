@@ -3,7 +3,8 @@
 One message is a 12-byte prelude (total length, headers length, CRC32 of those 8 bytes; all u32
 big-endian), the headers, the payload and a CRC32 of everything before it. botocore's parser
 copies its buffer for every field it reads, which made it the cost of a Bedrock stream; this one
-walks a memoryview of one growing buffer and checks every CRC and length before trusting it.
+slices each message straight out of the bytes read, joins a message's pieces only once it is all
+there, and checks every CRC and length before trusting it.
 """
 
 from __future__ import annotations
@@ -38,30 +39,41 @@ class EventStreamDecoder:
     complete and keeps the rest. `pending` is the number of bytes held that are not yet a whole
     message, so a stream that ends with `pending > 0` ended inside one."""
 
-    __slots__ = ("_buffer", "_headers_seen", "_provider")
+    __slots__ = ("_headers_seen", "_held", "_need", "_parts", "_provider")
 
     def __init__(self, provider: str) -> None:
-        self._buffer = bytearray()
         self._provider = provider
+        self._parts: list[bytes] = []  # bytes received after the last whole message
+        self._held = 0  # their total length
+        self._need = PRELUDE_LENGTH  # bytes needed before parsing is worth trying again
         # Bedrock sends the same few header blocks over and over: parse each once.
         self._headers_seen: dict[bytes, dict[str, HeaderValue]] = {}
 
     @property
     def pending(self) -> int:
-        return len(self._buffer)
+        return self._held
 
     def feed(self, data: bytes) -> list[Message]:
         """The messages `data` completes; a corrupt or oversized frame is a
         `MalformedResponseError` (raised as soon as its prelude arrives, for a bad prelude)."""
-        buffer = self._buffer
-        buffer += data
-        size = len(buffer)
+        held = self._held + len(data)
+        if held < self._need:  # a message still arriving: keep the piece, join once it is whole
+            if data:
+                self._parts.append(bytes(data))
+                self._held = held
+            return []
+        if self._parts:
+            self._parts.append(data)
+            data = b"".join(self._parts)
+        size = len(data)
         start = 0
+        need = PRELUDE_LENGTH
         messages: list[Message] = []
+        seen = self._headers_seen
         try:
-            with memoryview(buffer) as view:
+            with memoryview(data) as view:
                 while size - start >= PRELUDE_LENGTH:
-                    total, headers_length, prelude_crc = _PRELUDE.unpack_from(view, start)
+                    total, headers_length, prelude_crc = _PRELUDE.unpack_from(data, start)
                     if zlib.crc32(view[start : start + 8]) != prelude_crc:
                         raise _Corrupt("prelude checksum mismatch")
                     if total > MAX_MESSAGE_LENGTH or headers_length > MAX_HEADERS_LENGTH:
@@ -70,28 +82,31 @@ class EventStreamDecoder:
                         raise _Corrupt("the lengths in a prelude do not add up")
                     end = start + total
                     if end > size:
+                        need = total
                         break
                     payload_end = end - 4
                     if (
                         zlib.crc32(view[start:payload_end])
-                        != _CRC.unpack_from(view, payload_end)[0]
+                        != _CRC.unpack_from(data, payload_end)[0]
                     ):
                         raise _Corrupt("message checksum mismatch")
                     headers_end = start + PRELUDE_LENGTH + headers_length
-                    block = bytes(view[start + PRELUDE_LENGTH : headers_end])
-                    headers = self._headers_seen.get(block)
+                    block = data[start + PRELUDE_LENGTH : headers_end]
+                    headers = seen.get(block)
                     if headers is None:
                         headers = _parse_headers(block)
-                        if len(self._headers_seen) < _CACHE_LIMIT:
-                            self._headers_seen[block] = headers
-                    messages.append((dict(headers), bytes(view[headers_end:payload_end])))
+                        if len(seen) < _CACHE_LIMIT:
+                            seen[block] = headers
+                    messages.append((dict(headers), data[headers_end:payload_end]))
                     start = end
         except _Corrupt as exc:
             raise MalformedResponseError(
                 f"the event stream is corrupt ({exc})", provider=self._provider
             ) from None
-        if start:
-            del buffer[:start]
+        rest = data[start:] if start else data
+        self._parts = [rest] if rest else []
+        self._held = len(rest)
+        self._need = need
         return messages
 
 

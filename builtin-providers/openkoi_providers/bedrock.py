@@ -520,6 +520,10 @@ class _StreamState:
         return _native(out)
 
 
+# json.loads on bytes first sniffs their encoding; event payloads are UTF-8 JSON, decoded directly.
+_decode_json = json.JSONDecoder().decode
+
+
 def _parse_stream_event(
     headers: Mapping[str, Any], payload: bytes, provider: str, state: _StreamState
 ) -> ChatChunk | None:
@@ -539,8 +543,8 @@ def _parse_stream_event(
         return None
     event = headers.get(":event-type")
     try:
-        data = json.loads(payload) if payload else {}
-    except json.JSONDecodeError:
+        data = _decode_json(payload.decode()) if payload else {}
+    except ValueError:  # not UTF-8, or not JSON
         raise MalformedResponseError(f"the {event} event is not JSON", provider=provider) from None
     if not isinstance(data, dict):
         return None
