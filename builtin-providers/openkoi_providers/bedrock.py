@@ -5,7 +5,7 @@ Bedrock provider is built) and sent with openkoi's own httpx client. Credentials
 standard AWS chain (environment, shared config and credentials profiles, SSO, container and
 instance metadata); a Bedrock API key (`AWS_BEARER_TOKEN_BEDROCK`) is sent as a Bearer token
 instead. The binary `application/vnd.amazon.eventstream` answer of ConverseStream is decoded
-with botocore's event-stream parser as bytes arrive. Tools AWS runs itself (`toolUse.type =
+by `_eventstream` as bytes arrive. Tools AWS runs itself (`toolUse.type =
 "server_tool_use"`, e.g. Nova's code interpreter) and their results are not tool calls for the
 caller, whole or streamed.
 
@@ -75,6 +75,7 @@ from openkoi_providers._aws import (
     resolve_model_id,
     resolve_region,
 )
+from openkoi_providers._eventstream import EventStreamDecoder
 
 if TYPE_CHECKING:
     from botocore.credentials import Credentials
@@ -519,6 +520,10 @@ class _StreamState:
         return _native(out)
 
 
+# json.loads on bytes first sniffs their encoding; event payloads are UTF-8 JSON, decoded directly.
+_decode_json = json.JSONDecoder().decode
+
+
 def _parse_stream_event(
     headers: Mapping[str, Any], payload: bytes, provider: str, state: _StreamState
 ) -> ChatChunk | None:
@@ -538,8 +543,8 @@ def _parse_stream_event(
         return None
     event = headers.get(":event-type")
     try:
-        data = json.loads(payload) if payload else {}
-    except json.JSONDecodeError:
+        data = _decode_json(payload.decode()) if payload else {}
+    except ValueError:  # not UTF-8, or not JSON
         raise MalformedResponseError(f"the {event} event is not JSON", provider=provider) from None
     if not isinstance(data, dict):
         return None
@@ -618,33 +623,6 @@ def _stream_exception(
     )
     error.partial_usage = state.usage
     return error
-
-
-class _EventStreamDecoder:
-    """botocore's EventStreamBuffer, fed as bytes arrive, that also knows what is left over."""
-
-    def __init__(self, provider: str) -> None:
-        from botocore.eventstream import EventStreamBuffer
-
-        self._buffer = EventStreamBuffer()
-        self._provider = provider
-        self.pending = 0  # bytes received that are not yet a whole message
-
-    def feed(self, data: bytes) -> list[tuple[dict[str, Any], bytes]]:
-        from botocore.eventstream import ParserError
-
-        self._buffer.add_data(data)
-        self.pending += len(data)
-        messages: list[tuple[dict[str, Any], bytes]] = []
-        try:
-            for message in self._buffer:
-                self.pending -= message.prelude.total_length
-                messages.append((message.headers, message.payload))
-        except ParserError as exc:
-            raise MalformedResponseError(
-                f"the event stream is corrupt ({type(exc).__name__})", provider=self._provider
-            ) from None
-        return messages
 
 
 # -- the provider ------------------------------------------------------------------------------
@@ -793,7 +771,7 @@ class BedrockProvider(HTTPProvider):
         shaped = as_forced_tool(request, self.id)
         body = _converse_body(shaped, self.id)
         headers = await self._signed(path, body, EVENT_STREAM)
-        decoder = _EventStreamDecoder(self.id)
+        decoder = EventStreamDecoder(self.id)
         state = _StreamState(schema_tool=shaped is not request)
         async with self._open_stream(path, body, headers=headers, expect=EVENT_STREAM) as response:
             async for message_headers, payload in frames(response, decoder.feed):
