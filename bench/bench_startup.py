@@ -80,6 +80,31 @@ def one_prompt(home: Path) -> tuple[float, float]:
     return wall, peak / 1024
 
 
+def registry_cost(plugins: list[Path], runs: int = 20) -> None:
+    """`ProviderRegistry(config)` in this process: what listing the plugins costs at start-up,
+    without the noise of a whole process."""
+    from openkoi._config import validate_config
+    from openkoi._registry import ProviderRegistry
+
+    configs = {
+        "none": validate_config({}),
+        "listed": validate_config({"plugins": {"wasm": [str(p) for p in plugins]}}),
+    }
+    seconds: dict[str, list[float]] = {k: [] for k in configs}
+    for _ in range(runs):
+        for name, config in configs.items():
+            started = time.perf_counter()
+            ProviderRegistry(config)
+            seconds[name].append(time.perf_counter() - started)
+    none, listed = median(seconds["none"]), median(seconds["listed"])
+    row("ProviderRegistry(config), none listed", f"{none * 1000:.2f} ms", "in process")
+    row(
+        f"ProviderRegistry(config), {len(plugins)} listed",
+        f"{listed * 1000:.2f} ms",
+        f"{(listed - none) / len(plugins) * 1000:.2f} ms per plugin",
+    )
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--plugins", type=int, default=20)
@@ -101,15 +126,21 @@ def main() -> None:
         for _ in range(args.rounds):
             for name, home in homes.items():
                 samples[name].append(one_prompt(home))
+        report(samples, args.plugins)
+        registry_cost(plugins)
+
+
+def report(samples: dict[str, list[tuple[float, float]]], count: int) -> None:
     wall = {k: median([s[0] for s in v]) for k, v in samples.items()}
     peak = {k: median([s[1] for s in v]) for k, v in samples.items()}
-    print(f"prompt to a native provider, median of {args.rounds} interleaved fresh processes")
+    rounds = len(samples["none"])
+    print(f"prompt to a native provider, median of {rounds} interleaved fresh processes")
     row("no plugins listed: wall", f"{wall['none'] * 1000:.1f} ms")
-    row(f"{args.plugins} plugins listed: wall", f"{wall['listed'] * 1000:.1f} ms")
+    row(f"{count} plugins listed: wall", f"{wall['listed'] * 1000:.1f} ms")
     ratio = wall["listed"] / wall["none"]
     row("wall ratio", f"{ratio:.3f}x", "target <= 1.05x")
     row("no plugins listed: peak RSS (VmHWM)", f"{peak['none']:.1f} MiB")
-    row(f"{args.plugins} plugins listed: peak RSS (VmHWM)", f"{peak['listed']:.1f} MiB")
+    row(f"{count} plugins listed: peak RSS (VmHWM)", f"{peak['listed']:.1f} MiB")
     row("peak RSS added", f"{peak['listed'] - peak['none']:+.1f} MiB", "target <= 10 MiB")
 
 
