@@ -2,8 +2,9 @@
 
 The manifest is written as `plugin.toml` next to the plugin's source and embedded by
 `openkoi plugin build` as a custom section named `openkoi-manifest` (JSON), so it travels with the
-`.wasm` file. `read_plugin_file` reads it, and the component's import and export names, by walking
-the binary's top-level sections: nothing is compiled or run.
+`.wasm` file. `read_plugin_header` reads it, and the component's import and export names, by
+seeking from one top-level section to the next (the code is never read); `read_plugin_file` reads
+the whole file too, with its digest, to run it. Nothing is compiled or run here.
 
     id = "cohere"                      # lower-case, digits, '-': the provider id (`cohere/model`)
     name = "Cohere"
