@@ -200,3 +200,19 @@ def test_warming_a_refused_plugin_compiles_nothing(tmp_path: Path) -> None:
     assert not cache_path(read_plugin_file(path).digest).exists()
     with pytest.raises(PluginApprovalError, match=r"evil\.example"):
         registry.get("acme")
+
+
+def test_a_real_component_reads_the_same_by_seeking_as_whole() -> None:
+    """A componentize-py build has hundreds of top-level sections; seeking past them finds the
+    same manifest, imports and exports as walking the whole file."""
+    import _plugins
+
+    path = _plugins.cohere()
+    header, whole = read_plugin_header(path), read_plugin_file(path)
+    assert (header.manifest, header.imports, header.exports, header.size) == (
+        whole.manifest,
+        whole.imports,
+        whole.exports,
+        whole.size,
+    )
+    assert any(name.startswith("openkoi:provider/") for name in header.imports)
