@@ -61,6 +61,7 @@ def test_file_is_wal_with_numbered_migrations(tmp_path: Path) -> None:
         assert conn.execute("SELECT number, name FROM _migrations").fetchall() == [
             (1, "create calls"),
             (2, "add row uid and host"),
+            (3, "summary rollups (local file only)"),
         ]
         assert conn.execute("SELECT COUNT(*) FROM calls").fetchone()[0] == 2
     finally:

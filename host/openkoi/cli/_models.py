@@ -141,7 +141,7 @@ def models(provider: str | None, as_json: bool, refresh: bool) -> None:
     else:
         providers = connected(registry)
     prices = _prices(registry)
-    warm(registry.config, providers)  # a plugin's first compile, shown on stderr
+    warm(registry, providers)  # a plugin's first compile, shown on stderr
     outcomes = anyio.run(
         lambda: _gather(registry, providers, refresh=refresh, named=provider is not None)
     )

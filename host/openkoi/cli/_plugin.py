@@ -420,6 +420,8 @@ def plugin_new(name: str, directory: Path | None) -> None:
 def plugin_list() -> None:
     """The plugins listed in config ([plugins] wasm) and whether each loads.
 
+    Only each plugin's manifest is read; `openkoi plugin inspect FILE` shows its sha256.
+
     Example: openkoi plugin list
     """
     from openkoi._config import ConfigFile
@@ -442,6 +444,5 @@ def plugin_list() -> None:
             click.echo(f"{label:<16} refused  {item.path}: {item.error}")
             continue
         m = item.plugin.manifest
-        click.echo(
-            f"{m.id:<16} ok       {m.version:<8} sha256 {item.plugin.digest[:12]}  {item.path}"
-        )
+        state = "approved" if item.approval == "approved" else "new (recorded on first use)"
+        click.echo(f"{m.id:<16} ok       {m.version:<8} {state}  {item.path}")

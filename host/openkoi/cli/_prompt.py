@@ -187,7 +187,9 @@ def run(
         if not chosen:
             raise ConfigError(NO_PROVIDER)
         router = build(chosen)
-    warm_chain(config, router.chain("executor"))  # a plugin's first compile, shown on stderr
+    warm_chain(
+        router.registry, router.chain("executor")
+    )  # a plugin's first compile, shown on stderr
     request = ChatRequest(
         system=system,
         messages=[Message.user(text, attachments)],

@@ -12,10 +12,11 @@ import time
 from collections.abc import Iterable, Iterator
 from typing import TYPE_CHECKING
 
+from openkoi._errors import OpenKoiError
 from openkoi.cli import _out as out
 
 if TYPE_CHECKING:
-    from openkoi._config import Config
+    from openkoi._registry import ProviderRegistry
     from openkoi.plugins._manifest import PluginFile
 
 
@@ -45,32 +46,31 @@ def compile_into_cache(plugin: PluginFile) -> tuple[float, bool]:
     return time.perf_counter() - started, cached
 
 
-def _plugins(config: Config) -> dict[str, PluginFile]:
-    """The configured plugins that load, by id (none read when config lists none)."""
-    if not config.plugins.wasm:
-        return {}
-    from openkoi.plugins._loader import read_configured
+def _warm_one(registry: ProviderRegistry, provider: str) -> bool:
+    """Compile `provider` if it is a registered plugin that passes its first-use checks; False
+    when it is not a plugin. A refused plugin is left alone: using it raises the refusal."""
+    from openkoi.plugins._loader import read_for_use, registered_plugins
 
-    return {
-        i.plugin.manifest.id: i.plugin
-        for i in read_configured(config)
-        if i.plugin is not None and i.error is None
-    }
+    item = registered_plugins(registry).get(provider)
+    if item is None:
+        return False
+    try:
+        plugin = read_for_use(item)
+    except OpenKoiError:
+        return True
+    compile_into_cache(plugin)
+    return True
 
 
-def warm(config: Config, providers: Iterable[str]) -> None:
-    """Compile the configured plugins among `providers` that are not compiled yet."""
-    plugins = _plugins(config)
+def warm(registry: ProviderRegistry, providers: Iterable[str]) -> None:
+    """Compile the configured plugins among `providers` that are not compiled yet (no other
+    plugin is read)."""
     for provider in dict.fromkeys(providers):
-        if provider in plugins:
-            compile_into_cache(plugins[provider])
+        _warm_one(registry, provider)
 
 
-def warm_chain(config: Config, refs: Iterable[str]) -> None:
+def warm_chain(registry: ProviderRegistry, refs: Iterable[str]) -> None:
     """Compile the plugins a chain tries before its first provider that is not a plugin."""
-    plugins = _plugins(config)
     for ref in refs:
-        provider = ref.split("/", 1)[0]
-        if provider not in plugins:
+        if not _warm_one(registry, ref.split("/", 1)[0]):
             break
-        compile_into_cache(plugins[provider])

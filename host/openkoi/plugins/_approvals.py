@@ -26,7 +26,7 @@ from openkoi._fileio import atomic_write_text
 from openkoi._paths import openkoi_home
 from openkoi.plugins._egress import EgressPolicy
 from openkoi.plugins._limits import DEFAULT_LIMITS, MIB
-from openkoi.plugins._manifest import PluginFile
+from openkoi.plugins._manifest import PluginFile, PluginHeader, file_digest
 
 ANY_ORIGIN = "*"  # a secret with no `origins`: wherever the plugin may reach
 FORMAT = 2
@@ -54,7 +54,7 @@ class Capabilities:
     limits: dict[str, int] = field(default_factory=dict, hash=False)  # only those above default
 
     @classmethod
-    def of(cls, plugin: PluginFile) -> Capabilities:
+    def of(cls, plugin: PluginHeader) -> Capabilities:
         manifest = plugin.manifest
         policy = EgressPolicy.parse(manifest.allow)
         secrets = {
@@ -226,7 +226,7 @@ class ApprovalStore:
         return approval
 
 
-def differences(plugin: PluginFile, approved: Approval) -> list[str]:
+def differences(plugin: PluginHeader, approved: Approval) -> list[str]:
     """Every line that needs the user's approval: another id, then what is asked for more."""
     lines = []
     if approved.plugin_id != plugin.manifest.id:
@@ -238,7 +238,7 @@ def differences(plugin: PluginFile, approved: Approval) -> list[str]:
 def check_approval(plugin: PluginFile, store: ApprovalStore | None = None) -> str:
     """Accept the plugin or raise `PluginApprovalError`. Returns what happened: "approved"
     (same file), "recorded" (first sight of this path), or "updated" (changed, asks for
-    nothing new)."""
+    nothing new). Run when the plugin is first used, on the bytes that will run."""
     store = store or ApprovalStore()
     approved = store.get(plugin.path)
     if approved is None:
@@ -250,14 +250,38 @@ def check_approval(plugin: PluginFile, store: ApprovalStore | None = None) -> st
     if not more:
         store.record(plugin)
         return "updated"
+    raise _refusal(plugin, approved, more, plugin.digest)
+
+
+def precheck_approval(plugin: PluginHeader, store: ApprovalStore | None = None) -> str:
+    """What `check_approval` will decide, from the manifest alone, so listing a plugin shows a
+    refusal without reading its code: raises the same `PluginApprovalError`, or returns "new"
+    (nothing recorded yet) or "approved". Records nothing; the whole file is hashed only when
+    its manifest asks for more than its record (the same file is still approved)."""
+    store = store or ApprovalStore()
+    approved = store.get(plugin.path)
+    if approved is None:
+        return "new"
+    more = differences(plugin, approved)
+    if not more:
+        return "approved"
+    digest = file_digest(plugin.path)
+    if approved.digest == digest and approved.plugin_id == plugin.manifest.id:
+        return "approved"
+    raise _refusal(plugin, approved, more, digest)
+
+
+def _refusal(
+    plugin: PluginHeader, approved: Approval, more: list[str], digest: str
+) -> PluginApprovalError:
     what = (
         f"now declares the plugin id {plugin.manifest.id!r} (approved as {approved.plugin_id!r})"
         if approved.plugin_id != plugin.manifest.id
         else "asks for more than you approved"
     )
-    raise PluginApprovalError(
+    return PluginApprovalError(
         f"plugin {plugin.manifest.id} ({plugin.path}) changed (sha256 {approved.digest[:12]} -> "
-        f"{plugin.digest[:12]}) and {what}:\n  "
+        f"{digest[:12]}) and {what}:\n  "
         + "\n  ".join(more)
         + f"\nRun `openkoi plugin approve {plugin.path}` to allow it.",
         path=str(plugin.path),

@@ -13,15 +13,19 @@
     only = ["https://api.cohere.com"]    # narrow: keep only these of the manifest's origins
     extend = ["http://127.0.0.1:8080"]   # grant more, by explicit choice (shown as user-granted)
 
-A plugin is read (manifest and component sections, no compile) and checked against its recorded
-approval at start-up; it is compiled (or loaded from the compiled cache) and instantiated only
-when first used. A plugin that cannot be read is skipped with a warning; one that is refused
+At start-up only each plugin's manifest and world are read (by seeking from section to section:
+its code is never read), checked against its settings and its recorded approval's capabilities,
+so a prompt to another provider costs a few small reads per listed plugin. The first use reads
+the whole file, checks it again as it is then (digest and capabilities against the approval,
+which it records or updates), and only then compiles (or loads from the compiled cache) and
+instantiates it. A plugin that cannot be read is skipped with a warning; one that is refused
 (approval, settings) is registered with a factory that raises the refusal, so using it says why.
 """
 
 from __future__ import annotations
 
 import logging
+import weakref
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -30,7 +34,13 @@ from typing import TYPE_CHECKING, Any
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from openkoi._errors import ConfigError, OpenKoiError, PluginLoadError
-from openkoi.plugins._manifest import PluginFile, RequestedLimits, read_plugin_file
+from openkoi.plugins._manifest import (
+    PluginFile,
+    PluginHeader,
+    RequestedLimits,
+    read_plugin_file,
+    read_plugin_header,
+)
 
 if TYPE_CHECKING:
     from openkoi._config import Config
@@ -90,7 +100,7 @@ def plugin_settings(config: Config, plugin_id: str) -> PluginSettings:
         raise ConfigError(f"invalid config: {message}", key=key) from None
 
 
-def build_policy(plugin: PluginFile, settings: PluginSettings) -> EgressPolicy:
+def build_policy(plugin: PluginHeader, settings: PluginSettings) -> EgressPolicy:
     """The manifest's origins, narrowed by `network.only`, extended by `network.extend`."""
     from openkoi.plugins._egress import EgressPolicy, OriginSyntaxError
 
@@ -120,7 +130,7 @@ def build_policy(plugin: PluginFile, settings: PluginSettings) -> EgressPolicy:
 
 
 def resolve_secrets(
-    plugin: PluginFile, settings: PluginSettings
+    plugin: PluginHeader, settings: PluginSettings
 ) -> tuple[dict[str, Secret], list[str]]:
     """The declared secrets the user configured, and the names still missing.
 
@@ -146,7 +156,7 @@ def resolve_secrets(
     return found, missing
 
 
-def config_values(plugin: PluginFile, settings: PluginSettings) -> dict[str, str]:
+def config_values(plugin: PluginHeader, settings: PluginSettings) -> dict[str, str]:
     """The values the guest may read: declared keys only, the user's value over the default."""
     declared = {c.key: c for c in plugin.manifest.config}
     unknown = sorted(set(settings.config) - set(declared))
@@ -164,14 +174,15 @@ def config_values(plugin: PluginFile, settings: PluginSettings) -> dict[str, str
 
 @dataclass
 class LoadedPlugin:
-    """A plugin file from config: read, and either accepted or refused."""
+    """A plugin file from config: its header read at start-up, and either accepted or refused.
+    `file` is the whole file, read and checked at first use."""
 
     path: Path
-    plugin: PluginFile | None = None
+    plugin: PluginHeader | None = None
     settings: PluginSettings | None = None
     error: OpenKoiError | None = None
-    approval: str = ""
-    missing_secrets: list[str] = field(default_factory=list)
+    approval: str = ""  # "new" or "approved" from the header; check_approval's word after use
+    file: PluginFile | None = field(default=None, repr=False)
 
     @property
     def id(self) -> str | None:
@@ -179,8 +190,8 @@ class LoadedPlugin:
 
 
 def read_configured(config: Config) -> list[LoadedPlugin]:
-    """Every plugin listed in `[plugins] wasm`, read and checked (nothing compiled)."""
-    from openkoi.plugins._approvals import check_approval
+    """Every plugin listed in `[plugins] wasm`, its header read and checked (no code read)."""
+    from openkoi.plugins._approvals import precheck_approval
 
     loaded: list[LoadedPlugin] = []
     seen: dict[str, Path] = {}
@@ -189,7 +200,7 @@ def read_configured(config: Config) -> list[LoadedPlugin]:
         item = LoadedPlugin(path=path)
         loaded.append(item)
         try:
-            item.plugin = read_plugin_file(path)
+            item.plugin = read_plugin_header(path)
             pid = item.plugin.manifest.id
             if pid in seen:
                 raise PluginLoadError(
@@ -197,12 +208,52 @@ def read_configured(config: Config) -> list[LoadedPlugin]:
                 )
             seen[pid] = path
             item.settings = plugin_settings(config, pid)
-            build_policy(item.plugin, item.settings)
-            config_values(item.plugin, item.settings)
-            item.approval = check_approval(item.plugin)
+            _check_settings(item.plugin, item.settings)
+            item.approval = precheck_approval(item.plugin)
         except OpenKoiError as exc:
             item.error = exc
     return loaded
+
+
+def _check_settings(plugin: PluginHeader, settings: PluginSettings) -> None:
+    build_policy(plugin, settings)
+    config_values(plugin, settings)
+
+
+def read_for_use(item: LoadedPlugin) -> PluginFile:
+    """The whole file, checked as it is now (start-up read only its header, and the file may
+    have changed since): the same id, its settings, then its approval, which this records.
+    Kept on the item, so the bytes checked are the bytes compiled and run."""
+    from openkoi.plugins._approvals import check_approval
+
+    if item.error is not None:
+        raise item.error
+    if item.file is not None:
+        return item.file
+    assert item.plugin is not None and item.settings is not None
+    plugin = read_plugin_file(item.path)
+    before, now = item.plugin.manifest.id, plugin.manifest.id
+    if now != before:
+        raise PluginLoadError(
+            f"{item.path} changed while openkoi ran: it now declares the plugin id {now!r}, "
+            f"not {before!r}",
+            path=str(item.path),
+        )
+    _check_settings(plugin, item.settings)
+    item.approval = check_approval(plugin)
+    item.file = plugin
+    return plugin
+
+
+# The plugins each registry registered, by id (weakly: they go with their registry).
+_REGISTERED: weakref.WeakKeyDictionary[ProviderRegistry, dict[str, LoadedPlugin]] = (
+    weakref.WeakKeyDictionary()
+)
+
+
+def registered_plugins(registry: ProviderRegistry) -> dict[str, LoadedPlugin]:
+    """The plugins `register_plugins` registered with `registry`, by id."""
+    return _REGISTERED.get(registry, {})
 
 
 def register_plugins(registry: ProviderRegistry) -> list[LoadedPlugin]:
@@ -210,6 +261,7 @@ def register_plugins(registry: ProviderRegistry) -> list[LoadedPlugin]:
     from openkoi._registry import ProviderSpec
 
     loaded = read_configured(registry.config)
+    registered: dict[str, LoadedPlugin] = {}
     for item in loaded:
         if item.plugin is None:
             log.warning("plugin %s skipped: %s", item.path, item.error)
@@ -233,15 +285,16 @@ def register_plugins(registry: ProviderRegistry) -> list[LoadedPlugin]:
                 connect_hint=f"see `openkoi plugin inspect {item.path}`",
             )
         )
+        registered[manifest.id] = item
+    _REGISTERED[registry] = registered
     return loaded
 
 
 def _factory(item: LoadedPlugin) -> Callable[[ProviderSettings], ModelProvider]:
     def build(settings: ProviderSettings) -> ModelProvider:
-        if item.error is not None:
-            raise item.error
-        assert item.plugin is not None and item.settings is not None
-        return open_plugin(item.plugin, item.settings, settings)
+        plugin = read_for_use(item)
+        assert item.settings is not None
+        return open_plugin(plugin, item.settings, settings)
 
     return build
 
@@ -280,7 +333,7 @@ def open_plugin(
     return WasmProvider(runtime, settings)
 
 
-def _secret_hint(plugin: PluginFile, name: str, settings: PluginSettings) -> str:
+def _secret_hint(plugin: PluginHeader, name: str, settings: PluginSettings) -> str:
     decl = next(s for s in plugin.manifest.secrets if s.name == name)
     env = settings.secrets.get(name) or (decl.env[0] if decl.env else name)
     return f"set {env} (or map it under [plugins.{plugin.manifest.id}.secrets])"

@@ -2,8 +2,9 @@
 
 The manifest is written as `plugin.toml` next to the plugin's source and embedded by
 `openkoi plugin build` as a custom section named `openkoi-manifest` (JSON), so it travels with the
-`.wasm` file. `read_plugin_file` reads it, and the component's import and export names, by walking
-the binary's top-level sections: nothing is compiled or run.
+`.wasm` file. `read_plugin_header` reads it, and the component's import and export names, by
+seeking from one top-level section to the next (the code is never read); `read_plugin_file` reads
+the whole file too, with its digest, to run it. Nothing is compiled or run here.
 
     id = "cohere"                      # lower-case, digits, '-': the provider id (`cohere/model`)
     name = "Cohere"
@@ -35,11 +36,12 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 import re
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, BinaryIO
 
 from openkoi._errors import ManifestError, PluginLoadError
 
@@ -432,53 +434,126 @@ class ComponentSections:
     custom: dict[str, bytes]
 
 
-def read_sections(data: bytes, source: str = "plugin") -> ComponentSections:
-    """Walk a component's top-level sections. Refuses core modules and truncated files."""
-    if data[:8] == _MODULE_HEADER:
+# Read from a file by offset: (offset, count) -> at most `count` bytes.
+_Reader = Callable[[int, int], bytes]
+# The most a section read into memory by `read_plugin_header` (names, imports, exports, the
+# manifest) may hold; real ones are a few KiB, and everything else is skipped by seeking.
+MAX_HEADER_SECTION = 16 * 1024 * 1024
+_WINDOW = 64 * 1024
+
+
+class _FileWindow:
+    """Reads a file by offset through one small window, so walking a few hundred section
+    headers costs a few reads and never holds more than the window (or the one section read)."""
+
+    def __init__(self, file: BinaryIO) -> None:
+        self._file = file
+        self._start = 0
+        self._data = b""
+
+    def read(self, offset: int, count: int) -> bytes:
+        stop = offset + count
+        if not (self._start <= offset and stop <= self._start + len(self._data)):
+            self._file.seek(offset)
+            self._data = self._file.read(max(count, _WINDOW))
+            self._start = offset
+        return self._data[offset - self._start : stop - self._start]
+
+
+def _check_header(first: bytes, source: str) -> None:
+    if first[:8] == _MODULE_HEADER:
         raise PluginLoadError(
             f"{source} is a core WebAssembly module, not a component; build it with "
             "`openkoi plugin build` (componentize-py) so it targets the openkoi:provider world",
             path=source,
         )
-    if data[:8] != _COMPONENT_HEADER:
-        what = "is empty" if not data else "does not start with the WebAssembly component header"
+    if first[:8] != _COMPONENT_HEADER:
+        what = "is empty" if not first else "does not start with the WebAssembly component header"
         raise PluginLoadError(
             f"{source} is not a WebAssembly component: the file {what}", path=source
         )
+
+
+def _walk(read: _Reader, total: int, source: str, keep: frozenset[str] | None) -> ComponentSections:
+    """The top-level sections through `read`: import and export names, and the custom sections
+    named in `keep` (every one when `keep` is None). Other sections are skipped, never read."""
+    _check_header(read(0, 8), source)
     imports: list[str] = []
     exports: list[str] = []
     custom: dict[str, bytes] = {}
     pos = 8
     try:
-        while pos < len(data):
-            section_id = data[pos]
-            size, body = _leb(data, pos + 1)
+        while pos < total:
+            head = read(pos, 6)
+            section_id = head[0]
+            size, offset = _leb(head, 1)
+            body = pos + offset
             end = body + size
-            if end > len(data):
+            if end > total:
                 raise ValueError(f"section {section_id} runs past the end of the file")
             if section_id == 0:
-                name, payload = _name(data, body)
-                custom[name] = data[payload:end]
+                name_head = read(body, min(size, 5))
+                length, skip = _leb(name_head, 0)
+                if skip + length > size:
+                    raise ValueError("truncated name")
+                name = _bounded(read, body + skip, length, "a custom section name").decode()
+                if keep is None or name in keep:
+                    start = body + skip + length
+                    custom[name] = _bounded(read, start, end - start, f"section {name!r}")
             elif section_id in (10, 11):
-                count, p = _leb(data, body)
-                for _ in range(count):
-                    name, p = _extern_name(data, p)
-                    if section_id == 10:
-                        imports.append(name)
-                        p = _skip_externdesc(data, p)
-                    else:
-                        exports.append(name)
-                        p = _skip_sortidx(data, p)
-                        has_desc = data[p]
-                        p += 1
-                        if has_desc == 0x01:
-                            p = _skip_externdesc(data, p)
+                data = _bounded(read, body, size, f"section {section_id}")
+                if section_id == 10:
+                    imports += _import_names(data)
+                else:
+                    exports += _export_names(data)
             pos = end
     except (ValueError, IndexError, UnicodeDecodeError) as exc:
         raise PluginLoadError(
             f"{source} is not a valid component (truncated or corrupt: {exc})", path=source
         ) from None
     return ComponentSections(tuple(imports), tuple(exports), custom)
+
+
+def _bounded(read: _Reader, offset: int, count: int, what: str) -> bytes:
+    if count > MAX_HEADER_SECTION:
+        raise ValueError(f"{what} is {count} bytes, more than {MAX_HEADER_SECTION}")
+    data = read(offset, count)
+    if len(data) != count:
+        raise ValueError(f"{what} runs past the end of the file")
+    return data
+
+
+def _import_names(data: bytes) -> list[str]:
+    names = []
+    count, p = _leb(data, 0)
+    for _ in range(count):
+        name, p = _extern_name(data, p)
+        names.append(name)
+        p = _skip_externdesc(data, p)
+    return names
+
+
+def _export_names(data: bytes) -> list[str]:
+    names = []
+    count, p = _leb(data, 0)
+    for _ in range(count):
+        name, p = _extern_name(data, p)
+        names.append(name)
+        p = _skip_sortidx(data, p)
+        has_desc = data[p]
+        p += 1
+        if has_desc == 0x01:
+            p = _skip_externdesc(data, p)
+    return names
+
+
+def read_sections(data: bytes, source: str = "plugin") -> ComponentSections:
+    """Walk a component's top-level sections. Refuses core modules and truncated files."""
+
+    def read(offset: int, count: int) -> bytes:
+        return data[offset : offset + count]
+
+    return _walk(read, len(data), source, None)
 
 
 def embed_manifest(wasm: bytes, manifest: Manifest) -> bytes:
@@ -505,14 +580,21 @@ def embed_manifest(wasm: bytes, manifest: Manifest) -> bytes:
 
 
 @dataclass(frozen=True)
-class PluginFile:
-    """A plugin file as `inspect` shows it: manifest, imports, exports, size, digest."""
+class PluginHeader:
+    """A plugin file as listing it needs: manifest, imports, exports and size, read from its
+    sections without the rest of the file (no digest: that needs every byte)."""
 
     path: Path
     manifest: Manifest
     imports: tuple[str, ...]
     exports: tuple[str, ...]
     size: int
+
+
+@dataclass(frozen=True)
+class PluginFile(PluginHeader):
+    """A plugin file as running it needs: the header, the whole file and its digest."""
+
     digest: str  # sha256 hex of the whole file
     data: bytes = field(repr=False, compare=False)
 
@@ -549,18 +631,14 @@ def check_world(sections: ComponentSections, source: str) -> None:
             check_wit_version(name.partition("@")[2] or "0.0.0", source)
 
 
-def read_plugin_file(path: Path) -> PluginFile:
-    """Read, check and describe a plugin file without compiling or running it."""
+def _open_error(exc: OSError, source: str) -> PluginLoadError:
+    if isinstance(exc, FileNotFoundError):
+        return PluginLoadError(f"plugin file {source} does not exist", path=source)
+    return PluginLoadError(f"cannot read plugin file {source}: {exc.strerror}", path=source)
+
+
+def _describe(path: Path, sections: ComponentSections, size: int) -> PluginHeader:
     source = str(path)
-    try:
-        data = path.read_bytes()
-    except FileNotFoundError:
-        raise PluginLoadError(f"plugin file {source} does not exist", path=source) from None
-    except OSError as exc:
-        raise PluginLoadError(
-            f"cannot read plugin file {source}: {exc.strerror}", path=source
-        ) from None
-    sections = read_sections(data, source)
     raw = sections.custom.get(SECTION_NAME)
     if raw is None:
         raise ManifestError(
@@ -576,12 +654,38 @@ def read_plugin_file(path: Path) -> PluginFile:
         ) from None
     manifest = parse_manifest(data_json, source)
     check_world(sections, source)
-    return PluginFile(
-        path=path,
-        manifest=manifest,
-        imports=sections.imports,
-        exports=sections.exports,
-        size=len(data),
-        digest=hashlib.sha256(data).hexdigest(),
-        data=data,
-    )
+    return PluginHeader(path, manifest, sections.imports, sections.exports, size)
+
+
+def read_plugin_header(path: Path) -> PluginHeader:
+    """Read and check a plugin's manifest and world by seeking from section to section: the
+    code is never read, so listing many large plugins costs a few small reads each."""
+    source = str(path)
+    try:
+        with path.open("rb", buffering=0) as file:
+            total = os.fstat(file.fileno()).st_size
+            sections = _walk(_FileWindow(file).read, total, source, frozenset({SECTION_NAME}))
+    except OSError as exc:
+        raise _open_error(exc, source) from None
+    return _describe(path, sections, total)
+
+
+def file_digest(path: Path) -> str:
+    """The sha256 of a plugin file, read in pieces (nothing of it kept)."""
+    source = str(path)
+    try:
+        with path.open("rb") as file:
+            return hashlib.file_digest(file, "sha256").hexdigest()
+    except OSError as exc:
+        raise _open_error(exc, source) from None
+
+
+def read_plugin_file(path: Path) -> PluginFile:
+    """Read, check and describe a whole plugin file (to run it) without compiling it."""
+    source = str(path)
+    try:
+        data = path.read_bytes()
+    except OSError as exc:
+        raise _open_error(exc, source) from None
+    header = _describe(path, read_sections(data, source), len(data))
+    return PluginFile(**vars(header), digest=hashlib.sha256(data).hexdigest(), data=data)

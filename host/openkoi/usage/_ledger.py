@@ -21,6 +21,8 @@ from openkoi._paths import openkoi_home
 from openkoi._types import TokenUsage
 from openkoi.usage._db import Migration, open_database
 from openkoi.usage._pricing import Price
+from openkoi.usage._rollup import TABLES as ROLLUPS
+from openkoi.usage._rollup import statements as rollup_statements
 
 if TYPE_CHECKING:
     import sqlite3
@@ -70,6 +72,11 @@ MIGRATIONS: tuple[Migration, ...] = (
             # rows not yet sent to a shared ledger ([usage] database); local only
             "CREATE TABLE outbox (call_id INTEGER PRIMARY KEY)",
         ),
+    ),
+    Migration(
+        3,
+        "summary rollups (local file only)",
+        tuple(s for table, seconds in ROLLUPS for s in rollup_statements(table, seconds)),
     ),
 )
 
@@ -144,7 +151,9 @@ class Ledger:
     row as not yet sent, in the same transaction, until `sent()` is told it arrived."""
 
     backend = "sqlite"
-    day_sql = "strftime('%Y-%m-%d', started_at, 'unixepoch')"
+    # the whole second first: SQLite's date functions round to the millisecond, which would put
+    # a call in the last half millisecond of a day in the next one
+    day_sql = "strftime('%Y-%m-%d', CAST(started_at AS INTEGER), 'unixepoch')"
 
     def __init__(self, path: Path | None = None, *, timeout: float = 2.0) -> None:
         self.path = path or usage_db_path()
