@@ -78,10 +78,6 @@ class Budget:
     def __init__(self, nbytes: int) -> None:
         self.bytes = nbytes
 
-    @property
-    def spent(self) -> int:
-        return self.bytes
-
 
 STRING_COST = 56
 ITEM_COST = 40

@@ -42,36 +42,28 @@ def sanitize(text: str) -> str:
     return line if len(line) <= MAX_LINE_CHARS else line[:MAX_LINE_CHARS] + " [cut]"
 
 
-class GuestLog:
-    """The log of one plugin; caps are counted per call on the call's context."""
+def write(plugin_id: str, level: str, message: str, *, source: str = "log") -> None:
+    """Log one line for the plugin, counted against the caps of the call running now."""
+    ctx = current()
+    if ctx is not None and not _admit(ctx, len(message)):
+        return
+    prefix = "" if source == "log" else f"{source}: "
+    log.log(
+        LEVELS.get(level, logging.INFO), "plugin %s: %s%s", plugin_id, prefix, sanitize(message)
+    )
 
-    def __init__(self, plugin_id: str) -> None:
-        self.plugin_id = plugin_id
 
-    def write(self, level: str, message: str, *, source: str = "log") -> None:
-        ctx = current()
-        if ctx is not None and not _admit(ctx, len(message)):
-            return
-        prefix = "" if source == "log" else f"{source}: "
-        log.log(
-            LEVELS.get(level, logging.INFO),
-            "plugin %s: %s%s",
-            self.plugin_id,
-            prefix,
-            sanitize(message),
+def end_of_call(plugin_id: str, ctx: CallContext) -> None:
+    """One line for what the call's caps dropped, if anything."""
+    if ctx.log_dropped:
+        log.warning(
+            "plugin %s: %d log lines dropped (at most %d lines and %d bytes per call)",
+            plugin_id,
+            ctx.log_dropped,
+            MAX_LINES,
+            MAX_BYTES,
         )
-
-    def end_of_call(self, ctx: CallContext) -> None:
-        """One line for what the call's caps dropped, if anything."""
-        if ctx.log_dropped:
-            log.warning(
-                "plugin %s: %d log lines dropped (at most %d lines and %d bytes per call)",
-                self.plugin_id,
-                ctx.log_dropped,
-                MAX_LINES,
-                MAX_BYTES,
-            )
-            ctx.log_dropped = 0
+        ctx.log_dropped = 0
 
 
 def _admit(ctx: CallContext, size: int) -> bool:

@@ -24,9 +24,9 @@ import threading
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
+from openkoi.plugins import _guest_log
 from openkoi.plugins._call import CallContext, Cancelled, current
 from openkoi.plugins._convert import record
-from openkoi.plugins._guest_log import GuestLog
 from openkoi.plugins._hostfunc import REQUEST_ARG_BYTES, add_func
 
 if TYPE_CHECKING:
@@ -286,7 +286,7 @@ def _get_config(store: Any, key: Any) -> str | None:
 def _log(store: Any, level: Any, message: Any) -> None:
     try:
         ctx = current()
-        GuestLog(ctx.plugin_id if ctx is not None else "?").write(str(level), str(message))
+        _guest_log.write(ctx.plugin_id if ctx is not None else "?", str(level), str(message))
     except Exception:
         return
 

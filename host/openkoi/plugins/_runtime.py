@@ -30,6 +30,7 @@ from typing import TYPE_CHECKING, Any, TypeVar
 
 from openkoi._errors import CredentialsMissingError, ProviderError
 from openkoi._types import ChatChunk
+from openkoi.plugins import _guest_log
 from openkoi.plugins import _interrupt as interrupt
 from openkoi.plugins._call import CallContext, activate
 from openkoi.plugins._convert import (
@@ -51,7 +52,6 @@ from openkoi.plugins._errors import (
     PluginTrapError,
 )
 from openkoi.plugins._fastcall import Budget, ValueTooLarge
-from openkoi.plugins._guest_log import GuestLog
 from openkoi.plugins._hostfunc import VALUES_BREACH
 from openkoi.plugins._limits import (
     INSTANCES,
@@ -319,7 +319,6 @@ class PluginRuntime:
         self._closed = False
         self._info: Any = None
         self._active: set[CallContext] = set()
-        self._guest_log = GuestLog(self.id)
         _LIVE.add(self)
 
     # -- the pool --------------------------------------------------------------------------------
@@ -345,10 +344,10 @@ class PluginRuntime:
         finally:
             with self._lock:
                 self._active.discard(ctx)
-            self._guest_log.end_of_call(ctx)
+            _guest_log.end_of_call(self.id, ctx)
 
     def guest_stderr(self, line: str) -> None:
-        self._guest_log.write("debug", line, source="stderr")
+        _guest_log.write(self.id, "debug", line, source="stderr")
 
     def cancel_all(self) -> None:
         with self._lock:
