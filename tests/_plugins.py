@@ -53,6 +53,14 @@ def hostile() -> Path:
     return built(HOSTILE / "provider.py")
 
 
+async def attack(provider: Any, name: str, text: str = "") -> str:
+    """The hostile guest's answer to the attack `name` (its requested model)."""
+    from openkoi._types import ChatRequest, Message
+
+    response = await provider.chat(ChatRequest(model=name, messages=[Message.user(text)]))
+    return str(response.content)
+
+
 def echo(*, legacy: bool = False) -> Path:
     """The echo plugin for openkoi:provider 0.2.0, or (`legacy`) built against 0.1.0."""
     if not legacy:

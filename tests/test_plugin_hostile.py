@@ -82,9 +82,7 @@ async def hostile(
     await provider.aclose()
 
 
-async def attack(provider: WasmProvider, name: str, text: str = "") -> str:
-    response = await provider.chat(ChatRequest(model=name, messages=[Message.user(text)]))
-    return response.content
+attack = _plugins.attack
 
 
 async def still_serving(provider: WasmProvider) -> None:

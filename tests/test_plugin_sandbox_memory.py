@@ -103,9 +103,7 @@ async def hostile() -> AsyncIterator[WasmProvider]:
     await provider.aclose()
 
 
-async def _chat(provider: WasmProvider, attack: str, text: str = "") -> str:
-    response = await provider.chat(ChatRequest(model=attack, messages=[Message.user(text)]))
-    return response.content
+_chat = _plugins.attack
 
 
 async def test_a_response_with_300000_tool_calls_hits_the_values_cap(

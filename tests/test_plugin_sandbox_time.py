@@ -51,9 +51,7 @@ async def sleeper(hostile_wasm: Path) -> AsyncIterator[WasmProvider]:
     await provider.aclose()
 
 
-async def _chat(provider: WasmProvider, attack: str, text: str = "") -> str:
-    response = await provider.chat(ChatRequest(model=attack, messages=[Message.user(text)]))
-    return response.content
+_chat = _plugins.attack
 
 
 async def test_a_guest_sleeping_past_its_call_limit_ends_at_the_limit(
