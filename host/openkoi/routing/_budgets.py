@@ -19,6 +19,7 @@ from typing import TYPE_CHECKING
 from openkoi._config import BudgetEntry
 from openkoi._errors import BudgetExceededError
 from openkoi._types import ChatRequest, TokenUsage
+from openkoi.usage._db import write_transaction
 
 if TYPE_CHECKING:
     import sqlite3
@@ -153,11 +154,9 @@ class SqliteBudgets:
         self.conn = conn
 
     def reserve(self, budgets: Sequence[Budget], tokens: int, now: float) -> Admission:
-        conn = self.conn
-        conn.execute("BEGIN IMMEDIATE")
-        try:
-            names = [b.name for b in budgets]
-            marks = ", ".join("?" * len(names))
+        names = [b.name for b in budgets]
+        marks = ", ".join("?" * len(names))
+        with write_transaction(self.conn) as conn:
             conn.execute(
                 f"DELETE FROM budget_events WHERE budget IN ({marks}) AND at <= ?",
                 (*names, now - WINDOW),
@@ -168,18 +167,13 @@ class SqliteBudgets:
                 ).fetchall()
                 ok, wait, label = decide(rows, budget, tokens, now)
                 if not ok:
-                    conn.execute("COMMIT")
                     return Admission(False, tuple(budgets), budget=label, retry_after=wait)
             admission = Admission(True, tuple(budgets), tokens=tokens)
             conn.executemany(
                 "INSERT INTO budget_events (budget, id, at, tokens) VALUES (?, ?, ?, ?)",
                 [(name, admission.id, now, tokens) for name in names],
             )
-            conn.execute("COMMIT")
             return admission
-        except BaseException:
-            conn.execute("ROLLBACK")
-            raise
 
     def settle(self, admission: Admission, tokens: int) -> None:
         self.conn.execute(

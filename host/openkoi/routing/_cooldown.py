@@ -19,7 +19,7 @@ from openkoi._errors import ERROR_KINDS, ProviderError
 from openkoi._paths import openkoi_home
 from openkoi.routing._budgets import Admission, Budget, MemoryBudgets, SqliteBudgets
 from openkoi.routing._policy import CooldownPolicy
-from openkoi.usage._db import Migration, open_database
+from openkoi.usage._db import Migration, open_database, write_transaction
 
 if TYPE_CHECKING:
     import sqlite3
@@ -176,9 +176,7 @@ class CooldownStore:
         with self._lock:
             if self._memory is None:
                 try:
-                    conn = self._connection()
-                    conn.execute("BEGIN IMMEDIATE")
-                    try:
+                    with write_transaction(self._connection()) as conn:
                         row = conn.execute(
                             "SELECT ref, until, failures, kind, message, status, updated_at "
                             "FROM cooldowns WHERE ref = ?",
@@ -199,10 +197,6 @@ class CooldownStore:
                                 cooldown.updated_at,
                             ),
                         )
-                        conn.execute("COMMIT")
-                    except BaseException:
-                        conn.execute("ROLLBACK")
-                        raise
                     return cooldown
                 except (sqlite3.Error, OSError) as exc:
                     self._degrade(exc)

@@ -8,7 +8,8 @@ opening a fresh file at the same moment cannot both apply it.
 from __future__ import annotations
 
 import time
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -70,6 +71,19 @@ def _retry_busy(action: object, timeout: float) -> None:
             time.sleep(0.005)
 
 
+@contextmanager
+def write_transaction(conn: sqlite3.Connection) -> Iterator[sqlite3.Connection]:
+    """`BEGIN IMMEDIATE` ... `COMMIT`, or `ROLLBACK` on any exception: the write lock is taken
+    up front, so a read-then-write cannot be overtaken by another process."""
+    conn.execute("BEGIN IMMEDIATE")
+    try:
+        yield conn
+    except BaseException:
+        conn.execute("ROLLBACK")
+        raise
+    conn.execute("COMMIT")
+
+
 def migrate(
     conn: sqlite3.Connection, migrations: Sequence[Migration], table: str = "_migrations"
 ) -> None:
@@ -80,8 +94,7 @@ def migrate(
     )
     if not _pending(conn, migrations, table):
         return
-    conn.execute("BEGIN IMMEDIATE")
-    try:
+    with write_transaction(conn):
         for migration in _pending(conn, migrations, table):
             for statement in migration.statements:
                 conn.execute(statement)
@@ -89,10 +102,6 @@ def migrate(
                 f"INSERT INTO {table} (number, name, applied_at) VALUES (?, ?, ?)",
                 (migration.number, migration.name, time.time()),
             )
-        conn.execute("COMMIT")
-    except BaseException:
-        conn.execute("ROLLBACK")
-        raise
 
 
 def _pending(

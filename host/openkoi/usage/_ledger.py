@@ -19,7 +19,7 @@ from openkoi._backends import Health
 from openkoi._errors import LedgerError
 from openkoi._paths import openkoi_home
 from openkoi._types import TokenUsage
-from openkoi.usage._db import Migration, open_database
+from openkoi.usage._db import Migration, open_database, write_transaction
 from openkoi.usage._pricing import Price
 from openkoi.usage._rollup import TABLES as ROLLUPS
 from openkoi.usage._rollup import statements as rollup_statements
@@ -191,14 +191,9 @@ class Ledger:
                 conn = self._connection()
                 if not queue:
                     return int(conn.execute(_INSERT, row).lastrowid or 0)
-                conn.execute("BEGIN IMMEDIATE")
-                try:
+                with write_transaction(conn):
                     rowid = int(conn.execute(_INSERT, row).lastrowid or 0)
                     conn.execute("INSERT INTO outbox (call_id) VALUES (?)", (rowid,))
-                    conn.execute("COMMIT")
-                except BaseException:
-                    conn.execute("ROLLBACK")
-                    raise
                 return rowid
             except (sqlite3.Error, OSError) as exc:
                 raise self._fail("write to", exc) from None
@@ -211,13 +206,8 @@ class Ledger:
         with self._lock:
             try:
                 conn = self._connection()
-                conn.execute("BEGIN IMMEDIATE")
-                try:
+                with write_transaction(conn):
                     conn.executemany(_INSERT, rows)
-                    conn.execute("COMMIT")
-                except BaseException:
-                    conn.execute("ROLLBACK")
-                    raise
             except (sqlite3.Error, OSError) as exc:
                 raise self._fail("write to", exc) from None
 
