@@ -64,6 +64,34 @@ class ServerProcess:
         self.stop()
 
 
+async def bare_sse_deltas(
+    client: Any,
+    content: str,
+    headers: dict[str, str] | None = None,
+    on_delta: Callable[[], None] | None = None,
+) -> int:
+    """The floor a Python client can reach: POST an OpenAI-style stream with bare httpx-sse and
+    `json.loads`, and count the events that carry text."""
+    import json
+
+    from httpx_sse import aconnect_sse
+
+    count = 0
+    headers = headers or {"content-type": "application/json"}
+    async with aconnect_sse(
+        client, "POST", "/chat/completions", content=content, headers=headers
+    ) as source:
+        async for event in source.aiter_sse():
+            if event.data == "[DONE]":
+                break
+            data = json.loads(event.data)
+            if data["choices"] and data["choices"][0]["delta"].get("content"):
+                if on_delta is not None:
+                    on_delta()
+                count += 1
+    return count
+
+
 def median(values: list[float]) -> float:
     return statistics.median(values)
 

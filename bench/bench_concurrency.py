@@ -21,8 +21,7 @@ from collections.abc import Awaitable, Callable
 
 import anyio
 import httpx
-from _harness import ServerProcess, row
-from httpx_sse import aconnect_sse
+from _harness import ServerProcess, bare_sse_deltas, row
 from openkoi._provider import ProviderSettings
 from openkoi._secrets import Secret
 from openkoi._types import ChatRequest, Message
@@ -86,22 +85,7 @@ async def measure(url: str, levels: list[int], events: int, rounds: int) -> None
     bare = httpx.AsyncClient(base_url=url, limits=limits, timeout=httpx.Timeout(60.0, pool=None))
 
     async def bare_stream(first: Callable[[], None]) -> int:
-        count = 0
-        async with aconnect_sse(
-            bare,
-            "POST",
-            "/chat/completions",
-            content=body,
-            headers={"content-type": "application/json"},
-        ) as source:
-            async for event in source.aiter_sse():
-                if event.data == "[DONE]":
-                    break
-                data = json.loads(event.data)
-                if data["choices"] and data["choices"][0]["delta"].get("content"):
-                    first()
-                    count += 1
-        return count
+        return await bare_sse_deltas(bare, body, on_delta=first)
 
     async def koi_stream(first: Callable[[], None]) -> int:
         count = 0

@@ -20,8 +20,7 @@ from collections.abc import Awaitable, Callable
 
 import anyio
 import httpx
-from _harness import ServerProcess, median, row
-from httpx_sse import aconnect_sse
+from _harness import ServerProcess, bare_sse_deltas, median, row
 from openkoi import Attachment, ChatRequest, Message
 from openkoi._provider import ProviderSettings
 from openkoi._secrets import Secret
@@ -155,21 +154,7 @@ async def measure_stream(url: str, chunks: int, rounds: int) -> None:
     bare = httpx.AsyncClient(base_url=url + "/v1")
 
     async def bare_stream() -> int:
-        count = 0
-        async with aconnect_sse(
-            bare,
-            "POST",
-            "/chat/completions",
-            content=json.dumps(body),
-            headers={"content-type": "application/json"},
-        ) as source:
-            async for event in source.aiter_sse():
-                if event.data == "[DONE]":
-                    break
-                data = json.loads(event.data)
-                if data["choices"] and data["choices"][0]["delta"].get("content"):
-                    count += 1
-        return count
+        return await bare_sse_deltas(bare, json.dumps(body))
 
     async def koi_stream() -> int:
         count = 0

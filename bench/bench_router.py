@@ -19,9 +19,8 @@ from pathlib import Path
 
 import anyio
 import httpx
-from _harness import ServerProcess, median, row
+from _harness import ServerProcess, bare_sse_deltas, median, row
 from bench_core import CHAT_RESPONSE, sse_body
-from httpx_sse import aconnect_sse
 from openkoi import ChatRequest, Message
 from openkoi._config import validate_config
 from openkoi._registry import ProviderRegistry
@@ -75,17 +74,7 @@ async def measure(url: str, runs: int, chunks: int, rounds: int) -> int:
         return len((await router.chat("executor", request)).content)
 
     async def bare_stream() -> int:
-        count = 0
-        async with aconnect_sse(
-            bare, "POST", "/chat/completions", content=stream_body, headers=headers
-        ) as source:
-            async for event in source.aiter_sse():
-                if event.data == "[DONE]":
-                    break
-                data = json.loads(event.data)
-                if data["choices"] and data["choices"][0]["delta"].get("content"):
-                    count += 1
-        return count
+        return await bare_sse_deltas(bare, stream_body, headers)
 
     async def provider_stream() -> int:
         return len([c async for c in provider.chat_stream(request) if c.delta])
