@@ -135,6 +135,16 @@ def _reader_gone() -> int:
     return 0
 
 
+def _without_httpx_cli() -> None:
+    """`import httpx` also imports httpx's own command line (`httpx._main`: rich and pygments,
+    about a tenth of a second) when they are installed, as they are with openkoi. The `openkoi`
+    process never runs it, so it is marked as absent, as httpx expects when its CLI extra is not
+    installed (`httpx.main` then says so). Only in a process `openkoi` owns, before httpx loads;
+    openkoi's own rich output still imports rich when it prints some."""
+    if "httpx" not in sys.modules:
+        sys.modules.setdefault("httpx._main", None)  # type: ignore[arg-type]
+
+
 def main(argv: list[str] | None = None) -> None:
     """Entry point: every failure becomes one clear line and a non-zero exit, never a traceback.
 
@@ -145,6 +155,8 @@ def main(argv: list[str] | None = None) -> None:
     from openkoi._errors import OpenKoiError
     from openkoi.cli._out import fail as _fail
 
+    if argv is None:
+        _without_httpx_cli()
     _tolerant_streams()
     try:
         result: Any = cli.main(args=argv, prog_name="openkoi", standalone_mode=False)
