@@ -1,14 +1,17 @@
 """CLI latency: `openkoi --model openai/gpt-4o-mini "prompt"` in a fresh process against a bare
 httpx script in a fresh process, both streaming the same answer from one loopback server.
 
-Run: uv run python bench/bench_cli.py [--rounds 15] [--tokens 20]
+Run: uv run python bench/bench_cli.py [--rounds 15] [--tokens 20] [--before PYTHON]
 Targets: time to the first token <= 1.4x the bare script's; exit within 50 ms of the last
 token (the ledger row written on the way out included).
 
 Each round spawns both, interleaved, and reads their stdout as it arrives: "first token" is
 spawn to the first byte of the first delta, "exit" is the last delta's last byte to the
 process's end. The CLI runs with its own HOME, OPENKOI_HOME and XDG folders (no real config or
-key); after the rounds its usage.db must hold one row per run, with its cost.
+key); after the rounds its usage.db must hold one row per run, with its cost. A third process,
+the library alone (one provider's `chat_stream`, no CLI, config, router or ledger), shows how
+much of the CLI's first token is the library's own start-up. `--before` adds the CLI of
+another checkout's interpreter (e.g. `/work/main/.venv/bin/python`) to the same rounds.
 """
 
 from __future__ import annotations
@@ -46,6 +49,27 @@ with httpx.Client() as client:
                 out.write(choices[0]["delta"]["content"])
                 out.flush()
 out.write("\\n")
+"""
+
+LIBRARY_SCRIPT = """\
+import os, sys
+sys.modules.setdefault("httpx._main", None)  # as the CLI does
+import anyio
+from openkoi import ChatRequest, Message
+from openkoi._provider import ProviderSettings
+from openkoi._secrets import Secret
+from openkoi_providers.openai_compat import OpenAICompatibleProvider
+async def main():
+    settings = ProviderSettings(id="openai", name="OpenAI", base_url=sys.argv[1] + "/v1",
+                                api_key=Secret(sys.argv[2]))
+    out = sys.stdout
+    request = ChatRequest(model="gpt-4o-mini", messages=[Message.user("say hi")])
+    async for chunk in OpenAICompatibleProvider(settings).chat_stream(request):
+        if chunk.delta:
+            out.write(chunk.delta)
+            out.flush()
+    out.write("\\n")
+anyio.run(main)
 """
 
 KEY = "sk-bench-000000000000"
@@ -117,6 +141,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--rounds", type=int, default=15)
     parser.add_argument("--tokens", type=int, default=20)
+    parser.add_argument("--before", metavar="PYTHON", help="also time this interpreter's CLI")
     args = parser.parse_args()
     print(f"openkoi CLI latency benchmark (python {sys.version.split()[0]}, {os.cpu_count()} cpus)")
     print(f"  load average {os.getloadavg()[0]:.2f}")
@@ -126,17 +151,14 @@ def main() -> None:
         ServerProcess(stream_body=sse_body(args.tokens)) as server,
     ):
         env = isolated_env(Path(tmp), server.url)
+        cli = ["-c", "from openkoi.cli import main; main()", "-m", "openai/gpt-4o-mini", "hi"]
         commands = {
             "bare httpx script": [sys.executable, "-c", BARE_SCRIPT, server.url, KEY],
-            "openkoi": [
-                sys.executable,
-                "-c",
-                "from openkoi.cli import main; main()",
-                "--model",
-                "openai/gpt-4o-mini",
-                "say hi",
-            ],
+            "openkoi library alone": [sys.executable, "-c", LIBRARY_SCRIPT, server.url, KEY],
+            "openkoi": [sys.executable, *cli],
         }
+        if args.before:
+            commands["openkoi before"] = [args.before, *cli]
         for argv in commands.values():  # warm the page cache; creates usage.db
             timed_process(argv, env, first, last)
         samples: dict[str, list[Sample]] = {name: [] for name in commands}
@@ -144,7 +166,8 @@ def main() -> None:
             for name, argv in commands.items():
                 samples[name].append(timed_process(argv, env, first, last))
         rows, costed = ledger_rows(env)
-    report(samples, rows, costed, args.rounds + 1)
+    runs = (args.rounds + 1) * (2 if args.before else 1)
+    report(samples, rows, costed, runs)
 
 
 def report(samples: dict[str, list[Sample]], rows: int, costed: int, runs: int) -> None:
@@ -159,9 +182,15 @@ def report(samples: dict[str, list[Sample]], rows: int, costed: int, runs: int) 
         ms = [f"{v * 1000:.1f}" for v in figures[name]]
         row(f"{name}: first token / after last / total", f"{ms[0]} / {ms[1]} / {ms[2]} ms")
     bare, koi = figures["bare httpx script"], figures["openkoi"]
+    library = figures["openkoi library alone"]
+    row("first token ratio (library alone / bare)", f"{library[0] / bare[0]:.2f}x")
     row("first token ratio (openkoi / bare)", f"{koi[0] / bare[0]:.2f}x", "target <= 1.4x")
     row("openkoi exit after the last token", f"{koi[1] * 1000:.1f} ms", "target <= 50 ms")
     row("total ratio (openkoi / bare)", f"{koi[2] / bare[2]:.2f}x")
+    if "openkoi before" in figures:
+        before = figures["openkoi before"]
+        row("before: first token ratio (before / bare)", f"{before[0] / bare[0]:.2f}x")
+        row("before: exit after the last token", f"{before[1] * 1000:.1f} ms")
     row("ledger rows written / with a cost", f"{rows} / {costed}", f"of {runs} openkoi runs")
     if rows != runs or costed != runs:
         raise SystemExit("the ledger did not record every run with its cost")
