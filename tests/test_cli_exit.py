@@ -93,6 +93,7 @@ def test_a_fallback_records_both_attempts_and_a_failure_keeps_its_exit_code(
     done = openkoi("hi", env={})
     assert done.returncode == 0, done.stderr
     assert done.stdout == "from backup\n"
+    assert "tomlkit" not in imported(done.stderr)  # config.toml is read without it
     assert [(r[0], r[2]) for r in rows(_isolated_home)] == [
         ("primary", "overloaded"),
         ("backup", "ok"),
