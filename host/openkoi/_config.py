@@ -177,24 +177,42 @@ def validate_config(data: dict[str, Any], path: Path | None = None) -> Config:
 
 
 class ConfigFile:
-    """A config file on disk: `config` is the validated view, `set()` edits the TOML in place."""
+    """A config file on disk: `config` is the validated view, `set()` edits the TOML in place.
+
+    Reading uses the standard library's parser; tomlkit, which keeps comments and key order
+    for writing back (and takes tens of milliseconds to import), loads on the first edit."""
 
     def __init__(self, path: Path | None = None) -> None:
-        import tomlkit
+        import tomllib
 
         self.path = path or config_path()
-        self._document: Any
-        text = read_state_text(self.path, "config file")
-        if text is not None:
+        self._text = read_state_text(self.path, "config file")
+        self._edited: Any = None
+        data: dict[str, Any] = {}
+        if self._text is not None:
             try:
-                self._document = tomlkit.parse(text)
-            except tomlkit.exceptions.ParseError as exc:
-                raise ConfigError(
-                    f"config file {self.path} is not valid TOML: {exc}", path=str(self.path)
-                ) from None
-        else:
-            self._document = tomlkit.document()
-        self.config = validate_config(self._document.unwrap(), self.path)
+                data = tomllib.loads(self._text)
+            except tomllib.TOMLDecodeError as exc:
+                raise self._not_toml(exc) from None
+        self.config = validate_config(data, self.path)
+
+    def _not_toml(self, exc: Exception) -> ConfigError:
+        return ConfigError(f"config file {self.path} is not valid TOML: {exc}", path=str(self.path))
+
+    @property
+    def _document(self) -> Any:
+        """The file as a tomlkit document, parsed on first use."""
+        if self._edited is None:
+            import tomlkit
+
+            if self._text is None:
+                self._edited = tomlkit.document()
+            else:
+                try:
+                    self._edited = tomlkit.parse(self._text)
+                except tomlkit.exceptions.ParseError as exc:
+                    raise self._not_toml(exc) from None
+        return self._edited
 
     def set(self, dotted_key: str, value: Any) -> None:
         """Set `a.b.c = value`, creating tables as needed; validated before anything is kept."""

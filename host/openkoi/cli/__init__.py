@@ -7,11 +7,13 @@ echo "…" | openkoi                    prompt from stdin
 
 from __future__ import annotations
 
+import atexit
 import contextlib
 import os
 import sys
+import threading
 from importlib import import_module
-from typing import Any
+from typing import Any, NoReturn
 
 import click
 
@@ -133,14 +135,28 @@ def _reader_gone() -> int:
     return 0
 
 
+def _without_httpx_cli() -> None:
+    """`import httpx` also imports httpx's own command line (`httpx._main`: rich and pygments,
+    about a tenth of a second) when they are installed, as they are with openkoi. The `openkoi`
+    process never runs it, so it is marked as absent, as httpx expects when its CLI extra is not
+    installed (`httpx.main` then says so). Only in a process `openkoi` owns, before httpx loads;
+    openkoi's own rich output still imports rich when it prints some."""
+    if "httpx" not in sys.modules:
+        sys.modules.setdefault("httpx._main", None)  # type: ignore[arg-type]
+
+
 def main(argv: list[str] | None = None) -> None:
     """Entry point: every failure becomes one clear line and a non-zero exit, never a traceback.
 
     A closed stdout pipe is not a failure: the reader had what it wanted (exit 0, silently).
+    Run as the `openkoi` command (no `argv`), the process ends through `_exit_now`; a caller
+    passing `argv` gets `SystemExit` as usual.
     """
     from openkoi._errors import OpenKoiError
     from openkoi.cli._out import fail as _fail
 
+    if argv is None:
+        _without_httpx_cli()
     _tolerant_streams()
     try:
         result: Any = cli.main(args=argv, prog_name="openkoi", standalone_mode=False)
@@ -167,4 +183,28 @@ def main(argv: list[str] | None = None) -> None:
         sys.stdout.flush()
     except BrokenPipeError:
         code = _reader_gone()
+    if argv is None:
+        _exit_now(code)
     sys.exit(code)
+
+
+def _exit_now(code: int) -> NoReturn:
+    """End the process without the interpreter's teardown (freeing every module and object:
+    about a tenth of a second after the answer, for nothing a one-shot command needs).
+
+    What must persist is done first: the `atexit` hooks (the ledger writer's flush, the plugin
+    linker's close, `weakref.finalize`, logging) run, then stdout and stderr are flushed. The
+    ledger row itself was committed when the call ended (`Router.aclose`). A thread still
+    running (none on the prompt's path) gets the ordinary exit, which waits for it.
+    """
+    if any(not t.daemon for t in threading.enumerate() if t is not threading.main_thread()):
+        sys.exit(code)
+    atexit._run_exitfuncs()
+    for stream in (sys.stdout, sys.stderr):
+        try:
+            stream.flush()
+        except BrokenPipeError:
+            code = _reader_gone() if stream is sys.stdout else code
+        except (OSError, ValueError):
+            pass
+    os._exit(code)

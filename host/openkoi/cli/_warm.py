@@ -48,7 +48,10 @@ def compile_into_cache(plugin: PluginFile) -> tuple[float, bool]:
 
 def _warm_one(registry: ProviderRegistry, provider: str) -> bool:
     """Compile `provider` if it is a registered plugin that passes its first-use checks; False
-    when it is not a plugin. A refused plugin is left alone: using it raises the refusal."""
+    when it is not a plugin. A refused plugin is left alone: using it raises the refusal.
+    With no `[plugins] wasm` listed nothing is a plugin, and the plugin code is not imported."""
+    if not registry.config.plugins.wasm:
+        return False
     from openkoi.plugins._loader import read_for_use, registered_plugins
 
     item = registered_plugins(registry).get(provider)

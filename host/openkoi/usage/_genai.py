@@ -1,8 +1,8 @@
 """Prices from pydantic's `genai-prices` database, as the ledger's `Price`.
 
-The package is imported on the first lookup (it takes a few tenths of a second), and each
-model's price is resolved once per process: later calls are a dict lookup. Only the bundled
-snapshot is read; nothing is fetched over the network.
+A model's price is resolved once per process (later calls are a dict lookup), and kept on disk
+(`_genai_cache`): a later process finds it there without importing the package, which takes a
+few tenths of a second. Only the bundled snapshot is read; nothing is fetched over the network.
 """
 
 from __future__ import annotations
@@ -10,10 +10,14 @@ from __future__ import annotations
 import contextlib
 import functools
 import threading
-from datetime import UTC, datetime
-from typing import Any
+from datetime import UTC, date, datetime
+from typing import TYPE_CHECKING, Any
 
+from openkoi.usage import _genai_cache as disk
 from openkoi.usage._pricing_types import Price
+
+if TYPE_CHECKING:
+    from genai_prices.types import ConditionalPrice, ModelPrice, StartDateConstraint
 
 # openkoi provider id -> genai-prices provider id. A provider not listed (local Ollama, the
 # subscription-billed Copilot and ChatGPT sign-ins, custom gateways) is never guessed at.
@@ -44,7 +48,12 @@ def _import() -> None:
 
 def warm() -> None:
     """Start importing the database in a background thread, so the first priced call does
-    not wait for it (the import takes the module lock; a lookup meanwhile just waits)."""
+    not wait for it (the import takes the module lock; a lookup meanwhile just waits). Not when
+    prices resolved from this database are on disk: the call's model is most likely there, and
+    the import would only take the CPU from the call."""
+    source = disk.database_source()
+    if source is not None and disk.read_entries(source):
+        return
     threading.Thread(target=_import, name="openkoi-prices", daemon=True).start()
 
 
@@ -54,15 +63,57 @@ def genai_price(provider: str, model: str) -> Price | None:
     vendor = PROVIDER_IDS.get(provider)
     if vendor is None or not model:
         return None
-    try:
-        from genai_prices import data_snapshot
-    except ImportError:  # an install without the price database: prices stay unknown
+    source = disk.database_source()
+    if source is None:  # an install without the price database: prices stay unknown
         return None
+    now = datetime.now(tz=UTC)
+    key = f"{vendor}/{model}"
+    entries = disk.read_entries(source)
+    found, price = disk.cached_price(entries, key, now.date())
+    if found:
+        return price
+    try:
+        price, keep, until = _resolve(vendor, model, now)
+    except ImportError:
+        return None
+    if keep:
+        disk.store_price(source, entries, key, price, until)
+    return price
+
+
+def _resolve(vendor: str, model: str, now: datetime) -> tuple[Price | None, bool, date | None]:
+    """(price, whether it may be kept on disk, the UTC date it holds until) from the database."""
+    from genai_prices import data_snapshot, types
+
     try:
         _, info = data_snapshot.get_snapshot().find_provider_model(model, None, vendor, None)
     except LookupError:
-        return None
-    prices = info.get_prices(datetime.now(tz=UTC))
+        return None, True, None
+    keep, until = _holds(info.prices, now.date(), types.StartDateConstraint)
+    return _price(info, vendor, now), keep, until
+
+
+def _holds(
+    prices: ModelPrice | list[ConditionalPrice], today: date, by_date: type[StartDateConstraint]
+) -> tuple[bool, date | None]:
+    """Whether a price read today may be kept, and until when: a list of conditional prices
+    changes on each start date to come, and any time of day when one depends on it."""
+    if not isinstance(prices, list):
+        return True, None
+    starts = []
+    for conditional in prices:
+        constraint = conditional.constraint
+        if constraint is None:
+            continue
+        if not isinstance(constraint, by_date):
+            return False, None
+        if constraint.start_date > today:
+            starts.append(constraint.start_date)
+    return True, min(starts, default=None)
+
+
+def _price(info: Any, vendor: str, now: datetime) -> Price | None:
+    prices = info.get_prices(now)
     rates: dict[str, float | None] = {}
     limit: int | None = None
     for name in ("input", "output", "cache_read", "cache_write"):
