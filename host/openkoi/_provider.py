@@ -20,7 +20,6 @@ from typing import Any, Protocol, runtime_checkable
 
 import anyio
 import httpx
-from httpx_sse import ServerSentEvent
 from pydantic import ValidationError
 
 from openkoi._attachments import fetch_for, has_url_attachments
@@ -34,8 +33,9 @@ from openkoi._errors import (
     redact,
 )
 from openkoi._http import _short, error_from_response, json_body, map_transport_errors
+from openkoi._json import loads
 from openkoi._secrets import Secret
-from openkoi._sse import LineSplitter, SSESplitter
+from openkoi._sse import LineSplitter, SSESplitter, SSEvent
 from openkoi._stream import StreamAccumulator
 from openkoi._structured import parse_output
 from openkoi._timeouts import Deadlines, Timeouts, resolve_timeouts
@@ -466,7 +466,7 @@ class HTTPProvider:
             clock.close()
 
 
-def sse_events(response: httpx.Response) -> AsyncIterator[ServerSentEvent]:
+def sse_events(response: httpx.Response) -> AsyncIterator[SSEvent]:
     """The server-sent events of a stream opened by `_open_stream`, each within its deadline
     (a comment or a partial event is not an event)."""
     clock = clock_of(response)
@@ -511,10 +511,10 @@ async def sse_json_events(
         if not payload or payload == "[DONE]":
             continue
         try:
-            data = json.loads(payload)
+            data = loads(payload)
         except json.JSONDecodeError:
             raise MalformedResponseError(
-                f"the stream sent a {event.event or 'message'} event that is not JSON",
+                f"the stream sent a {event.event} event that is not JSON",
                 provider=provider,
                 partial_usage=partial_usage(),
             ) from None
