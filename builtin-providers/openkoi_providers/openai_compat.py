@@ -423,8 +423,7 @@ class OpenAICompatibleProvider(HTTPProvider):
         provider = self.id
         parse = _parse_stream_event
         async with self._open_stream("/chat/completions", body) as response:
-            async for event in sse_events(response):
-                payload = event.data
+            async for name, payload, _, _ in sse_events(response):
                 if payload == "[DONE]":
                     return
                 if not payload:
@@ -437,7 +436,7 @@ class OpenAICompatibleProvider(HTTPProvider):
                     ) from None
                 if type(data) is not dict:
                     continue
-                if event.event == "error" and not data.get("error"):
+                if name == "error" and not data.get("error"):
                     data = {"error": data}
                 chunk = parse(data, provider)
                 if chunk is not None:

@@ -506,20 +506,19 @@ async def sse_json_events(
     Empty events, `[DONE]` and JSON values that are not objects are skipped; an event that is not
     JSON is a `MalformedResponseError` carrying the usage the stream had reported so far.
     """
-    async for event in sse_events(response):
-        payload = event.data
+    async for name, payload, _, _ in sse_events(response):
         if not payload or payload == "[DONE]":
             continue
         try:
             data = loads(payload)
         except json.JSONDecodeError:
             raise MalformedResponseError(
-                f"the stream sent a {event.event} event that is not JSON",
+                f"the stream sent a {name} event that is not JSON",
                 provider=provider,
                 partial_usage=partial_usage(),
             ) from None
         if isinstance(data, dict):
-            yield event.event, data
+            yield name, data
 
 
 async def collect(
