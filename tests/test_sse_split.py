@@ -8,7 +8,7 @@ from httpx_sse._decoders import SSEDecoder, SSELineDecoder
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from openkoi._errors import MalformedResponseError
-from openkoi._sse import LineSplitter, SSESplitter, SSEvent
+from openkoi._sse import LineSplitter, SSESplitter, SSEvent, full_event
 
 STREAM = (
     ": a comment\r\n"
@@ -38,7 +38,7 @@ EXPECTED = [
 def split_all(pieces: list[str]) -> list[SSEvent]:
     splitter = SSESplitter("p")
     events = [e for piece in pieces for e in splitter.feed(piece)]
-    return events + splitter.flush()
+    return [full_event(e) for e in events + splitter.flush()]
 
 
 def as_tuples(events: list[ServerSentEvent]) -> list[SSEvent]:
@@ -54,7 +54,7 @@ def test_every_cut_gives_the_same_events(size: int) -> None:
 def test_a_cr_lf_split_between_reads_is_one_line_end() -> None:
     splitter = SSESplitter("p")
     assert splitter.feed("data: x\r") == []
-    assert splitter.feed("\n\r\n") == [("message", "x", "", None)]
+    assert splitter.feed("\n\r\n") == ["x"]  # a plain message event is its data alone
 
 
 def test_lines_keep_the_unfinished_last_one_for_flush() -> None:
@@ -142,6 +142,6 @@ def test_an_sse_line_that_never_ends_is_refused_at_the_cap() -> None:
 
 def test_a_one_line_event_over_the_cap_is_refused() -> None:
     splitter = SSESplitter("p", limit=100)
-    assert splitter.feed("data: " + "x" * 100 + "\n\n") == [("message", "x" * 100, "", None)]
+    assert splitter.feed("data: " + "x" * 100 + "\n\n") == ["x" * 100]
     with pytest.raises(MalformedResponseError, match="event longer than 100"):
         splitter.feed("data: " + "x" * 101 + "\n\n")

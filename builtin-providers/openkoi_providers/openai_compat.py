@@ -423,7 +423,8 @@ class OpenAICompatibleProvider(HTTPProvider):
         provider = self.id
         parse = _parse_stream_event
         async with self._open_stream("/chat/completions", body) as response:
-            async for name, payload, _, _ in sse_events(response):
+            async for item in sse_events(response):
+                name, payload = ("message", item) if isinstance(item, str) else item[:2]
                 if payload == "[DONE]":
                     return
                 if not payload:
