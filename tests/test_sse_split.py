@@ -8,7 +8,7 @@ from httpx_sse._decoders import SSEDecoder, SSELineDecoder
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from openkoi._errors import MalformedResponseError
-from openkoi._sse import LineSplitter, SSESplitter, SSEvent, full_event
+from openkoi._sse import LineSplitter, SSEItem, SSESplitter, SSEvent
 
 STREAM = (
     ": a comment\r\n"
@@ -33,6 +33,11 @@ EXPECTED = [
     ServerSentEvent(data="after a bare CR", id="7", retry=1500),
     ServerSentEvent(data="the id carries over", id="7"),
 ]
+
+
+def full_event(item: SSEItem) -> SSEvent:
+    """The event an item stands for: a plain message event comes as its data alone."""
+    return ("message", item, "", None) if isinstance(item, str) else item
 
 
 def split_all(pieces: list[str]) -> list[SSEvent]:

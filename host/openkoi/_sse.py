@@ -69,11 +69,6 @@ SSEvent = tuple[str, str, str, int | None]
 SSEItem = str | SSEvent
 
 
-def full_event(item: SSEItem) -> SSEvent:
-    """The `SSEvent` an item stands for."""
-    return ("message", item, "", None) if isinstance(item, str) else item
-
-
 class SSESplitter:
     """Server-sent events completed by the text fed so far.
 
