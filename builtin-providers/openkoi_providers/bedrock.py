@@ -47,6 +47,7 @@ from openkoi._features import (
     thinking_budget,
 )
 from openkoi._http import error_from_response, parse_retry_after
+from openkoi._json import loads
 from openkoi._provider import HTTPProvider, ProviderSettings, frames
 from openkoi._structured import SCHEMA_TOOL, as_forced_tool, from_forced_tool
 from openkoi._types import (
@@ -520,10 +521,6 @@ class _StreamState:
         return _native(out)
 
 
-# json.loads on bytes first sniffs their encoding; event payloads are UTF-8 JSON, decoded directly.
-_decode_json = json.JSONDecoder().decode
-
-
 def _parse_stream_event(
     headers: Mapping[str, Any], payload: bytes, provider: str, state: _StreamState
 ) -> ChatChunk | None:
@@ -543,7 +540,8 @@ def _parse_stream_event(
         return None
     event = headers.get(":event-type")
     try:
-        data = _decode_json(payload.decode()) if payload else {}
+        # Event payloads are UTF-8 JSON: decoded as such (json.loads on bytes sniffs first).
+        data = loads(payload.decode()) if payload else {}
     except ValueError:  # not UTF-8, or not JSON
         raise MalformedResponseError(f"the {event} event is not JSON", provider=provider) from None
     if not isinstance(data, dict):

@@ -29,6 +29,7 @@ from openkoi._errors import (
 )
 from openkoi._features import check_attachments, effort_of
 from openkoi._http import error_from_response
+from openkoi._json import loads
 from openkoi._provider import HTTPProvider, ProviderSettings, ndjson_lines
 from openkoi._structured import schema_of
 from openkoi._types import (
@@ -359,7 +360,7 @@ def _parse_stream_event(
 
 def _decode_line(line: str, provider: str) -> dict[str, Any]:
     try:
-        data = json.loads(line)
+        data = loads(line)
     except json.JSONDecodeError:
         raise MalformedResponseError(
             "the stream sent a line that is not JSON", provider=provider

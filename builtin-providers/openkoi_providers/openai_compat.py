@@ -21,6 +21,7 @@ from typing import Any
 from openkoi._errors import MalformedResponseError, ProviderError
 from openkoi._features import check_attachments, chosen_tool, effort_of, refuse_attachment
 from openkoi._http import classify, extract_error
+from openkoi._json import loads
 from openkoi._provider import HTTPProvider, ProviderSettings, sse_events
 from openkoi._structured import schema_of, strict_form
 from openkoi._types import (
@@ -420,10 +421,10 @@ class OpenAICompatibleProvider(HTTPProvider):
     async def _stream(self, request: ChatRequest) -> AsyncIterator[ChatChunk]:
         body = self._body(request, stream=True)
         provider = self.id
-        loads, parse = json.loads, _parse_stream_event
+        parse = _parse_stream_event
         async with self._open_stream("/chat/completions", body) as response:
-            async for event in sse_events(response):
-                payload = event.data
+            async for item in sse_events(response):
+                name, payload = ("message", item) if isinstance(item, str) else item[:2]
                 if payload == "[DONE]":
                     return
                 if not payload:
@@ -436,7 +437,7 @@ class OpenAICompatibleProvider(HTTPProvider):
                     ) from None
                 if type(data) is not dict:
                     continue
-                if event.event == "error" and not data.get("error"):
+                if name == "error" and not data.get("error"):
                     data = {"error": data}
                 chunk = parse(data, provider)
                 if chunk is not None:

@@ -20,6 +20,7 @@ total deadline passes before any connection was free, the error says so and is n
 from __future__ import annotations
 
 import asyncio
+import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from typing import Any, TypeVar
 
@@ -39,6 +40,15 @@ CLOCK_KEY = "openkoi.clock"
 USE_LOOP_TIMER = True
 
 _SENT_EVENTS = ("http11.send_request_headers.started", "http2.send_request_headers.started")
+
+
+def _loop_clock(task: asyncio.Task[Any]) -> Callable[[], float]:
+    """The task's loop time: `time.monotonic` itself when the loop does not define its own
+    (asyncio's `loop.time()` is a Python call around it, and a stream reads it per event)."""
+    loop = task.get_loop()
+    if type(loop).time is asyncio.BaseEventLoop.time:
+        return time.monotonic
+    return loop.time
 
 
 class CallClock:
@@ -77,7 +87,7 @@ class CallClock:
             except RuntimeError:  # not on asyncio
                 task = None
         self._task = task
-        self._now = task.get_loop().time if task is not None else anyio.current_time
+        self._now = _loop_clock(task) if task is not None else anyio.current_time
         now = self._now()
         own_total = now + deadlines.total
         self.total_at = own_total if total_at is None else min(own_total, total_at)
@@ -266,11 +276,13 @@ async def paced_batches(
                 for item in ready:
                     yield item
             else:
+                # Counted as the read brings them: the count is only looked at while waiting,
+                # when every event read so far has been handed over.
+                clock.events += len(ready)
                 now, total_at = clock._now, clock.total_at
                 for item in ready:
                     if now() >= total_at:
                         raise clock.error("total")
-                    clock.events += 1
                     yield item
             ready = []
     finally:

@@ -34,6 +34,7 @@ from openkoi._errors import (
     ServerError,
     redact,
 )
+from openkoi._json import loads
 
 # Provider error codes/types that mean "the prompt does not fit". Matched exactly.
 CONTEXT_OVERFLOW_CODES = frozenset(
@@ -224,7 +225,7 @@ def error_from_response(
 def json_body(response_text: str, *, provider: str, status: int | None = None) -> Any:
     """Parse a successful JSON body; anything else is a `MalformedResponseError`."""
     try:
-        return json.loads(response_text)
+        return loads(response_text)
     except json.JSONDecodeError as exc:
         what = (
             "an HTML page"

@@ -20,7 +20,6 @@ from typing import Any, Protocol, runtime_checkable
 
 import anyio
 import httpx
-from httpx_sse import ServerSentEvent
 from pydantic import ValidationError
 
 from openkoi._attachments import fetch_for, has_url_attachments
@@ -34,8 +33,9 @@ from openkoi._errors import (
     redact,
 )
 from openkoi._http import _short, error_from_response, json_body, map_transport_errors
+from openkoi._json import loads
 from openkoi._secrets import Secret
-from openkoi._sse import LineSplitter, SSESplitter
+from openkoi._sse import LineSplitter, SSEItem, SSESplitter
 from openkoi._stream import StreamAccumulator
 from openkoi._structured import parse_output
 from openkoi._timeouts import Deadlines, Timeouts, resolve_timeouts
@@ -466,9 +466,10 @@ class HTTPProvider:
             clock.close()
 
 
-def sse_events(response: httpx.Response) -> AsyncIterator[ServerSentEvent]:
+def sse_events(response: httpx.Response) -> AsyncIterator[SSEItem]:
     """The server-sent events of a stream opened by `_open_stream`, each within its deadline
-    (a comment or a partial event is not an event)."""
+    (a comment or a partial event is not an event); a plain message event is its data string
+    alone (see `SSEItem`)."""
     clock = clock_of(response)
     splitter = SSESplitter(clock.provider if clock is not None else "")
     return paced_batches(response.aiter_text(), splitter.feed, clock, splitter.flush)
@@ -506,20 +507,20 @@ async def sse_json_events(
     Empty events, `[DONE]` and JSON values that are not objects are skipped; an event that is not
     JSON is a `MalformedResponseError` carrying the usage the stream had reported so far.
     """
-    async for event in sse_events(response):
-        payload = event.data
+    async for item in sse_events(response):
+        name, payload = ("message", item) if isinstance(item, str) else item[:2]
         if not payload or payload == "[DONE]":
             continue
         try:
-            data = json.loads(payload)
+            data = loads(payload)
         except json.JSONDecodeError:
             raise MalformedResponseError(
-                f"the stream sent a {event.event or 'message'} event that is not JSON",
+                f"the stream sent a {name} event that is not JSON",
                 provider=provider,
                 partial_usage=partial_usage(),
             ) from None
         if isinstance(data, dict):
-            yield event.event, data
+            yield name, data
 
 
 async def collect(

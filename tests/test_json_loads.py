@@ -1,0 +1,75 @@
+"""`openkoi._json.loads` is `json.loads`, faster: the same values where both parsers accept a
+text, and the standard library's answer (value or `JSONDecodeError`) wherever jiter refuses."""
+
+from __future__ import annotations
+
+import json
+import math
+from typing import Any
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from openkoi._json import loads
+
+_VALUES = st.recursive(
+    st.none()
+    | st.booleans()
+    | st.integers(min_value=-(10**30), max_value=10**30)
+    | st.floats(allow_nan=False)
+    | st.text(),
+    lambda inner: st.lists(inner, max_size=4) | st.dictionaries(st.text(), inner, max_size=4),
+    max_leaves=20,
+)
+
+
+def same(a: Any, b: Any) -> bool:
+    """Equal, with the same types all the way down (1 and 1.0 are not the same JSON)."""
+    if type(a) is not type(b):
+        return False
+    if isinstance(a, dict):
+        return list(a) == list(b) and all(same(a[k], b[k]) for k in a)
+    if isinstance(a, list):
+        return len(a) == len(b) and all(same(x, y) for x, y in zip(a, b, strict=True))
+    if isinstance(a, float) and math.isnan(a):
+        return math.isnan(b)
+    return bool(a == b)
+
+
+@settings(max_examples=300, deadline=None)
+@given(_VALUES, st.booleans())
+def test_any_json_text_gives_the_standard_library_s_value(value: Any, ascii_only: bool) -> None:
+    text = json.dumps(value, ensure_ascii=ascii_only)
+    assert same(loads(text), json.loads(text))
+    assert same(loads(text.encode()), json.loads(text.encode()))
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        '{"a": 1, "a": 2}',
+        "[NaN, Infinity, -Infinity]",
+        "123456789012345678901234567890",
+        "1e400",
+        '"\\ud800"',  # a lone surrogate: jiter refuses it, json.loads takes it
+        '"\\ud83d\\ude00"',
+        "[" * 300 + "]" * 300,  # deeper than jiter goes, not than json.loads goes
+        " {} ",
+        "-0",
+        "5e-324",
+    ],
+)
+def test_edge_cases_give_the_standard_library_s_value(text: str) -> None:
+    assert same(loads(text), json.loads(text))
+
+
+@pytest.mark.parametrize(
+    "text", ["", "{", '{"a": 1} x', "[1,]", "nan", '"\x00"', "01", "1" * 5000, "\ufeff{}"]
+)
+def test_what_json_loads_refuses_is_refused_the_same_way(text: str) -> None:
+    with pytest.raises(ValueError) as expected:
+        json.loads(text)
+    with pytest.raises(ValueError) as got:
+        loads(text)
+    assert type(got.value) is type(expected.value)
+    assert str(got.value) == str(expected.value)
