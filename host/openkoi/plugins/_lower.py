@@ -27,6 +27,42 @@ from wasmtime.component import _types as types
 Lower = Callable[[Any, Any, Any], None]
 
 
+def _held(name: str, restype: Any, *argtypes: Any) -> Any:
+    """A wasmtime C function called with the GIL held. These only allocate and copy; ctypes'
+    default releases the GIL around each call, which hands it to any thread that wants it
+    (the event loop, another stream) once for each of a request's dozens of values."""
+    return ctypes.PYFUNCTYPE(restype, *argtypes)((name, ffi.dll))
+
+
+_byte_vec_new = _held(
+    "wasm_byte_vec_new", None, ctypes.POINTER(ffi.wasm_byte_vec_t), ctypes.c_size_t, ctypes.c_char_p
+)
+_record_new = _held(
+    "wasmtime_component_valrecord_new_uninit",
+    None,
+    ctypes.POINTER(ffi.wasmtime_component_valrecord_t),
+    ctypes.c_size_t,
+)
+_list_new = _held(
+    "wasmtime_component_vallist_new_uninit",
+    None,
+    ctypes.POINTER(ffi.wasmtime_component_vallist_t),
+    ctypes.c_size_t,
+)
+_val_new = _held(
+    "wasmtime_component_val_new",
+    ctypes.POINTER(ffi.wasmtime_component_val_t),
+    ctypes.POINTER(ffi.wasmtime_component_val_t),
+)
+
+
+def _vec(data: bytes) -> Any:
+    """A C byte vector holding a copy of `data` (one call; `ffi.bytes_to_capi` makes three)."""
+    vec = ffi.wasm_byte_vec_t()
+    _byte_vec_new(ctypes.byref(vec), len(data), data)
+    return vec
+
+
 def plan(ty: types.ValType) -> Lower:
     """A function lowering values of `ty`; keeps `ty` alive for the kinds it delegates."""
     if isinstance(ty, types.String):
@@ -46,14 +82,14 @@ def _lower_string(store: Any, val: Any, ptr: Any) -> None:
     if not isinstance(val, str):
         raise TypeError("expected string type")
     ptr.contents.kind = ffi.WASMTIME_COMPONENT_STRING
-    ptr.contents.of.string = ffi.str_to_capi(val)
+    ptr.contents.of.string = _vec(val.encode("utf-8"))
 
 
 def _lower_enum(store: Any, val: Any, ptr: Any) -> None:
     if not isinstance(val, str):
         raise TypeError("expected str type")
     ptr.contents.kind = ffi.WASMTIME_COMPONENT_ENUM
-    ptr.contents.of.enumeration = ffi.str_to_capi(val)
+    ptr.contents.of.enumeration = _vec(val.encode("utf-8"))
 
 
 def _record(fields: list[tuple[str, bytes, Lower]]) -> Lower:
@@ -61,14 +97,14 @@ def _record(fields: list[tuple[str, bytes, Lower]]) -> Lower:
 
     def lower(store: Any, val: Any, ptr: Any) -> None:
         raw = ffi.wasmtime_component_valrecord_t()
-        ffi.wasmtime_component_valrecord_new_uninit(raw, count)
+        _record_new(raw, count)
         i = 0
         try:
             data = raw.data
             for name, encoded, lower_field in fields:
                 entry = data[i]
                 lower_field(store, getattr(val, name), ctypes.pointer(entry.val))
-                entry.name = ffi.bytes_to_capi(encoded)
+                entry.name = _vec(encoded)
                 i += 1
         except BaseException:
             for j in range(i, count):
@@ -88,7 +124,7 @@ def _list(lower_element: Lower) -> Lower:
             raise TypeError("expected list value")
         count = len(val)
         raw = ffi.wasmtime_component_vallist_t()
-        ffi.wasmtime_component_vallist_new_uninit(raw, count)
+        _list_new(raw, count)
         i = 0
         try:
             data = raw.data
@@ -137,7 +173,7 @@ def _variant_like(ty: types.VariantLikeType) -> Lower:
                 return name, None
             raw = ffi.wasmtime_component_val_t()
             lower_payload(store, val.payload if tagged else val, ctypes.pointer(raw))
-            return name, ffi.wasmtime_component_val_new(ctypes.byref(raw))
+            return name, _val_new(ctypes.byref(raw))
         raise ValueError("value not valid for this variant")
 
     if isinstance(ty, types.OptionType):
@@ -161,7 +197,7 @@ def _variant_like(ty: types.VariantLikeType) -> Lower:
     def lower_variant(store: Any, val: Any, ptr: Any) -> None:
         name, raw = choose(store, val)
         ptr.contents.kind = ffi.WASMTIME_COMPONENT_VARIANT
-        ptr.contents.of.variant.discriminant = ffi.str_to_capi(name)
+        ptr.contents.of.variant.discriminant = _vec(name.encode("utf-8"))
         ptr.contents.of.variant.val = raw
 
     return lower_variant

@@ -1,10 +1,11 @@
 """Lifting one `next` of a stream straight into chunks where it is cheap to.
 
 A stream batch is `result<option<list<stream-event>>, provider-error>`, and nearly every event
-in it is a text delta. `lift_batch` builds those as `ChatChunk`s directly from the C value,
-without the intermediate `Variant` the generic lifting (`_fastcall.lift`) makes and `_convert`
-then reads; every other value goes through the generic lifting. It charges the `Budget` exactly
-as the generic lifting does, so the host's cap on what a guest's values cost is the same.
+in it is a text delta (`text`, or from 0.2.1 guests a `text-run` of several). `lift_batch` builds
+those as `ChatChunk`s directly from the C value, without the intermediate `Variant` the generic
+lifting (`_fastcall.lift`) makes and `_convert` then reads; every other value goes through the
+generic lifting. It charges the `Budget` as the generic lifting does, and a run's pieces as that
+many `text` events, so the host's cap on what a guest's values cost is the same.
 
 The list is read as raw bytes (one copy of its element array, unpacked with `struct`) rather
 than through a ctypes structure per field: each ctypes access builds a Python object, and a
@@ -35,14 +36,22 @@ from openkoi.plugins._fastcall import (
 )
 
 _TEXT = b"text"
+_TEXT_RUN = b"text-run"
+RUN_SEPARATOR = "\x1e"  # joins the pieces of a `text-run` (U+001E, the record separator)
 _VAL = ffi.wasmtime_component_val_t
 _VAL_SIZE = ctypes.sizeof(_VAL)
-_OF = _VAL.of.offset
-_VARIANT_CASE = _OF + ffi.wasmtime_component_valvariant_t.discriminant.offset
-_VARIANT_VAL = _OF + ffi.wasmtime_component_valvariant_t.val.offset
-_STRING_SIZE = _OF + ffi.wasm_byte_vec_t.size.offset
-_STRING_DATA = _OF + ffi.wasm_byte_vec_t.data.offset
-_NAME = ffi.wasm_byte_vec_t
+
+
+def _offset(structure: Any, field: str) -> int:
+    """Where `field` sits in a ctypes structure (its descriptor knows)."""
+    return int(getattr(structure, field).offset)
+
+
+_OF = _offset(_VAL, "of")
+_VARIANT_CASE = _OF + _offset(ffi.wasmtime_component_valvariant_t, "discriminant")
+_VARIANT_VAL = _OF + _offset(ffi.wasmtime_component_valvariant_t, "val")
+_NAME_SIZE = _offset(ffi.wasm_byte_vec_t, "size")
+_NAME_DATA = _offset(ffi.wasm_byte_vec_t, "data")
 
 
 def _layout(*fields: tuple[int, str]) -> struct.Struct:
@@ -56,13 +65,13 @@ def _layout(*fields: tuple[int, str]) -> struct.Struct:
 
 # An element: its kind and, for a variant, its case name (size, data) and payload pointer.
 _ELEMENT = _layout(
-    (_VAL.kind.offset, "B"),
-    (_VARIANT_CASE + _NAME.size.offset, "Q"),
-    (_VARIANT_CASE + _NAME.data.offset, "Q"),
+    (_offset(_VAL, "kind"), "B"),
+    (_VARIANT_CASE + _NAME_SIZE, "Q"),
+    (_VARIANT_CASE + _NAME_DATA, "Q"),
     (_VARIANT_VAL, "Q"),
 )
 # A payload: its kind and, for a string, its size and data.
-_PAYLOAD = _layout((_VAL.kind.offset, "B"), (_STRING_SIZE, "Q"), (_STRING_DATA, "Q"))
+_PAYLOAD = _layout((_offset(_VAL, "kind"), "B"), (_OF + _NAME_SIZE, "Q"), (_OF + _NAME_DATA, "Q"))
 assert ctypes.sizeof(ctypes.c_size_t) == ctypes.sizeof(ctypes.c_void_p) == 8
 _string_at = ctypes.string_at
 
@@ -81,21 +90,39 @@ def lift_batch(value: Any, budget: Budget) -> Any:
         return []
     data = items.data
     address = ctypes.cast(data, ctypes.c_void_p).value
+    if not address:  # wasmtime never makes one; reading it would crash the process
+        raise TypeError("a non-empty list without elements")
     out: list[Any] = []
     append = out.append
     for i, (kind, name_size, name_data, payload) in enumerate(
         _ELEMENT.iter_unpack(_string_at(address, size * _VAL_SIZE))
     ):
-        if kind == _VARIANT and payload and name_size == 4 and _string_at(name_data, 4) == _TEXT:
-            payload_kind, length, text = _PAYLOAD.unpack(_string_at(payload, _VAL_SIZE))
-            if payload_kind == _STRING:
-                budget.bytes -= length + STRING_COST
-                if budget.bytes < 0:
-                    raise ValueTooLarge(f"a string of {length:,} bytes took it past the cap")
-                append(text_chunk(_string_at(text, length).decode("utf-8") if length else ""))
-                continue
+        if kind == _VARIANT and payload and name_size in (4, 8):
+            name = _string_at(name_data, name_size)
+            if name in (_TEXT, _TEXT_RUN):
+                payload_kind, length, text = _PAYLOAD.unpack(_string_at(payload, _VAL_SIZE))
+                if payload_kind == _STRING:
+                    budget.bytes -= length + STRING_COST
+                    if budget.bytes < 0:
+                        raise ValueTooLarge(f"a string of {length:,} bytes took it past the cap")
+                    lifted = _string_at(text, length).decode("utf-8") if length else ""
+                    if name == _TEXT:
+                        append(text_chunk(lifted))
+                    else:
+                        _run(lifted, budget, append)
+                    continue
         append(_lift(data[i], budget))
     return out
+
+
+def _run(joined: str, budget: Budget, append: Any) -> None:
+    """A `text-run`'s pieces as text chunks, charged as that many `text` events would be."""
+    more = joined.count(RUN_SEPARATOR)
+    budget.bytes -= more * (ITEM_COST + STRING_COST)
+    if budget.bytes < 0:
+        raise ValueTooLarge(f"a run of {more + 1:,} texts took it past the cap")
+    for piece in joined.split(RUN_SEPARATOR):
+        append(text_chunk(piece))
 
 
 def _ok_list(value: Any) -> Any:
