@@ -275,3 +275,41 @@ async def test_a_text_run_lifts_as_its_pieces_would_and_costs_what_they_would() 
     finally:
         await run_plugin.aclose()
         await plain_plugin.aclose()
+
+
+@pytest.mark.anyio
+async def test_planned_lowering_of_a_host_response_matches_wasmtime_py() -> None:
+    """The `http` import's `send` result (a record with a list of header tuples), lowered by
+    the plan as wasmtime-py lowers it, and refused where it refuses."""
+    from openkoi.plugins._convert import record
+    from openkoi.plugins._engine import engine
+    from openkoi.plugins._lower import plan
+    from wasmtime.component import Variant
+
+    provider = load_plugin_file(_plugins.hostile(), {})
+    try:
+        imports = provider.runtime.component.type.imports(engine())
+        http = next(v for k, v in imports.items() if k.startswith("openkoi:provider/http@"))
+        send = http.ty.exports(engine())["send"].ty  # type: ignore[union-attr]
+        result_type = send.result  # type: ignore[union-attr]
+        assert result_type is not None
+        store = _Instance(provider.runtime).store
+        headers = [("content-type", "application/json"), ("x-ünï", "✓"), ("empty", "")]
+        for value in (
+            record(status=200, headers=headers, body='{"a": 1}'),
+            record(status=404, headers=[], body=""),
+            Variant("denied", "no"),
+            record(status=200, headers=[("only-one",)], body=""),
+            record(status=200, headers=[["a", "b"]], body=""),
+            record(status=200, headers=[("a", 1)], body=""),
+        ):
+            fast = _outcome(store, plan(result_type), value)
+            assert fast == _outcome(store, result_type.convert_to_c, value)
+        assert (
+            _outcome(store, plan(result_type), record(status=1, headers=headers, body=""))[
+                1
+            ].headers
+            == headers
+        )  # type: ignore[union-attr]
+    finally:
+        await provider.aclose()

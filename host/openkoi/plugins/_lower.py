@@ -7,7 +7,7 @@ type once and returns a function that lowers a value of it with the same rules w
 applies (the same C values, the same Python types accepted, `Variant` for tagged variants and
 the first matching case for untagged ones). Kinds openkoi's WIT does not use on a hot path
 (scalars, flags, resources, bytes) are lowered by the type's own `convert_to_c`, which
-needs no look-ups.
+needs no look-ups. The small C calls that allocate the values are made with the GIL held.
 
 This reaches into wasmtime-py's private ctypes bindings like `_fastcall`; the dependency is
 pinned below 51.
@@ -49,6 +49,12 @@ _list_new = _held(
     ctypes.POINTER(ffi.wasmtime_component_vallist_t),
     ctypes.c_size_t,
 )
+_tuple_new = _held(
+    "wasmtime_component_valtuple_new_uninit",
+    None,
+    ctypes.POINTER(ffi.wasmtime_component_valtuple_t),
+    ctypes.c_size_t,
+)
 _val_new = _held(
     "wasmtime_component_val_new",
     ctypes.POINTER(ffi.wasmtime_component_val_t),
@@ -71,6 +77,8 @@ def plan(ty: types.ValType) -> Lower:
         return _record([(name, name.encode("utf-8"), plan(t)) for name, t in ty.fields])
     if isinstance(ty, types.ListType) and not isinstance(ty.element, types.U8):
         return _list(plan(ty.element))
+    if isinstance(ty, types.TupleType):
+        return _tuple([plan(t) for t in ty.elements])
     if isinstance(ty, types.EnumType):
         return _lower_enum
     if isinstance(ty, types.VariantLikeType):
@@ -139,6 +147,35 @@ def _list(lower_element: Lower) -> Lower:
             raise
         ptr.contents.kind = ffi.WASMTIME_COMPONENT_LIST
         ptr.contents.of.list = raw
+
+    return lower
+
+
+def _tuple(lower_elements: list[Lower]) -> Lower:
+    """Tuples (a header's name and value): wasmtime-py asks for the element types per value."""
+    count = len(lower_elements)
+
+    def lower(store: Any, val: Any, ptr: Any) -> None:
+        if not isinstance(val, tuple):
+            raise TypeError("expected tuple type")
+        if len(val) != count:
+            raise TypeError("tuple length mismatch")
+        raw = ffi.wasmtime_component_valtuple_t()
+        _tuple_new(raw, count)
+        i = 0
+        try:
+            data = raw.data
+            for lower_element, element in zip(lower_elements, val, strict=True):
+                lower_element(store, element, ctypes.pointer(data[i]))
+                i += 1
+        except BaseException:
+            for j in range(i, count):
+                raw.data[j].kind = ffi.WASMTIME_COMPONENT_BOOL
+                raw.data[j].of.boolean = False
+            ffi.wasmtime_component_valtuple_delete(ctypes.byref(raw))
+            raise
+        ptr.contents.kind = ffi.WASMTIME_COMPONENT_TUPLE
+        ptr.contents.of.tuple = raw
 
     return lower
 
