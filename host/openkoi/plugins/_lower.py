@@ -16,7 +16,8 @@ pinned below 51.
 from __future__ import annotations
 
 import ctypes
-from collections.abc import Callable
+import itertools
+from collections.abc import Callable, Iterable
 from typing import Any
 
 from wasmtime import _ffi as ffi
@@ -37,24 +38,17 @@ def _held(name: str, restype: Any, *argtypes: Any) -> Any:
 _byte_vec_new = _held(
     "wasm_byte_vec_new", None, ctypes.POINTER(ffi.wasm_byte_vec_t), ctypes.c_size_t, ctypes.c_char_p
 )
-_record_new = _held(
-    "wasmtime_component_valrecord_new_uninit",
-    None,
-    ctypes.POINTER(ffi.wasmtime_component_valrecord_t),
-    ctypes.c_size_t,
-)
-_list_new = _held(
-    "wasmtime_component_vallist_new_uninit",
-    None,
-    ctypes.POINTER(ffi.wasmtime_component_vallist_t),
-    ctypes.c_size_t,
-)
-_tuple_new = _held(
-    "wasmtime_component_valtuple_new_uninit",
-    None,
-    ctypes.POINTER(ffi.wasmtime_component_valtuple_t),
-    ctypes.c_size_t,
-)
+
+
+def _new_uninit(kind: str) -> Any:
+    """`wasmtime_component_<kind>_new_uninit(out, size)`, for a record, list or tuple."""
+    out = ctypes.POINTER(getattr(ffi, f"wasmtime_component_{kind}_t"))
+    return _held(f"wasmtime_component_{kind}_new_uninit", None, out, ctypes.c_size_t)
+
+
+_record_new = _new_uninit("valrecord")
+_list_new = _new_uninit("vallist")
+_tuple_new = _new_uninit("valtuple")
 _val_new = _held(
     "wasmtime_component_val_new",
     ctypes.POINTER(ffi.wasmtime_component_val_t),
@@ -126,6 +120,24 @@ def _record(fields: list[tuple[str, bytes, Lower]]) -> Lower:
     return lower
 
 
+def _fill(
+    store: Any, raw: Any, count: int, items: Iterable[tuple[Lower, Any]], delete: Any
+) -> None:
+    """Lower each (plan, value) into `raw.data` in order; on a failure, free what was made."""
+    i = 0
+    try:
+        data = raw.data
+        for lower_element, element in items:
+            lower_element(store, element, ctypes.pointer(data[i]))
+            i += 1
+    except BaseException:
+        for j in range(i, count):
+            raw.data[j].kind = ffi.WASMTIME_COMPONENT_BOOL
+            raw.data[j].of.boolean = False
+        delete(ctypes.byref(raw))
+        raise
+
+
 def _list(lower_element: Lower) -> Lower:
     def lower(store: Any, val: Any, ptr: Any) -> None:
         if not isinstance(val, list):
@@ -133,18 +145,8 @@ def _list(lower_element: Lower) -> Lower:
         count = len(val)
         raw = ffi.wasmtime_component_vallist_t()
         _list_new(raw, count)
-        i = 0
-        try:
-            data = raw.data
-            for element in val:
-                lower_element(store, element, ctypes.pointer(data[i]))
-                i += 1
-        except BaseException:
-            for j in range(i, count):
-                raw.data[j].kind = ffi.WASMTIME_COMPONENT_BOOL
-                raw.data[j].of.boolean = False
-            ffi.wasmtime_component_vallist_delete(ctypes.byref(raw))
-            raise
+        items = zip(itertools.repeat(lower_element), val)
+        _fill(store, raw, count, items, ffi.wasmtime_component_vallist_delete)
         ptr.contents.kind = ffi.WASMTIME_COMPONENT_LIST
         ptr.contents.of.list = raw
 
@@ -162,18 +164,8 @@ def _tuple(lower_elements: list[Lower]) -> Lower:
             raise TypeError("tuple length mismatch")
         raw = ffi.wasmtime_component_valtuple_t()
         _tuple_new(raw, count)
-        i = 0
-        try:
-            data = raw.data
-            for lower_element, element in zip(lower_elements, val, strict=True):
-                lower_element(store, element, ctypes.pointer(data[i]))
-                i += 1
-        except BaseException:
-            for j in range(i, count):
-                raw.data[j].kind = ffi.WASMTIME_COMPONENT_BOOL
-                raw.data[j].of.boolean = False
-            ffi.wasmtime_component_valtuple_delete(ctypes.byref(raw))
-            raise
+        items = zip(lower_elements, val, strict=True)
+        _fill(store, raw, count, items, ffi.wasmtime_component_valtuple_delete)
         ptr.contents.kind = ffi.WASMTIME_COMPONENT_TUPLE
         ptr.contents.of.tuple = raw
 
