@@ -16,8 +16,10 @@ ROOT = Path(__file__).resolve().parent.parent
 EXAMPLES = ROOT / "guest-sdk" / "examples"
 HOSTILE = Path(__file__).resolve().parent / "plugins" / "hostile"
 ECHO = Path(__file__).resolve().parent / "plugins" / "echo"
-# The contract as 0.1.0 plugins were built against it, to build one and prove it still loads.
+# The contract as 0.1.0 and 0.2.0 plugins were built against it, to build one and prove it still
+# loads.
 WIT_0_1 = Path(__file__).resolve().parent / "plugins" / "wit-0.1.0"
+WIT_0_2_0 = Path(__file__).resolve().parent / "plugins" / "wit-0.2.0"
 CACHE = Path(
     os.environ.get("OPENKOI_TEST_PLUGIN_CACHE")
     or Path(tempfile.gettempdir()) / f"openkoi-test-plugins-{os.getuid()}"
@@ -61,14 +63,18 @@ async def attack(provider: Any, name: str, text: str = "") -> str:
     return str(response.content)
 
 
-def echo(*, legacy: bool = False) -> Path:
-    """The echo plugin for openkoi:provider 0.2.0, or (`legacy`) built against 0.1.0."""
-    if not legacy:
+def echo(*, legacy: bool = False, wit: str | None = None) -> Path:
+    """The echo plugin for openkoi:provider 0.2.1, or built against an older contract: `wit`
+    "0.2.0", or (`legacy`) 0.1.0."""
+    wit = "0.1.0" if legacy else wit
+    if wit is None:
         return built(ECHO / "provider.py")
+    older = {"0.1.0": (WIT_0_1, "plugin-0.1.toml"), "0.2.0": (WIT_0_2_0, "plugin-0.2.0.toml")}
+    wit_dir, manifest = older[wit]
     saved = os.environ.get("OPENKOI_WIT_DIR")
-    os.environ["OPENKOI_WIT_DIR"] = str(WIT_0_1)
+    os.environ["OPENKOI_WIT_DIR"] = str(wit_dir)
     try:
-        return built(ECHO / "provider.py", ECHO / "plugin-0.1.toml")
+        return built(ECHO / "provider.py", ECHO / manifest)
     finally:
         if saved is None:
             del os.environ["OPENKOI_WIT_DIR"]

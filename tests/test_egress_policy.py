@@ -609,3 +609,23 @@ def test_policy_and_origin_reprs_are_readable() -> None:
     assert origin.ip is None
     (literal,) = EgressPolicy.parse(["http://[::1]"]).origins
     assert literal.ip == ipaddress.IPv6Address("::1")
+
+
+def test_remembered_decisions_are_the_decisions() -> None:
+    """`check` remembers its answers (it is pure): asked again, or after its memory was cleared
+    by many other URLs, it answers as a fresh policy does."""
+    policy = EgressPolicy.parse(["https://api.example.com", "https://*.example.org"])
+    urls = [
+        "https://api.example.com/v1/chat",
+        "https://evil.example.net/",
+        "https://a.example.org:443/x",
+        "http://api.example.com/",
+        "not a url",
+        "https://api.example.com/" + "x" * 5000,
+    ]
+    first = [policy.check(url) for url in urls]
+    for i in range(600):  # past the memory's bound: cleared and refilled
+        policy.check(f"https://api.example.com/{i}")
+    fresh = EgressPolicy.parse(["https://api.example.com", "https://*.example.org"])
+    assert [policy.check(url) for url in urls] == first == [fresh.check(url) for url in urls]
+    assert [d.allowed for d in first] == [True, False, True, False, False, True]

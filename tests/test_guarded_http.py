@@ -657,6 +657,25 @@ async def test_gzip_is_decoded_and_accept_encoding_is_the_hosts(serve: Serve) ->
     assert server.requests[0].headers["accept-encoding"] == "gzip, deflate"
 
 
+@pytest.mark.parametrize(
+    ("content_type", "body", "text"),
+    [
+        ("text/plain; charset=iso-8859-1", "café".encode("latin-1"), "café"),
+        ('text/plain; CHARSET="ISO-8859-1"', "café".encode("latin-1"), "café"),
+        ("application/json", "café ✓".encode(), "café ✓"),
+        ("text/plain; charset=no-such-codec", "café".encode(), "café"),
+        ("text/plain", b"caf\xe9", "caf\ufffd"),
+    ],
+)
+async def test_the_body_is_decoded_by_its_charset_or_as_utf8(
+    serve: Serve, content_type: str, body: bytes, text: str
+) -> None:
+    server = serve(lambda r: Reply(body=body, headers={"content-type": content_type}))
+    async with client([f"http://localhost:{server.port}"]) as c:
+        response = await c.send("GET", f"http://localhost:{server.port}/", [], None)
+        assert await response.text() == text
+
+
 async def test_compression_bomb_is_stopped_at_the_byte_limit(serve: Serve) -> None:
     bomb = gzip.compress(b"\0" * (64 * 1024 * 1024), compresslevel=9)
     assert len(bomb) < 100_000

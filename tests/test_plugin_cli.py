@@ -68,7 +68,7 @@ def test_new_build_configure_and_run_a_plugin(
         str(wasm),
     )
     assert code == 0, err
-    assert f"built {wasm}" in out and "plugin my-gateway 0.1.0, wit 0.2.0" in out
+    assert f"built {wasm}" in out and "plugin my-gateway 0.1.0, wit 0.2.1" in out
 
     server = serve(_openai_style)
     monkeypatch.setenv("MY_GATEWAY_API_KEY", "gw-test-key-0123456789")
@@ -123,7 +123,7 @@ def test_inspect_shows_manifest_capabilities_and_exports_without_running(
     lines = out.splitlines()
     assert lines[0] == "plugin    cohere 0.1.0 (Cohere)"
     exports = next(line for line in lines if line.startswith("exports "))
-    assert "openkoi:provider/provider@0.2.0" in exports
+    assert "openkoi:provider/provider@0.2.1" in exports
     assert "network   https://api.cohere.com  [manifest]" in lines
     assert "          http://127.0.0.1:8080  [user-granted]" in lines
     assert (
@@ -133,7 +133,7 @@ def test_inspect_shows_manifest_capabilities_and_exports_without_running(
     assert _plugins.COHERE_KEY not in out
     assert "pool      2 instances" in lines
     assert "approval  not yet approved" in out
-    assert "wit       openkoi:provider@0.2.0 (this host speaks 0.2.0)" in lines
+    assert "wit       openkoi:provider@0.2.1 (this host speaks 0.2.1)" in lines
 
     code, out, _ = run(capsys, "plugin", "inspect", str(wasm), "--json")
     info = json.loads(out)

@@ -3,14 +3,16 @@ on real calls into a real guest."""
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
+from typing import Any
 
 import _plugins
 import pytest
-from openkoi._types import ChatRequest, Message, ToolCall
+from openkoi._types import ChatChunk, ChatRequest, Message, ToolCall
 from openkoi.plugins._call import CallContext, activate
 from openkoi.plugins._convert import request_to_wit
-from openkoi.plugins._fastcall import FastCall
+from openkoi.plugins._fastcall import Budget, FastCall
 from openkoi.plugins._loader import load_plugin_file
 from openkoi.plugins._runtime import _Instance
 
@@ -209,5 +211,105 @@ async def test_stream_batches_lift_straight_to_chunks_at_the_same_cost() -> None
                     store, handle, budget=Budget(8), lifter=lift_batch
                 ):
                     pass
+    finally:
+        await provider.aclose()
+
+
+def _stream_through(provider: Any, request: object, lifter: Any, budget: int) -> tuple[list, int]:
+    """Every event of one stream of `provider`'s fresh instance, and what lifting them cost."""
+    inst = _Instance(provider.runtime)
+    store, instance = inst.store, inst.instance
+    root = instance.get_export_index(store, provider.runtime.export_name)
+
+    def fast(name: str) -> FastCall:
+        return FastCall(
+            instance.get_func(store, instance.get_export_index(store, name, root)), store
+        )
+
+    ctx = CallContext("echo", None, None, {})
+    ctx.state = inst.wasi
+    events: list[Any] = []
+    spent = 0
+    with activate(ctx):
+        handle = fast("stream-chat")(store, request)
+        while True:
+            left = Budget(budget)
+            batch = fast("[method]chat-stream.next")(store, handle, budget=left, lifter=lifter)
+            spent += budget - left.bytes
+            if batch is None:
+                return events, spent
+            events.extend(batch)
+
+
+@pytest.mark.anyio
+async def test_a_text_run_lifts_as_its_pieces_would_and_costs_what_they_would() -> None:
+    """A 0.2.1 guest sends a batch's text deltas as one `text-run`; a 0.2.0 guest sends each as
+    `text`. The host makes the same chunks of both, and charges the run what the separate events
+    cost plus its separators; a run of more pieces than the budget covers is refused."""
+    from openkoi.plugins._convert import chunk_from_wit
+    from openkoi.plugins._fastcall import ValueTooLarge, lift
+    from openkoi.plugins._stream_lift import lift_batch
+
+    pieces = ["a", "bb", "", "ç✓", "z"]
+    request = request_to_wit(
+        ChatRequest(model="pieces", messages=[Message.user(json.dumps(pieces))])
+    )
+    run_plugin = load_plugin_file(_plugins.echo(), {})
+    plain_plugin = load_plugin_file(_plugins.echo(wit="0.2.0"), {})
+    try:
+        generic, _ = _stream_through(run_plugin, request, lift, 1 << 20)
+        assert [e.tag for e in generic] == ["text-run", "stop"]
+        plain_generic, _ = _stream_through(plain_plugin, request, lift, 1 << 20)
+        assert [e.tag for e in plain_generic] == ["text"] * len(pieces) + ["stop"]
+        run, run_spent = _stream_through(run_plugin, request, lift_batch, 1 << 20)
+        plain, plain_spent = _stream_through(plain_plugin, request, lift_batch, 1 << 20)
+        as_chunks = [e if isinstance(e, ChatChunk) else chunk_from_wit(e) for e in run]
+        assert as_chunks == [e if isinstance(e, ChatChunk) else chunk_from_wit(e) for e in plain]
+        assert [c.delta for c in as_chunks[:-1]] == pieces
+        assert run_spent == plain_spent + len(pieces) - 1 > 0
+        many = request_to_wit(
+            ChatRequest(model="pieces", messages=[Message.user(json.dumps(["a"] * 1000))])
+        )
+        with pytest.raises(ValueTooLarge, match="a run of 512 texts"):
+            _stream_through(run_plugin, many, lift_batch, 5000)
+    finally:
+        await run_plugin.aclose()
+        await plain_plugin.aclose()
+
+
+@pytest.mark.anyio
+async def test_planned_lowering_of_a_host_response_matches_wasmtime_py() -> None:
+    """The `http` import's `send` result (a record with a list of header tuples), lowered by
+    the plan as wasmtime-py lowers it, and refused where it refuses."""
+    from openkoi.plugins._convert import record
+    from openkoi.plugins._engine import engine
+    from openkoi.plugins._lower import plan
+    from wasmtime.component import Variant
+
+    provider = load_plugin_file(_plugins.hostile(), {})
+    try:
+        imports = provider.runtime.component.type.imports(engine())
+        http = next(v for k, v in imports.items() if k.startswith("openkoi:provider/http@"))
+        send = http.ty.exports(engine())["send"].ty  # type: ignore[union-attr]
+        result_type = send.result  # type: ignore[union-attr]
+        assert result_type is not None
+        store = _Instance(provider.runtime).store
+        headers = [("content-type", "application/json"), ("x-ünï", "✓"), ("empty", "")]
+        for value in (
+            record(status=200, headers=headers, body='{"a": 1}'),
+            record(status=404, headers=[], body=""),
+            Variant("denied", "no"),
+            record(status=200, headers=[("only-one",)], body=""),
+            record(status=200, headers=[["a", "b"]], body=""),
+            record(status=200, headers=[("a", 1)], body=""),
+        ):
+            fast = _outcome(store, plan(result_type), value)
+            assert fast == _outcome(store, result_type.convert_to_c, value)
+        assert (
+            _outcome(store, plan(result_type), record(status=1, headers=headers, body=""))[
+                1
+            ].headers
+            == headers
+        )  # type: ignore[union-attr]
     finally:
         await provider.aclose()

@@ -104,7 +104,7 @@ def test_a_valid_manifest_parses_into_typed_fields() -> None:
         (_with(name=""), "name must not be empty"),
         (_with(name=3), "name must be a string, not int"),
         (_with(version="1.2"), "version must look like '1.2.3', not '1.2'"),
-        (_with(wit="latest"), "wit must be a version like '0.2.0', not 'latest'"),
+        (_with(wit="latest"), "wit must be a version like '0.2.1', not 'latest'"),
         (
             _with(network={"allow": []}),
             "network.allow is empty: a provider plugin must declare the origins it calls, "
@@ -174,19 +174,19 @@ def test_a_bad_origin_quotes_the_entry_and_the_fix() -> None:
         parse_manifest(_with(network={"allow": ["https://api.acme.example/v1"]}), "plugin.toml")
 
 
-@pytest.mark.parametrize("wit", ["0.3.0", "1.1.0", "0.1.9", "0.2.1"])
+@pytest.mark.parametrize("wit", ["0.3.0", "1.1.0", "0.1.9", "0.2.2"])
 def test_an_incompatible_wit_version_is_refused(wit: str) -> None:
     with pytest.raises(ManifestError) as caught:
         parse_manifest(_with(wit=wit), "plugin.toml")
     assert str(caught.value) == (
         f"plugin (plugin.toml) targets openkoi:provider@{wit}, but this openkoi speaks "
-        "openkoi:provider@0.2.0 (and loads 0.1.0); rebuild the plugin against "
+        "openkoi:provider@0.2.1 (and loads 0.1.0, 0.2.0); rebuild the plugin against "
         "openkoi:provider@0.2.x or use an openkoi that supports it"
     )
 
 
-@pytest.mark.parametrize("wit", ["0.1.0", "0.2.0"])
-def test_both_contract_versions_are_accepted(wit: str) -> None:
+@pytest.mark.parametrize("wit", ["0.1.0", "0.2.0", "0.2.1"])
+def test_every_contract_version_is_accepted(wit: str) -> None:
     assert parse_manifest(_with(wit=wit), "plugin.toml").wit == wit
 
 
@@ -267,7 +267,7 @@ def test_reading_a_plugin_does_not_import_wasmtime(tmp_path: Path) -> None:
         (
             lambda: embed_manifest(_wat("(component)"), parse_manifest(VALID, "x")),
             "is not an openkoi provider plugin: it must export "
-            "openkoi:provider/provider@0.2.0 but exports nothing",
+            "openkoi:provider/provider@0.2.1 but exports nothing",
         ),
         (
             lambda: embed_manifest(
@@ -295,7 +295,7 @@ def test_reading_a_plugin_does_not_import_wasmtime(tmp_path: Path) -> None:
                 ),
                 parse_manifest(VALID, "x"),
             ),
-            "targets openkoi:provider@0.3.0, but this openkoi speaks openkoi:provider@0.2.0",
+            "targets openkoi:provider@0.3.0, but this openkoi speaks openkoi:provider@0.2.1",
         ),
     ],
     ids=[

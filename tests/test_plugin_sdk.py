@@ -52,6 +52,39 @@ def test_sse_events_with_comments_multiline_data_and_ids(size: int) -> None:
     assert events[0].json() == {"a": 1}
 
 
+@pytest.mark.parametrize(
+    "text",
+    [
+        '{"a":[1,2.5,"x"]}',
+        ' {"a":1}',
+        '{"a":1} ',
+        "null",
+        '"s"',
+        "",
+        "nul",
+        '{"a":}',
+        "1 2",
+        '{"a":1}{}',
+        "\ufeff{}",
+        '{"a":"\\ud800"}',
+        "NaN",
+        "[1,]",
+    ],
+)
+def test_the_fast_json_path_gives_what_json_loads_gives(text: str) -> None:
+    """`SSEEvent.json` calls the decoder's scanner directly: the same value or the same error."""
+    import json
+
+    def outcome(loads: Any) -> object:
+        try:
+            return ("ok", repr(loads(text)))
+        except ValueError as exc:
+            return ("error", type(exc), str(exc))
+
+    assert outcome(_lines.loads) == outcome(json.loads)
+    assert outcome(lambda t: sdk.SSEEvent("message", t).json()) == outcome(json.loads)
+
+
 def test_ndjson_and_the_buffered_count() -> None:
     assert list(sdk.iter_ndjson(['{"a":', '1}\n\n{"b"', ":2}\n"])) == [{"a": 1}, {"b": 2}]
     stream = sdk.iter_lines(["one\ntwo\nthr", "ee\n"])

@@ -1,6 +1,6 @@
-"""A plugin built for openkoi:provider 0.1.0 and one built for 0.2.0, side by side in one host.
+"""Plugins built for openkoi:provider 0.1.0, 0.2.0 and 0.2.1, side by side in one host.
 
-The 0.2.0 plugin receives attachments, the schema, tool choice and reasoning, and its native
+The 0.2 plugins receive attachments, the schema, tool choice and reasoning, and their native
 turn comes back on the next request; the 0.1.0 plugin keeps working for what 0.1.0 can say,
 gets `tool_choice="none"` as a request without tools, and is refused (UnsupportedError, before
 it runs) what its contract cannot carry.
@@ -42,7 +42,7 @@ async def both() -> AsyncIterator[tuple[Any, Any]]:
 
 async def test_the_two_plugins_speak_their_own_versions(both: tuple[Any, Any]) -> None:
     new, old = both
-    assert new.runtime.export_name.endswith("@0.2.0") and not new.legacy
+    assert new.runtime.export_name.endswith("@0.2.1") and not new.legacy
     assert old.runtime.export_name.endswith("@0.1.0") and old.legacy
     for provider in (new, old):
         answer = await provider.chat(ChatRequest(messages=[Message.user("hi")], tools=TOOLS))
@@ -114,3 +114,20 @@ async def test_a_0_1_plugin_is_refused_what_it_cannot_express(
     with pytest.raises(UnsupportedError):
         await collect(old.chat_stream(request))
     assert old.runtime.stats.calls == calls  # refused before the plugin ran
+
+
+PIECES = ["Hello", ", ", "", "wörld ✓", "a\x1eb", "\n", "end"]
+
+
+@pytest.mark.parametrize("wit", ["0.2.1", "0.2.0"])
+async def test_text_deltas_arrive_one_by_one_whether_sent_as_a_run_or_not(wit: str) -> None:
+    """0.2.1 sends a batch's text deltas as `text-run`s (the one holding the separator on its
+    own); 0.2.0 sends each as `text`. The host hands out the same chunks for both."""
+    plugin = load_plugin_file(_plugins.echo(wit=None if wit == "0.2.1" else wit), {})
+    try:
+        assert plugin.runtime.export_name.endswith(f"@{wit}")
+        request = ChatRequest(model="pieces", messages=[Message.user(json.dumps(PIECES))])
+        deltas = [c.delta async for c in plugin.chat_stream(request) if c.stop_reason is None]
+        assert deltas == PIECES
+    finally:
+        await plugin.aclose()

@@ -1,8 +1,8 @@
 """Conversions between the SDK's dataclasses and the bindings componentize-py generates from the
 WIT. Imported only inside a guest, where the `wit_world` package exists.
 
-Written for openkoi:provider 0.2.0 and readable against 0.1.0 bindings too (fields 0.1.0 lacks
-are read with defaults and not written), so the SDK builds plugins for either contract."""
+Written for openkoi:provider 0.2.x and readable against 0.1.0 bindings too (fields 0.1.0 lacks
+are read with defaults and not written), so the SDK builds plugins for any of them."""
 
 from __future__ import annotations
 

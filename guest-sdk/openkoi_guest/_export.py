@@ -7,6 +7,7 @@ A build generates two tiny modules that import from here: the app module (`Provi
 
 from __future__ import annotations
 
+import gc
 from collections.abc import Iterator
 from typing import Any
 
@@ -56,6 +57,22 @@ def _provider() -> P.Provider:
     return _impl
 
 
+# 0.2.1's `text-run`: one event for several text deltas, so a batch of them crosses to the host
+# as one string (each event crossing costs both sides about as much as making it). Absent from
+# bindings built against an older contract.
+_TextRun: Any = getattr(T, "StreamEvent_TextRun", None)
+_RUN_SEPARATOR = "\x1e"
+
+
+def _add_texts(texts: list[str], out: list[T.StreamEvent]) -> None:
+    if len(texts) > 1 and _TextRun is not None:
+        joined = _RUN_SEPARATOR.join(texts)
+        if joined.count(_RUN_SEPARATOR) == len(texts) - 1:  # no piece holds the separator
+            out.append(_TextRun(joined))
+            return
+    out.extend(T.StreamEvent_Text(text) for text in texts)
+
+
 class ChatStream(wit_provider.ChatStream):
     """Pulls events from the plugin's generator in batches: a batch ends when the next event
     would need another network read, so the host gets events as soon as they exist."""
@@ -72,17 +89,28 @@ class ChatStream(wit_provider.ChatStream):
         if events is None:
             return []
         out: list[T.StreamEvent] = []
+        run: list[str] = []  # text deltas in a row, sent as one `text-run`
+        count = 0
+        text_delta, to_wit = S.TextDelta, B.event_to_wit
         try:
             for event in events:
-                value = B.event_to_wit(event)
-                if value is not None:
+                count += 1
+                if type(event) is text_delta:
+                    run.append(event.text)
+                elif (value := to_wit(event)) is not None:
+                    if run:
+                        _add_texts(run, out)
+                        run = []
                     out.append(value)
-                if _lines.buffered() == 0 or len(out) >= _MAX_BATCH:
-                    return out
+                if not _lines._buffered or count >= _MAX_BATCH:
+                    break
+            else:
+                self._events = None
         except BaseException:
             self._events = None
             raise
-        self._events = None
+        if run:
+            _add_texts(run, out)
         return out
 
     def next(self) -> list[T.StreamEvent] | None:
@@ -127,3 +155,8 @@ class Provider(wit_world.exports.Provider):
             return B.embeddings_to_wit(result)
         except Exception as exc:
             raise Err(B.error_to_wit(exc)) from None
+
+
+# Everything imported so far lives as long as the instance: keep it out of every collection, so
+# the collector a stream's JSON values set off scans only what the plugin made since.
+gc.freeze()

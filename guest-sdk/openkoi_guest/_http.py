@@ -18,7 +18,7 @@ from collections.abc import Iterator, Mapping
 from typing import Any, Protocol
 
 from openkoi_guest._errors import HttpError, MalformedResponse, error_for_status
-from openkoi_guest._lines import SSEEvent, iter_lines, iter_ndjson, iter_sse
+from openkoi_guest._lines import SSEEvent, iter_lines, iter_ndjson, iter_sse, loads
 
 
 def secret(name: str) -> str:
@@ -87,7 +87,7 @@ class Response:
 
     def json(self) -> Any:
         try:
-            return _json.loads(self.text)
+            return loads(self.text)
         except ValueError as exc:
             raise MalformedResponse(
                 f"expected JSON but got {'an empty body' if not self.text.strip() else 'text that is not JSON'}",

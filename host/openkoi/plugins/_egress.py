@@ -496,13 +496,20 @@ def suggestion_for(target: RequestTarget) -> str:
     return f'network.allow = ["{target.origin}"]'
 
 
+_REMEMBERED_DECISIONS = 256
+_REMEMBERED_URL_LENGTH = 2048
+
+
 class EgressPolicy:
     """The parsed allow-list. Build with `EgressPolicy.parse`; decide with `check(url)`."""
 
-    __slots__ = ("_origins",)
+    __slots__ = ("_decisions", "_origins")
 
     def __init__(self, origins: Iterable[AllowedOrigin] = ()) -> None:
         self._origins: tuple[AllowedOrigin, ...] = tuple(origins)
+        # `check` is pure, and a plugin asks about the same few URLs on every call: remember
+        # the answers (a bounded number, for URLs of a bounded length).
+        self._decisions: dict[str, Decision] = {}
 
     @classmethod
     def parse(cls, origins: Iterable[str], *, user_granted: Iterable[str] = ()) -> EgressPolicy:
@@ -545,11 +552,20 @@ class EgressPolicy:
 
     def check(self, url: str) -> Decision:
         """Allow or deny `url` by name, scheme and port. Pure: no DNS (see `address_allowed`)."""
+        remember = type(url) is str and len(url) <= _REMEMBERED_URL_LENGTH
+        decision = self._decisions.get(url) if remember else None
+        if decision is not None:
+            return decision
         try:
             target = parse_url(url)
         except UrlError as exc:
             return Decision(False, f"refused: {exc.reason}", None, "")
-        return self.check_target(target)
+        decision = self.check_target(target)
+        if remember:
+            if len(self._decisions) >= _REMEMBERED_DECISIONS:
+                self._decisions.clear()
+            self._decisions[url] = decision
+        return decision
 
     def check_target(self, target: RequestTarget) -> Decision:
         origin = self.find(target.scheme, target.host, target.port)

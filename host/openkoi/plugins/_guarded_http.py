@@ -476,6 +476,8 @@ class _Body:
 
 
 def _charset(response: httpx.Response) -> str:
+    if "charset" not in response.headers.get("content-type", "").lower():
+        return "utf-8"  # what httpx's (slower, email-module) parse would say
     name = response.charset_encoding or "utf-8"
     try:
         codecs.getincrementaldecoder(name)

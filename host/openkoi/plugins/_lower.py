@@ -7,7 +7,7 @@ type once and returns a function that lowers a value of it with the same rules w
 applies (the same C values, the same Python types accepted, `Variant` for tagged variants and
 the first matching case for untagged ones). Kinds openkoi's WIT does not use on a hot path
 (scalars, flags, resources, bytes) are lowered by the type's own `convert_to_c`, which
-needs no look-ups.
+needs no look-ups. The small C calls that allocate the values are made with the GIL held.
 
 This reaches into wasmtime-py's private ctypes bindings like `_fastcall`; the dependency is
 pinned below 51.
@@ -16,7 +16,8 @@ pinned below 51.
 from __future__ import annotations
 
 import ctypes
-from collections.abc import Callable
+import itertools
+from collections.abc import Callable, Iterable
 from typing import Any
 
 from wasmtime import _ffi as ffi
@@ -27,6 +28,41 @@ from wasmtime.component import _types as types
 Lower = Callable[[Any, Any, Any], None]
 
 
+def _held(name: str, restype: Any, *argtypes: Any) -> Any:
+    """A wasmtime C function called with the GIL held. These only allocate and copy; ctypes'
+    default releases the GIL around each call, which hands it to any thread that wants it
+    (the event loop, another stream) once for each of a request's dozens of values."""
+    return ctypes.PYFUNCTYPE(restype, *argtypes)((name, ffi.dll))
+
+
+_byte_vec_new = _held(
+    "wasm_byte_vec_new", None, ctypes.POINTER(ffi.wasm_byte_vec_t), ctypes.c_size_t, ctypes.c_char_p
+)
+
+
+def _new_uninit(kind: str) -> Any:
+    """`wasmtime_component_<kind>_new_uninit(out, size)`, for a record, list or tuple."""
+    out = ctypes.POINTER(getattr(ffi, f"wasmtime_component_{kind}_t"))
+    return _held(f"wasmtime_component_{kind}_new_uninit", None, out, ctypes.c_size_t)
+
+
+_record_new = _new_uninit("valrecord")
+_list_new = _new_uninit("vallist")
+_tuple_new = _new_uninit("valtuple")
+_val_new = _held(
+    "wasmtime_component_val_new",
+    ctypes.POINTER(ffi.wasmtime_component_val_t),
+    ctypes.POINTER(ffi.wasmtime_component_val_t),
+)
+
+
+def _vec(data: bytes) -> Any:
+    """A C byte vector holding a copy of `data` (one call; `ffi.bytes_to_capi` makes three)."""
+    vec = ffi.wasm_byte_vec_t()
+    _byte_vec_new(ctypes.byref(vec), len(data), data)
+    return vec
+
+
 def plan(ty: types.ValType) -> Lower:
     """A function lowering values of `ty`; keeps `ty` alive for the kinds it delegates."""
     if isinstance(ty, types.String):
@@ -35,6 +71,8 @@ def plan(ty: types.ValType) -> Lower:
         return _record([(name, name.encode("utf-8"), plan(t)) for name, t in ty.fields])
     if isinstance(ty, types.ListType) and not isinstance(ty.element, types.U8):
         return _list(plan(ty.element))
+    if isinstance(ty, types.TupleType):
+        return _tuple([plan(t) for t in ty.elements])
     if isinstance(ty, types.EnumType):
         return _lower_enum
     if isinstance(ty, types.VariantLikeType):
@@ -46,14 +84,14 @@ def _lower_string(store: Any, val: Any, ptr: Any) -> None:
     if not isinstance(val, str):
         raise TypeError("expected string type")
     ptr.contents.kind = ffi.WASMTIME_COMPONENT_STRING
-    ptr.contents.of.string = ffi.str_to_capi(val)
+    ptr.contents.of.string = _vec(val.encode("utf-8"))
 
 
 def _lower_enum(store: Any, val: Any, ptr: Any) -> None:
     if not isinstance(val, str):
         raise TypeError("expected str type")
     ptr.contents.kind = ffi.WASMTIME_COMPONENT_ENUM
-    ptr.contents.of.enumeration = ffi.str_to_capi(val)
+    ptr.contents.of.enumeration = _vec(val.encode("utf-8"))
 
 
 def _record(fields: list[tuple[str, bytes, Lower]]) -> Lower:
@@ -61,14 +99,14 @@ def _record(fields: list[tuple[str, bytes, Lower]]) -> Lower:
 
     def lower(store: Any, val: Any, ptr: Any) -> None:
         raw = ffi.wasmtime_component_valrecord_t()
-        ffi.wasmtime_component_valrecord_new_uninit(raw, count)
+        _record_new(raw, count)
         i = 0
         try:
             data = raw.data
             for name, encoded, lower_field in fields:
                 entry = data[i]
                 lower_field(store, getattr(val, name), ctypes.pointer(entry.val))
-                entry.name = ffi.bytes_to_capi(encoded)
+                entry.name = _vec(encoded)
                 i += 1
         except BaseException:
             for j in range(i, count):
@@ -82,27 +120,54 @@ def _record(fields: list[tuple[str, bytes, Lower]]) -> Lower:
     return lower
 
 
+def _fill(
+    store: Any, raw: Any, count: int, items: Iterable[tuple[Lower, Any]], delete: Any
+) -> None:
+    """Lower each (plan, value) into `raw.data` in order; on a failure, free what was made."""
+    i = 0
+    try:
+        data = raw.data
+        for lower_element, element in items:
+            lower_element(store, element, ctypes.pointer(data[i]))
+            i += 1
+    except BaseException:
+        for j in range(i, count):
+            raw.data[j].kind = ffi.WASMTIME_COMPONENT_BOOL
+            raw.data[j].of.boolean = False
+        delete(ctypes.byref(raw))
+        raise
+
+
 def _list(lower_element: Lower) -> Lower:
     def lower(store: Any, val: Any, ptr: Any) -> None:
         if not isinstance(val, list):
             raise TypeError("expected list value")
         count = len(val)
         raw = ffi.wasmtime_component_vallist_t()
-        ffi.wasmtime_component_vallist_new_uninit(raw, count)
-        i = 0
-        try:
-            data = raw.data
-            for element in val:
-                lower_element(store, element, ctypes.pointer(data[i]))
-                i += 1
-        except BaseException:
-            for j in range(i, count):
-                raw.data[j].kind = ffi.WASMTIME_COMPONENT_BOOL
-                raw.data[j].of.boolean = False
-            ffi.wasmtime_component_vallist_delete(ctypes.byref(raw))
-            raise
+        _list_new(raw, count)
+        items = zip(itertools.repeat(lower_element), val)
+        _fill(store, raw, count, items, ffi.wasmtime_component_vallist_delete)
         ptr.contents.kind = ffi.WASMTIME_COMPONENT_LIST
         ptr.contents.of.list = raw
+
+    return lower
+
+
+def _tuple(lower_elements: list[Lower]) -> Lower:
+    """Tuples (a header's name and value): wasmtime-py asks for the element types per value."""
+    count = len(lower_elements)
+
+    def lower(store: Any, val: Any, ptr: Any) -> None:
+        if not isinstance(val, tuple):
+            raise TypeError("expected tuple type")
+        if len(val) != count:
+            raise TypeError("tuple length mismatch")
+        raw = ffi.wasmtime_component_valtuple_t()
+        _tuple_new(raw, count)
+        items = zip(lower_elements, val, strict=True)
+        _fill(store, raw, count, items, ffi.wasmtime_component_valtuple_delete)
+        ptr.contents.kind = ffi.WASMTIME_COMPONENT_TUPLE
+        ptr.contents.of.tuple = raw
 
     return lower
 
@@ -137,7 +202,7 @@ def _variant_like(ty: types.VariantLikeType) -> Lower:
                 return name, None
             raw = ffi.wasmtime_component_val_t()
             lower_payload(store, val.payload if tagged else val, ctypes.pointer(raw))
-            return name, ffi.wasmtime_component_val_new(ctypes.byref(raw))
+            return name, _val_new(ctypes.byref(raw))
         raise ValueError("value not valid for this variant")
 
     if isinstance(ty, types.OptionType):
@@ -161,7 +226,7 @@ def _variant_like(ty: types.VariantLikeType) -> Lower:
     def lower_variant(store: Any, val: Any, ptr: Any) -> None:
         name, raw = choose(store, val)
         ptr.contents.kind = ffi.WASMTIME_COMPONENT_VARIANT
-        ptr.contents.of.variant.discriminant = ffi.str_to_capi(name)
+        ptr.contents.of.variant.discriminant = _vec(name.encode("utf-8"))
         ptr.contents.of.variant.val = raw
 
     return lower_variant

@@ -9,7 +9,7 @@ the whole file too, with its digest, to run it. Nothing is compiled or run here.
     id = "cohere"                      # lower-case, digits, '-': the provider id (`cohere/model`)
     name = "Cohere"
     version = "0.1.0"
-    wit = "0.2.0"                      # the openkoi:provider version the plugin targets
+    wit = "0.2.1"                      # the openkoi:provider version the plugin targets
     description = "Cohere v2 chat"     # optional
 
     [network]
@@ -47,9 +47,10 @@ from openkoi._errors import ManifestError, PluginLoadError
 
 SECTION_NAME = "openkoi-manifest"
 WIT_PACKAGE = "openkoi:provider"
-HOST_WIT_VERSION = (0, 2, 0)
-# Every contract version this host serves; an older one's requests are adapted (see _convert).
-SUPPORTED_WIT_VERSIONS = ((0, 1, 0), HOST_WIT_VERSION)
+HOST_WIT_VERSION = (0, 2, 1)
+# Every contract version this host serves (each one's imports are linked under its own name); a
+# 0.1 plugin's requests are adapted (see _convert). 0.2.1 only adds the `text-run` stream event.
+SUPPORTED_WIT_VERSIONS = ((0, 1, 0), (0, 2, 0), HOST_WIT_VERSION)
 PROVIDER_EXPORT = "openkoi:provider/provider"
 
 _ID = re.compile(r"[a-z][a-z0-9-]{0,39}")

@@ -10,9 +10,8 @@ from typing import TYPE_CHECKING, Any
 
 from openkoi._attachments import fetch_for, has_url_attachments
 from openkoi._errors import ProviderError
-from openkoi._stream import StreamAccumulator
 from openkoi._structured import parse_output
-from openkoi._types import ChatChunk, ChatRequest, ChatResponse, ModelInfo
+from openkoi._types import ChatChunk, ChatRequest, ChatResponse, ModelInfo, TokenUsage
 from openkoi.plugins._convert import (
     adapt_to_legacy,
     embed_request_to_wit,
@@ -89,16 +88,17 @@ class WasmProvider:
     async def chat_stream(self, request: ChatRequest) -> AsyncIterator[ChatChunk]:
         """Yield chunks; on failure, the error carries the usage seen so far."""
         _, value = await self._ready(request)
-        seen = StreamAccumulator()
+        usage: TokenUsage | None = None  # the latest (usage is cumulative): all an error needs
         batches = self.runtime.stream(value)
         try:
             async for batch in batches:
                 for chunk in batch:
-                    seen.add(chunk)
+                    if chunk.usage is not None:
+                        usage = chunk.usage
                     yield chunk
         except ProviderError as exc:
-            if exc.partial_usage is None and seen.usage is not None:
-                exc.partial_usage = seen.usage
+            if exc.partial_usage is None and usage is not None:
+                exc.partial_usage = usage
             raise
         finally:
             await batches.aclose()  # type: ignore[attr-defined]

@@ -473,14 +473,16 @@ class PluginRuntime:
         wrapped = asyncio.wrap_future(future)
         try:
             # The guest is ended at its deadline by the host (`_interrupt`, `_wasi`); this bound
-            # is the host's own, should anything in between ever fail to end.
-            return await asyncio.wait_for(
-                asyncio.shield(wrapped), self.limits.call_seconds + _HOST_GRACE_SECONDS
+            # is the host's own, should anything in between ever fail to end. (`wait` neither
+            # cancels `wrapped` nor takes the extra loop turns `wait_for(shield(...))` takes.)
+            done, _ = await asyncio.wait(
+                (wrapped,), timeout=self.limits.call_seconds + _HOST_GRACE_SECONDS
             )
-        except TimeoutError:
-            ctx.cancel()
-            wrapped.add_done_callback(_consume)
-            raise self.limit_error("time") from None
+            if not done:
+                ctx.cancel()
+                wrapped.add_done_callback(_consume)
+                raise self.limit_error("time")
+            return wrapped.result()
         except asyncio.CancelledError:
             ctx.cancel()  # the guest is ended at once; the job frees the instance
             wrapped.add_done_callback(_consume)

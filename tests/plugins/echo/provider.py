@@ -1,5 +1,6 @@
 """An echo guest for the contract-version tests: it answers with what the request carried, so a
-test can see what reached the plugin, and marks its answers with a native turn."""
+test can see what reached the plugin, and marks its answers with a native turn. Model "pieces"
+streams the texts of the message's JSON list as text deltas, all from one (pretend) read."""
 
 import json
 
@@ -12,6 +13,7 @@ from openkoi_guest import (
     TextDelta,
     Usage,
     UsageUpdate,
+    iter_sse,
 )
 
 
@@ -45,6 +47,13 @@ class Echo(Provider):
         )
 
     def stream(self, request):
+        if request.model == "pieces":  # the message's JSON list of texts, as one network read
+            pieces = json.loads(request.messages[-1].content)
+            feed = "".join(f"data: {json.dumps(p)}\n\n" for p in pieces)
+            for event in iter_sse([feed]):
+                yield TextDelta(json.loads(event.data))
+            yield Stop("end_turn")
+            return
         yield TextDelta(json.dumps(_seen(request)))
         yield Native(NativeTurn("echo", [{"type": "thought", "signature": "sig-2"}]))
         yield UsageUpdate(Usage(input_tokens=3, output_tokens=4))
