@@ -11,7 +11,8 @@ process's end. The CLI runs with its own HOME, OPENKOI_HOME and XDG folders (no 
 key); after the rounds its usage.db must hold one row per run, with its cost. A third process,
 the library alone (one provider's `chat_stream`, no CLI, config, router or ledger), shows how
 much of the CLI's first token is the library's own start-up. `--before` adds the CLI of
-another checkout's interpreter (e.g. `/work/main/.venv/bin/python`) to the same rounds.
+another checkout's interpreter (e.g. `/work/main/.venv/bin/python`) to the same rounds, with
+its own HOME (two installs sharing one would each find the other's genai-prices cache stale).
 """
 
 from __future__ import annotations
@@ -150,22 +151,27 @@ def main() -> None:
         tempfile.TemporaryDirectory() as tmp,
         ServerProcess(stream_body=sse_body(args.tokens)) as server,
     ):
-        env = isolated_env(Path(tmp), server.url)
+        env = isolated_env(Path(tmp) / "now", server.url)
         cli = ["-c", "from openkoi.cli import main; main()", "-m", "openai/gpt-4o-mini", "hi"]
         commands = {
-            "bare httpx script": [sys.executable, "-c", BARE_SCRIPT, server.url, KEY],
-            "openkoi library alone": [sys.executable, "-c", LIBRARY_SCRIPT, server.url, KEY],
-            "openkoi": [sys.executable, *cli],
+            "bare httpx script": ([sys.executable, "-c", BARE_SCRIPT, server.url, KEY], env),
+            "openkoi library alone": ([sys.executable, "-c", LIBRARY_SCRIPT, server.url, KEY], env),
+            "openkoi": ([sys.executable, *cli], env),
         }
         if args.before:
-            commands["openkoi before"] = [args.before, *cli]
-        for argv in commands.values():  # warm the page cache; creates usage.db
-            timed_process(argv, env, first, last)
+            commands["openkoi before"] = (
+                [args.before, *cli],
+                isolated_env(Path(tmp) / "before", server.url),
+            )
+        for argv, argv_env in commands.values():  # warm the page cache; creates usage.db
+            timed_process(argv, argv_env, first, last)
         samples: dict[str, list[Sample]] = {name: [] for name in commands}
         for _ in range(args.rounds):
-            for name, argv in commands.items():
-                samples[name].append(timed_process(argv, env, first, last))
-        rows, costed = ledger_rows(env)
+            for name, (argv, argv_env) in commands.items():
+                samples[name].append(timed_process(argv, argv_env, first, last))
+        homes = [env] + ([commands["openkoi before"][1]] if args.before else [])
+        counts = [ledger_rows(home) for home in homes]
+        rows, costed = sum(c[0] for c in counts), sum(c[1] for c in counts)
     runs = (args.rounds + 1) * (2 if args.before else 1)
     report(samples, rows, costed, runs)
 

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import httpx
 import httpx_sse  # noqa: F401  (its SSEError subclasses httpx's errors: cover it too)
 import openkoi
@@ -84,14 +86,22 @@ def test_import_is_light() -> None:
     assert out.stdout.strip() == ""
 
 
-def test_a_router_on_local_state_imports_no_redis_or_postgres_client() -> None:
+def test_a_router_on_local_state_imports_no_redis_or_postgres_client(tmp_path: Path) -> None:
+    """Nor the modules of those backends, nor a TOML parser when there is no config file."""
     import subprocess
     import sys
 
     code = (
-        "import sys; from openkoi.routing import Router; from openkoi._config import Config; "
-        "from openkoi._registry import ProviderRegistry; Router(ProviderRegistry(Config())); "
-        "print(','.join(m for m in ('redis', 'psycopg') if m in sys.modules))"
+        "import sys; from openkoi.routing import Router; from openkoi._config import ConfigFile; "
+        "from openkoi._registry import ProviderRegistry; from pathlib import Path; "
+        "config = ConfigFile(Path(sys.argv[1])).config; Router(ProviderRegistry(config)); "
+        "print(','.join(m for m in ('redis', 'psycopg', 'openkoi.routing._state_redis', "
+        "'openkoi.usage._ledger_pg', 'tomllib', 'tomlkit') if m in sys.modules))"
     )
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    out = subprocess.run(
+        [sys.executable, "-c", code, str(tmp_path / "config.toml")],
+        capture_output=True,
+        text=True,
+        check=True,
+    )
     assert out.stdout.strip() == ""

@@ -9,6 +9,7 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
+import httpx
 import pytest
 from _proxy import LoopbackProxy
 from _routing_support import FakeClock, delta, make_router, stream_answer
@@ -189,6 +190,34 @@ async def test_a_wrong_ca_bundle_fails_verification_and_a_missing_one_is_a_confi
         await ask(registry(base_url=https.url, ca_bundle=str(other.ca_pem)))
     with pytest.raises(ConfigError, match=r"nowhere\.pem"):
         await ask(registry(base_url=https.url, ca_bundle=str(tmp_path / "nowhere.pem")))
+
+
+async def test_a_plain_http_provider_reads_its_cas_only_for_an_https_request(
+    serve: Any, https: LoopbackServer, authority: Authority, tmp_path: Path
+) -> None:
+    """An http:// base URL does not load CAs up front (start-up time); an https:// request
+    through the same client still verifies with the provider's ca_bundle, or fails as before."""
+    server = serve(lambda r: stream_answer(["plain"]))
+    missing = registry(base_url=server.url, ca_bundle=str(tmp_path / "nowhere.pem"))
+    try:
+        assert await ask(missing) == "plain"  # no CA file was read for plain http
+        with pytest.raises(ConfigError, match=r"nowhere\.pem"):
+            await missing.get("gw").client.get(f"{https.url}/models")
+    finally:
+        await missing.aclose()
+
+    trusted = registry(base_url=server.url, ca_bundle=str(authority.ca_pem))
+    other = registry(base_url=server.url, ca_bundle=str(make_authority(tmp_path / "other").ca_pem))
+    try:
+        answer = await trusted.get("gw").client.get(f"{https.url}/models")
+        assert answer.status_code == 200 and b"tls" in answer.content
+        assert await ask(trusted) == "plain"
+        with pytest.raises(httpx.ConnectError, match="CERTIFICATE_VERIFY_FAILED"):
+            await other.get("gw").client.get(f"{https.url}/models")
+    finally:
+        await trusted.aclose()
+        await other.aclose()
+    assert len(https.requests) == 1 and len(server.requests) == 2
 
 
 # -- connections cut part-way -------------------------------------------------------------------

@@ -183,13 +183,13 @@ class ConfigFile:
     for writing back (and takes tens of milliseconds to import), loads on the first edit."""
 
     def __init__(self, path: Path | None = None) -> None:
-        import tomllib
-
         self.path = path or config_path()
         self._text = read_state_text(self.path, "config file")
         self._edited: Any = None
         data: dict[str, Any] = {}
         if self._text is not None:
+            import tomllib  # imported only when there is a file to read
+
             try:
                 data = tomllib.loads(self._text)
             except tomllib.TOMLDecodeError as exc:

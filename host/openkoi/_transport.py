@@ -8,7 +8,9 @@
   `proxy = ""` means direct, whatever the environment says.
 - CAs: the provider's `ca_bundle`, else `SSL_CERT_FILE` or `REQUESTS_CA_BUNDLE`, plus
   `SSL_CERT_DIR`; with none of them, certifi's bundle. A bundle replaces the default roots, as
-  curl's `--cacert` does.
+  curl's `--cacert` does. A direct client whose base URL is plain `http://` (a local server, a
+  loopback gateway) loads them when its first `https://` request comes, not before: reading
+  certifi's bundle is a few tens of milliseconds of a command's start-up.
 """
 
 from __future__ import annotations
@@ -16,7 +18,8 @@ from __future__ import annotations
 import functools
 import os
 import ssl
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
+from urllib.request import getproxies
 
 import httpx
 
@@ -71,6 +74,41 @@ def httpx_timeout(deadlines: Deadlines) -> httpx.Timeout:
     return httpx.Timeout(connect=deadlines.connect, read=backstop, write=backstop, pool=None)
 
 
+class _TLSWhenNeeded(httpx.AsyncBaseTransport):
+    """`http://` requests go to a transport without CAs; any other to one with them, built (its
+    CAs loaded, with the same errors) when the first such request comes."""
+
+    def __init__(
+        self, plain: httpx.AsyncHTTPTransport, build: Callable[[], httpx.AsyncHTTPTransport]
+    ) -> None:
+        self._plain = plain
+        self._build = build
+        self._tls: httpx.AsyncHTTPTransport | None = None
+
+    async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
+        if request.url.scheme == "http":
+            return await self._plain.handle_async_request(request)
+        if self._tls is None:
+            self._tls = self._build()
+        return await self._tls.handle_async_request(request)
+
+    async def aclose(self) -> None:
+        try:
+            await self._plain.aclose()
+        finally:
+            if self._tls is not None:
+                await self._tls.aclose()
+
+
+def _direct_plain_http(base_url: str, proxy: str | None) -> bool:
+    """True when the client's base URL is `http://` and no proxy is in the way (a proxy's
+    transport is httpx's own, built with the CAs as for any other client)."""
+    if not base_url.lower().startswith("http://") or proxy:
+        return False
+    found = getproxies()  # what httpx reads from the environment
+    return proxy == "" or not any(found.get(scheme) for scheme in ("http", "https", "all"))
+
+
 def new_client(
     base_url: str,
     headers: Mapping[str, str] | None = None,
@@ -81,19 +119,35 @@ def new_client(
     ca_bundle: str | None = None,
 ) -> httpx.AsyncClient:
     """One client per provider: pooled connections, no retries underneath the fallback chain."""
+    limits = httpx.Limits(
+        max_connections=max_connections,
+        max_keepalive_connections=min(max_connections, MAX_KEEPALIVE),
+        keepalive_expiry=KEEPALIVE_EXPIRY,
+    )
+    trust_env = proxy != ""
+    transport: httpx.AsyncBaseTransport | None = None
     try:
+        if _direct_plain_http(base_url, proxy):
+            # Handed only http:// requests, the plain transport's TLS context is never used:
+            # it is one that trusts no certificate, so that it could not weaken anything.
+            verify = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+            transport = _TLSWhenNeeded(
+                httpx.AsyncHTTPTransport(verify=verify, limits=limits, trust_env=trust_env),
+                lambda: httpx.AsyncHTTPTransport(
+                    verify=tls_context(ca_bundle), limits=limits, trust_env=trust_env
+                ),
+            )
+        else:
+            verify = tls_context(ca_bundle)
         return httpx.AsyncClient(
             base_url=base_url.rstrip("/"),
             headers=dict(headers or {}),
             timeout=httpx_timeout(deadlines),
-            limits=httpx.Limits(
-                max_connections=max_connections,
-                max_keepalive_connections=min(max_connections, MAX_KEEPALIVE),
-                keepalive_expiry=KEEPALIVE_EXPIRY,
-            ),
-            verify=tls_context(ca_bundle),
+            limits=limits,
+            verify=verify,
+            transport=transport,
             proxy=proxy or None,
-            trust_env=proxy != "",
+            trust_env=trust_env,
             follow_redirects=False,
         )
     except (ImportError, ValueError) as exc:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING, Any
+
 from openkoi.routing._budgets import Admission, Budget, budgets_for
 from openkoi.routing._cooldown import Cooldown, CooldownStore, cooldowns_db_path
 from openkoi.routing._policy import CooldownPolicy, should_fall_back
@@ -15,8 +17,10 @@ from openkoi.routing._roles import (
 )
 from openkoi.routing._router import Router, RouterWarning
 from openkoi.routing._state import FailoverState, LocalState, open_state, state_url
-from openkoi.routing._state_redis import RedisState
 from openkoi.routing._store import StateStore
+
+if TYPE_CHECKING:
+    from openkoi.routing._state_redis import RedisState
 
 __all__ = [
     "DEFAULT_EMBEDDER",
@@ -42,3 +46,12 @@ __all__ = [
     "should_fall_back",
     "state_url",
 ]
+
+
+def __getattr__(name: str) -> Any:
+    """`RedisState` is imported on first use: a router on local state never needs it."""
+    if name == "RedisState":
+        from openkoi.routing._state_redis import RedisState
+
+        return RedisState
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable, Iterable, Mapping
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from openkoi._backends import Health, describe_error
 from openkoi._config import Config, StateSection, backend_url
@@ -17,8 +17,10 @@ from openkoi._errors import ProviderError
 from openkoi.routing._budgets import Admission, Budget
 from openkoi.routing._cooldown import Cooldown, CooldownStore
 from openkoi.routing._policy import CooldownPolicy
-from openkoi.routing._state_redis import RedisState
 from openkoi.routing._store import StateStore
+
+if TYPE_CHECKING:
+    from openkoi.routing._state_redis import RedisState
 
 STATE_URL_ENV = "OPENKOI_STATE_URL"
 RETRY_SHARED = 5.0  # seconds between attempts to get back to a shared store that failed
@@ -170,6 +172,8 @@ def open_state(config: Config, *, on_warning: Callable[[str], None]) -> StateSto
     url = state_url(config)
     if url is None:
         return local
+    from openkoi.routing._state_redis import RedisState  # only with a shared store configured
+
     return FailoverState(
         RedisState(url, timeout=config.state.timeout), local, on_warning=on_warning
     )

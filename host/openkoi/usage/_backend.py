@@ -12,7 +12,6 @@ from typing import Any, Protocol
 from openkoi._backends import Health
 from openkoi._config import Config, UsageSection, backend_url
 from openkoi.usage._ledger import CallRecord, Ledger
-from openkoi.usage._ledger_pg import PgLedger
 
 USAGE_DATABASE_ENV = "OPENKOI_USAGE_DATABASE"
 
@@ -50,4 +49,6 @@ def open_ledger(config: Config, *, on_warning: Callable[[str], None]) -> LedgerB
     url = usage_database(config)
     if url is None:
         return Ledger()
+    from openkoi.usage._ledger_pg import PgLedger  # only with a PostgreSQL ledger configured
+
     return PgLedger(url, local=Ledger(), timeout=config.usage.timeout, on_warning=on_warning)
