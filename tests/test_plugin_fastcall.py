@@ -305,11 +305,7 @@ async def test_planned_lowering_of_a_host_response_matches_wasmtime_py() -> None
         ):
             fast = _outcome(store, plan(result_type), value)
             assert fast == _outcome(store, result_type.convert_to_c, value)
-        assert (
-            _outcome(store, plan(result_type), record(status=1, headers=headers, body=""))[
-                1
-            ].headers
-            == headers
-        )  # type: ignore[union-attr]
+        _, planned = _outcome(store, plan(result_type), record(status=1, headers=headers, body=""))
+        assert planned.headers == headers  # type: ignore[union-attr]
     finally:
         await provider.aclose()

@@ -37,6 +37,7 @@ from openkoi.plugins._fastcall import (
 
 _TEXT = b"text"
 _TEXT_RUN = b"text-run"
+_TEXT_NAME_SIZES = (len(_TEXT), len(_TEXT_RUN))  # a case name of another length is not text
 RUN_SEPARATOR = "\x1e"  # joins the pieces of a `text-run` (U+001E, the record separator)
 _VAL = ffi.wasmtime_component_val_t
 _VAL_SIZE = ctypes.sizeof(_VAL)
@@ -97,7 +98,7 @@ def lift_batch(value: Any, budget: Budget) -> Any:
     for i, (kind, name_size, name_data, payload) in enumerate(
         _ELEMENT.iter_unpack(_string_at(address, size * _VAL_SIZE))
     ):
-        if kind == _VARIANT and payload and name_size in (4, 8):
+        if kind == _VARIANT and payload and name_size in _TEXT_NAME_SIZES:
             name = _string_at(name_data, name_size)
             if name in (_TEXT, _TEXT_RUN):
                 payload_kind, length, text = _PAYLOAD.unpack(_string_at(payload, _VAL_SIZE))
