@@ -198,10 +198,9 @@ async def test_stream_batches_lift_straight_to_chunks_at_the_same_cost() -> None
                     if batch is None:
                         break
                     out.extend(batch)
-        assert [chunk_from_wit(e) for e in generic] == [
-            e if not hasattr(e, "tag") else chunk_from_wit(e) for e in direct
-        ]
+        assert [chunk_from_wit(e) for e in generic] == _chunks(direct)
         assert any(getattr(e, "tag", None) == "text" for e in generic)
+        assert any(type(e) is str for e in direct)  # text stays a str on the worker's side
         assert spent["direct"] == spent["generic"] > 0
         # The cap holds on the direct path too: a budget smaller than one batch is refused.
         with activate(ctx):
@@ -213,6 +212,15 @@ async def test_stream_batches_lift_straight_to_chunks_at_the_same_cost() -> None
                     pass
     finally:
         await provider.aclose()
+
+
+def _chunks(events: list[Any]) -> list[ChatChunk]:
+    """A lifted batch's events as the stream's reader gets them: its text (a `str` until then)
+    as a text chunk, every other event converted as the worker converts it."""
+    from openkoi._types import text_chunk
+    from openkoi.plugins._convert import chunk_from_wit
+
+    return [text_chunk(e) if isinstance(e, str) else chunk_from_wit(e) for e in events]
 
 
 def _stream_through(provider: Any, request: object, lifter: Any, budget: int) -> tuple[list, int]:
@@ -246,7 +254,6 @@ async def test_a_text_run_lifts_as_its_pieces_would_and_costs_what_they_would() 
     """A 0.2.1 guest sends a batch's text deltas as one `text-run`; a 0.2.0 guest sends each as
     `text`. The host makes the same chunks of both, and charges the run what the separate events
     cost plus its separators; a run of more pieces than the budget covers is refused."""
-    from openkoi.plugins._convert import chunk_from_wit
     from openkoi.plugins._fastcall import ValueTooLarge, lift
     from openkoi.plugins._stream_lift import lift_batch
 
@@ -263,8 +270,8 @@ async def test_a_text_run_lifts_as_its_pieces_would_and_costs_what_they_would() 
         assert [e.tag for e in plain_generic] == ["text"] * len(pieces) + ["stop"]
         run, run_spent = _stream_through(run_plugin, request, lift_batch, 1 << 20)
         plain, plain_spent = _stream_through(plain_plugin, request, lift_batch, 1 << 20)
-        as_chunks = [e if isinstance(e, ChatChunk) else chunk_from_wit(e) for e in run]
-        assert as_chunks == [e if isinstance(e, ChatChunk) else chunk_from_wit(e) for e in plain]
+        as_chunks = _chunks(run)
+        assert as_chunks == _chunks(plain)
         assert [c.delta for c in as_chunks[:-1]] == pieces
         assert run_spent == plain_spent + len(pieces) - 1 > 0
         many = request_to_wit(

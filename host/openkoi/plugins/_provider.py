@@ -11,7 +11,7 @@ from typing import TYPE_CHECKING, Any
 from openkoi._attachments import fetch_for, has_url_attachments
 from openkoi._errors import ProviderError
 from openkoi._structured import parse_output
-from openkoi._types import ChatChunk, ChatRequest, ChatResponse, ModelInfo, TokenUsage
+from openkoi._types import ChatChunk, ChatRequest, ChatResponse, ModelInfo, TokenUsage, text_chunk
 from openkoi.plugins._convert import (
     adapt_to_legacy,
     embed_request_to_wit,
@@ -92,10 +92,13 @@ class WasmProvider:
         batches = self.runtime.stream(value)
         try:
             async for batch in batches:
-                for chunk in batch:
-                    if chunk.usage is not None:
-                        usage = chunk.usage
-                    yield chunk
+                for event in batch:
+                    if isinstance(event, str):  # a text delta: its chunk is made as it is read
+                        yield text_chunk(event)
+                        continue
+                    if event.usage is not None:
+                        usage = event.usage
+                    yield event
         except ProviderError as exc:
             if exc.partial_usage is None and usage is not None:
                 exc.partial_usage = usage

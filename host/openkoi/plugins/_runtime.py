@@ -523,8 +523,9 @@ class PluginRuntime:
         finally:
             self._hand_back(inst)
 
-    async def stream(self, request: Any) -> AsyncIterator[list[ChatChunk]]:
-        """Batches of chunks from `stream-chat` and `next`; close the generator to cancel."""
+    async def stream(self, request: Any) -> AsyncIterator[list[ChatChunk | str]]:
+        """Batches of events from `stream-chat` and `next`, each a chunk or, for a text delta,
+        its text (`_stream_lift`); close the generator to cancel."""
         inst = await self._acquire()
         loop = asyncio.get_running_loop()
         ctx = self._context(loop)
@@ -591,9 +592,9 @@ class PluginRuntime:
                         channel.put(self.result_error(inst, ctx, batch))
                         return
                     try:
-                        chunks = [
-                            e if isinstance(e, ChatChunk) else chunk_from_wit(e) for e in batch
-                        ]
+                        events = batch
+                        if batch.others:  # text stays a `str` until the reader makes its chunk
+                            events = [e if type(e) is str else chunk_from_wit(e) for e in batch]
                     except (BadValue, TypeError, ValueError, AttributeError) as exc:
                         inst.broken = True
                         channel.put(
@@ -604,9 +605,9 @@ class PluginRuntime:
                             )
                         )
                         return
-                    if chunks:
+                    if events:
                         lifted = STREAM_BATCH_BYTES - budget.bytes
-                        channel.put(chunks, size=lifted + _EVENT_OVERHEAD * len(chunks))
+                        channel.put(events, size=lifted + _EVENT_OVERHEAD * len(events))
         except (ProviderError, CredentialsMissingError) as exc:
             channel.put(exc)
         except Exception as exc:  # keep the reader informed whatever happened

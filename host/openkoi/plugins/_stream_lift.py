@@ -1,11 +1,17 @@
-"""Lifting one `next` of a stream straight into chunks where it is cheap to.
+"""Lifting one `next` of a stream straight into text where it is cheap to.
 
 A stream batch is `result<option<list<stream-event>>, provider-error>`, and nearly every event
-in it is a text delta (`text`, or from 0.2.1 guests a `text-run` of several). `lift_batch` builds
-those as `ChatChunk`s directly from the C value, without the intermediate `Variant` the generic
+in it is a text delta (`text`, or from 0.2.1 guests a `text-run` of several). `lift_batch` lifts
+those as plain `str`s directly from the C value, without the intermediate `Variant` the generic
 lifting (`_fastcall.lift`) makes and `_convert` then reads; every other value goes through the
 generic lifting. It charges the `Budget` as the generic lifting does, and a run's pieces as that
 many `text` events, so the host's cap on what a guest's values cost is the same.
+
+The text stays a `str` until the stream's reader makes it a chunk, one at a time as it is read
+(`_provider`): the lift runs on the guest's worker thread, between two calls into the guest, so
+every microsecond it holds the GIL there is taken from the guest's pace, and a batch of hundreds
+of chunks made at once would be live together when the collector runs, each one scanned and
+promoted; the reader's thread has time to spare, and one chunk at a time is all it keeps.
 
 The list is read as raw bytes (one copy of its element array, unpacked with `struct`) rather
 than through a ctypes structure per field: each ctypes access builds a Python object, and a
@@ -21,7 +27,6 @@ from typing import Any
 
 from wasmtime import _ffi as ffi
 
-from openkoi._types import text_chunk
 from openkoi.plugins._fastcall import (
     _LIST,
     _OPTION,
@@ -77,9 +82,15 @@ assert ctypes.sizeof(ctypes.c_size_t) == ctypes.sizeof(ctypes.c_void_p) == 8
 _string_at = ctypes.string_at
 
 
+class LiftedBatch(list[Any]):
+    """A stream batch's events: `str` for each text delta, the generic lifting's value for each
+    other event; `others` counts the latter (none, nearly always: nothing is left to convert)."""
+
+    others = 0
+
+
 def lift_batch(value: Any, budget: Budget) -> Any:
-    """A stream batch as a list whose text events are `ChatChunk`s and whose other events are
-    lifted as `_fastcall.lift` lifts them; None at the end; an error as `lift` gives it."""
+    """A stream batch as a `LiftedBatch`; None at the end; an error as `lift` gives it."""
     items = _ok_list(value)
     if items is None:
         return _lift(value, budget)
@@ -87,13 +98,13 @@ def lift_batch(value: Any, budget: Budget) -> Any:
     budget.bytes -= size * ITEM_COST
     if budget.bytes < 0:
         raise ValueTooLarge(f"a list of {size:,} elements took it past the cap")
+    out = LiftedBatch()
     if not size:
-        return []
+        return out
     data = items.data
     address = ctypes.cast(data, ctypes.c_void_p).value
     if not address:  # wasmtime never makes one; reading it would crash the process
         raise TypeError("a non-empty list without elements")
-    out: list[Any] = []
     append = out.append
     for i, (kind, name_size, name_data, payload) in enumerate(
         _ELEMENT.iter_unpack(_string_at(address, size * _VAL_SIZE))
@@ -108,22 +119,22 @@ def lift_batch(value: Any, budget: Budget) -> Any:
                         raise ValueTooLarge(f"a string of {length:,} bytes took it past the cap")
                     lifted = _string_at(text, length).decode("utf-8") if length else ""
                     if name == _TEXT:
-                        append(text_chunk(lifted))
+                        append(lifted)
                     else:
-                        _run(lifted, budget, append)
+                        out.extend(_run(lifted, budget))
                     continue
         append(_lift(data[i], budget))
+        out.others += 1
     return out
 
 
-def _run(joined: str, budget: Budget, append: Any) -> None:
-    """A `text-run`'s pieces as text chunks, charged as that many `text` events would be."""
+def _run(joined: str, budget: Budget) -> list[str]:
+    """A `text-run`'s pieces, charged as that many `text` events would be."""
     more = joined.count(RUN_SEPARATOR)
     budget.bytes -= more * (ITEM_COST + STRING_COST)
     if budget.bytes < 0:
         raise ValueTooLarge(f"a run of {more + 1:,} texts took it past the cap")
-    for piece in joined.split(RUN_SEPARATOR):
-        append(text_chunk(piece))
+    return joined.split(RUN_SEPARATOR)
 
 
 def _ok_list(value: Any) -> Any:
