@@ -4,10 +4,10 @@ text, and the standard library's answer (value or `JSONDecodeError`) wherever ji
 from __future__ import annotations
 
 import json
-import math
 from typing import Any
 
 import pytest
+from _json_same import same
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from openkoi._json import loads
@@ -21,19 +21,6 @@ _VALUES = st.recursive(
     lambda inner: st.lists(inner, max_size=4) | st.dictionaries(st.text(), inner, max_size=4),
     max_leaves=20,
 )
-
-
-def same(a: Any, b: Any) -> bool:
-    """Equal, with the same types all the way down (1 and 1.0 are not the same JSON)."""
-    if type(a) is not type(b):
-        return False
-    if isinstance(a, dict):
-        return list(a) == list(b) and all(same(a[k], b[k]) for k in a)
-    if isinstance(a, list):
-        return len(a) == len(b) and all(same(x, y) for x, y in zip(a, b, strict=True))
-    if isinstance(a, float) and math.isnan(a):
-        return math.isnan(b)
-    return bool(a == b)
 
 
 @settings(max_examples=300, deadline=None)

@@ -14,6 +14,8 @@ from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from typing import Any
 
+from openkoi_guest._jsonshape import Memo
+
 _buffered = 0
 # The decoder's own scanner, called directly: `json.loads` adds three Python calls and two
 # regular-expression matches per value, which a guest (CPython in WebAssembly, 2-3x slower than
@@ -30,6 +32,15 @@ def loads(text: str) -> Any:
     if end != len(text):  # whitespace, a second value, or not JSON: the full decoder decides
         return json.loads(text)
     return value
+
+
+_events = Memo()
+
+
+def loads_event(text: str) -> Any:
+    """`loads(text)` for one event of a stream: through the shapes recent events have shown
+    (`_jsonshape`), the same value or the same error."""
+    return _events.loads(text, loads)
 
 
 def buffered() -> int:
@@ -74,7 +85,7 @@ class SSEEvent:
     id: str | None = None
 
     def json(self) -> Any:
-        return loads(self.data)
+        return loads_event(self.data)
 
 
 def _sse_block(block: str, last_id: str | None) -> tuple[SSEEvent | None, str | None]:
@@ -144,4 +155,4 @@ def iter_ndjson(chunks: Iterable[str]) -> Iterator[Any]:
     """One JSON value per non-empty line."""
     for line in iter_lines(chunks):
         if line.strip():
-            yield loads(line)
+            yield loads_event(line)
