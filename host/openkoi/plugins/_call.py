@@ -170,8 +170,9 @@ class CallContext:
         bodies, self.bodies = list(self.bodies.values()), {}
         for body in bodies:
             body.close()
-        if self.client is not None and self.loop is not None:
-            drive(self.loop, self.client.aclose())
+        client, loop = self.client, self.loop
+        if client is not None and loop is not None and not client.close_if_idle():
+            drive(loop, client.aclose())
 
     def open_bodies(self) -> int:
         return sum(1 for body in self.bodies.values() if not body.closed)

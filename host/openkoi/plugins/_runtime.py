@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import asyncio
 import collections
-import concurrent.futures
 import contextlib
 import ctypes
 import threading
@@ -468,10 +467,15 @@ class PluginRuntime:
         )
 
     def _submit(
-        self, inst: _Instance, fn: Callable[..., T], *args: Any
-    ) -> concurrent.futures.Future[T]:
+        self, inst: _Instance, fn: Callable[..., T], *args: Any, reply: bool = True
+    ) -> asyncio.Future[T] | None:
+        """Run a job on a worker; with `reply`, its outcome arrives in a future on the running
+        loop (a stream's job tells its reader through its channel instead)."""
         try:
-            return self._workers.submit(fn, *args)
+            if reply:
+                return self._workers.reply(asyncio.get_running_loop(), fn, *args)
+            self._workers.submit(fn, *args)
+            return None
         except RuntimeError:  # shut down meanwhile (`aclose`, interpreter exit)
             self._hand_back(inst)
             raise PluginError(f"plugin {self.id} is closed", provider=self.id) from None
@@ -485,26 +489,25 @@ class PluginRuntime:
         """Run one export to completion; `convert` maps its ok value (in the worker thread)."""
         inst = await self._acquire()
         ctx = CallContext(self.id, None, None, self.config)
-        future: concurrent.futures.Future[T] = self._submit(
+        reply: asyncio.Future[T] | None = self._submit(
             inst, self._job, inst, ctx, export, args, convert
         )
-        wrapped = asyncio.wrap_future(future)
+        assert reply is not None
+        # The guest is ended at its deadline by the host (`_interrupt`, `_wasi`); this bound is
+        # the host's own, should anything in between ever fail to end.
+        bound = asyncio.get_running_loop().call_later(
+            self.limits.call_seconds + _HOST_GRACE_SECONDS, _expire, reply
+        )
         try:
-            # The guest is ended at its deadline by the host (`_interrupt`, `_wasi`); this bound
-            # is the host's own, should anything in between ever fail to end. (`wait` neither
-            # cancels `wrapped` nor takes the extra loop turns `wait_for(shield(...))` takes.)
-            done, _ = await asyncio.wait(
-                (wrapped,), timeout=self.limits.call_seconds + _HOST_GRACE_SECONDS
-            )
-            if not done:
-                ctx.cancel()
-                wrapped.add_done_callback(_consume)
-                raise self.limit_error("time")
-            return wrapped.result()
+            return await reply
+        except _HostBound:
+            ctx.cancel()
+            raise self.limit_error("time") from None
         except asyncio.CancelledError:
             ctx.cancel()  # the guest is ended at once; the job frees the instance
-            wrapped.add_done_callback(_consume)
             raise
+        finally:
+            bound.cancel()
 
     def _job(
         self,
@@ -546,7 +549,7 @@ class PluginRuntime:
         inst = await self._acquire()
         ctx = CallContext(self.id, None, None, self.config)
         channel = _Channel(asyncio.get_running_loop())
-        self._submit(inst, self._stream_job, inst, ctx, request, channel)
+        self._submit(inst, self._stream_job, inst, ctx, request, channel, reply=False)
         finished = False
         # The host's own bound on each wait, should the guest's deadline ever fail to end it.
         bound = max(self.limits.call_seconds, self.limits.event_seconds) + _HOST_GRACE_SECONDS
@@ -722,10 +725,13 @@ def release_freed_memory() -> None:
         ctypes.CDLL(None).malloc_trim(0)
 
 
-def _consume(future: asyncio.Future[Any]) -> None:
-    """Retrieve the outcome of a call nobody awaits any more (it was cancelled)."""
-    if not future.cancelled():
-        future.exception()
+class _HostBound(Exception):
+    """A call outlived the host's own bound on it."""
+
+
+def _expire(future: asyncio.Future[Any]) -> None:
+    if not future.done():
+        future.set_exception(_HostBound())
 
 
 def _resolve(waiter: _Waiter, inst: _Instance | None, runtime: PluginRuntime) -> None:

@@ -21,7 +21,7 @@ import queue
 import threading
 import weakref
 from collections.abc import Callable
-from typing import Any, TypeVar
+from typing import Any, Protocol, TypeVar
 
 from openkoi.plugins._call import drive
 from openkoi.plugins._guarded_http import TransportPool
@@ -55,7 +55,47 @@ def current() -> Worker | None:
     return getattr(_local, "worker", None)
 
 
-_Job = tuple[concurrent.futures.Future[Any], Callable[..., Any], tuple[Any, ...]]
+class _Outcome(Protocol):
+    def set_running_or_notify_cancel(self) -> bool: ...
+
+    def set_result(self, result: Any) -> None: ...
+
+    def set_exception(self, exception: BaseException | None) -> None: ...
+
+
+class _Reply:
+    """A job's outcome handed straight to a future on the caller's loop: one wake of that loop
+    and no chain of callbacks (`asyncio.wrap_future` takes two more loop turns). The job always
+    runs, even when the future was cancelled meanwhile: it frees what it holds."""
+
+    __slots__ = ("future", "loop")
+
+    def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
+        self.loop = loop
+        self.future: asyncio.Future[Any] = loop.create_future()
+
+    def set_running_or_notify_cancel(self) -> bool:
+        return True
+
+    def set_result(self, result: Any) -> None:
+        with contextlib.suppress(RuntimeError):  # a closed loop: nobody waits any more
+            self.loop.call_soon_threadsafe(_deliver, self.future, result, None)
+
+    def set_exception(self, exception: BaseException | None) -> None:
+        with contextlib.suppress(RuntimeError):
+            self.loop.call_soon_threadsafe(_deliver, self.future, None, exception)
+
+
+def _deliver(future: asyncio.Future[Any], result: Any, exception: BaseException | None) -> None:
+    if future.done():  # cancelled, or past the caller's own bound
+        return
+    if exception is not None:
+        future.set_exception(exception)
+    else:
+        future.set_result(result)
+
+
+_Job = tuple[_Outcome, Callable[..., Any], tuple[Any, ...]]
 
 
 class WorkerPool:
@@ -74,6 +114,18 @@ class WorkerPool:
 
     def submit(self, fn: Callable[..., T], *args: Any) -> concurrent.futures.Future[T]:
         future: concurrent.futures.Future[T] = concurrent.futures.Future()
+        self._enqueue(future, fn, args)
+        return future
+
+    def reply(
+        self, loop: asyncio.AbstractEventLoop, fn: Callable[..., T], *args: Any
+    ) -> asyncio.Future[T]:
+        """Run `fn(*args)` on a worker; its outcome arrives in a future on `loop`."""
+        reply = _Reply(loop)
+        self._enqueue(reply, fn, args)
+        return reply.future
+
+    def _enqueue(self, outcome: _Outcome, fn: Callable[..., Any], args: tuple[Any, ...]) -> None:
         with self._lock:
             if self._stopped:
                 raise RuntimeError("the plugin's worker threads have been shut down")
@@ -83,7 +135,7 @@ class WorkerPool:
             elif self._threads < self.size:
                 self._threads += 1
                 start = True
-            self._jobs.put((future, fn, args))
+            self._jobs.put((outcome, fn, args))
         if start:
             thread = threading.Thread(target=_run, args=(self,), name=f"{self.name}_{index}")
             try:
@@ -92,7 +144,6 @@ class WorkerPool:
                 with self._lock:
                     self._threads -= 1
                 raise
-        return future
 
     def shutdown(self) -> None:
         """Let every thread end after its current job; queued jobs still run (cancelled by the
