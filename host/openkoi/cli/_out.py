@@ -4,6 +4,8 @@ when the output is a pipe or a file."""
 
 from __future__ import annotations
 
+import contextlib
+import os
 import sys
 from typing import TYPE_CHECKING
 
@@ -52,3 +54,14 @@ def fail(message: object, code: int = 1) -> int:
 def note(message: object) -> None:
     """A dim line on stderr (what happened on the way; stdout stays the answer alone)."""
     console(stderr=True).print(literal(message, "dim"))
+
+
+def reader_gone() -> int:
+    """The reader of stdout went away (`openkoi ... | head -c1`): a normal end, exit 0.
+
+    stdout is pointed at /dev/null so the interpreter's last flush does not fail again.
+    """
+    with contextlib.suppress(OSError, ValueError):
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+    return 0

@@ -17,6 +17,7 @@ import click
 
 from openkoi._errors import ConfigError
 from openkoi._timefmt import utc_moment
+from openkoi.cli._gc import resume_collector
 from openkoi.cli._out import note as _note
 from openkoi.cli._typos import refuse_command_typos
 from openkoi.cli._warm import warm_chain
@@ -183,10 +184,12 @@ def run(
     if not router.roles["executor"].chain:
         from openkoi._defaults import first_run_setup
 
+        resume_collector()  # the picker waits on a person
         chosen = first_run_setup(ProviderRegistry(config))  # the picker, in a terminal only
         if not chosen:
             raise ConfigError(NO_PROVIDER)
         router = build(chosen)
+    resume_collector()  # start-up is over: a plugin's compile and the call run with it on
     warm_chain(
         router.registry, router.chain("executor")
     )  # a plugin's first compile, shown on stderr

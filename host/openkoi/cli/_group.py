@@ -1,0 +1,139 @@
+"""The `openkoi` command group: click, the lazily loaded subcommands, and how a failure becomes
+an exit code. `openkoi.cli.main` imports it once the process is set up for start-up."""
+
+from __future__ import annotations
+
+import os
+from importlib import import_module
+from typing import Any
+
+import click
+
+from openkoi import __version__
+from openkoi.cli._gc import resume_collector
+from openkoi.cli._typos import GUARD
+
+# name -> "module:attribute"; each subcommand module owns one noun.
+_SUBCOMMANDS: dict[str, str] = {
+    "run": "openkoi.cli._prompt:run",
+    "connect": "openkoi.cli._connect:connect",
+    "disconnect": "openkoi.cli._connect:disconnect",
+    "status": "openkoi.cli._status:status",
+    "models": "openkoi.cli._models:models",
+    "init": "openkoi.cli._init:init",
+    "plugin": "openkoi.cli._plugin:plugin",
+    "demo": "openkoi.cli._demo:demo",
+}
+_DEFAULT_COMMAND = "run"
+
+
+class _ReaderGone(Exception):
+    """stdout's pipe closed. Not an OSError, so click does not turn it into exit status 1."""
+
+
+class _LazyDefaultGroup(click.Group):
+    """A group whose subcommands load lazily, and whose default command is the prompt."""
+
+    def list_commands(self, ctx: click.Context) -> list[str]:
+        return sorted(_SUBCOMMANDS)
+
+    def get_command(self, ctx: click.Context, cmd_name: str) -> click.Command | None:
+        target = _SUBCOMMANDS.get(cmd_name)
+        if target is None:
+            return None
+        if cmd_name != _DEFAULT_COMMAND:
+            resume_collector()  # the prompt resumes it itself, once its router is built
+        module, attr = target.split(":")
+        command: click.Command = getattr(import_module(module), attr)
+        return command
+
+    def parse_args(self, ctx: click.Context, args: list[str]) -> list[str]:
+        first = args[0] if args else None
+        if first is None or (
+            first not in _SUBCOMMANDS and first not in ("--help", "-h", "--version")
+        ):
+            if "--" not in args:  # `openkoi -- stauts` is a prompt on purpose
+                ctx.meta[GUARD] = sorted(_SUBCOMMANDS)
+            args = [_DEFAULT_COMMAND, *args]
+        return super().parse_args(ctx, args)
+
+    def format_commands(self, ctx: click.Context, formatter: click.HelpFormatter) -> None:
+        """One line per command, never cut off with `...` (long summaries wrap)."""
+        rows = []
+        for name in self.list_commands(ctx):
+            command = self.get_command(ctx, name)
+            if command is not None and not command.hidden:
+                rows.append((name, command.get_short_help_str(limit=1_000)))
+        with formatter.section("Commands"):
+            formatter.write_dl(rows)
+
+    def format_options(self, ctx: click.Context, formatter: click.HelpFormatter) -> None:
+        """The prompt's own options first: `openkoi -m openai/gpt-5.2 "..."` is the main use."""
+        prompt = self.get_command(ctx, _DEFAULT_COMMAND)
+        if prompt is not None:
+            with click.Context(prompt, info_name="run", parent=ctx) as sub:
+                records = [
+                    p.get_help_record(sub)
+                    for p in prompt.get_params(sub)
+                    if isinstance(p, click.Option)
+                ]
+            rows = [r for r in records if r is not None and not r[0].startswith("-h")]
+            with formatter.section('Prompt options (openkoi [OPTIONS] "PROMPT")'):
+                formatter.write_dl(rows)
+        super().format_options(ctx, formatter)
+
+    def invoke(self, ctx: click.Context) -> Any:
+        try:
+            return super().invoke(ctx)
+        except BrokenPipeError:
+            raise _ReaderGone() from None
+
+
+@click.group(
+    cls=_LazyDefaultGroup,
+    context_settings={"help_option_names": ["-h", "--help"]},
+    invoke_without_command=False,
+)
+@click.version_option(__version__, "--version", prog_name="openkoi")
+def cli() -> None:
+    """openkoi: one way to talk to any LLM provider.
+
+    \b
+    Run a prompt (the answer streams to stdout):
+      openkoi "Explain SSE in one line"
+      openkoi -m anthropic/claude-sonnet-4-5 -s "Answer briefly" "What is TCP?"
+      echo "Summarize this" | openkoi
+      openkoi run status        a prompt that is also a command name (or: openkoi -- status)
+
+    First time? `openkoi init` sets up a provider; `openkoi models` lists what it offers.
+    """
+
+
+def run_group(argv: list[str] | None) -> int:
+    """Run the command line; every failure becomes one clear line and an exit code, never a
+    traceback. A closed stdout pipe is not a failure: the reader had what it wanted (0)."""
+    from openkoi._errors import OpenKoiError
+    from openkoi.cli._out import fail as _fail
+    from openkoi.cli._out import reader_gone
+
+    try:
+        result: Any = cli.main(args=argv, prog_name="openkoi", standalone_mode=False)
+        return result if isinstance(result, int) else 0
+    except click.exceptions.Abort:
+        return _fail("aborted", 130)
+    except click.ClickException as exc:
+        exc.show()
+        return exc.exit_code
+    except OpenKoiError as exc:
+        return _fail(str(exc))
+    except KeyboardInterrupt:
+        return _fail("interrupted", 130)
+    except (BrokenPipeError, _ReaderGone):
+        return reader_gone()
+    except Exception as exc:  # the last line of defence: say what happened, in one line
+        if os.environ.get("OPENKOI_DEBUG"):
+            raise
+        return _fail(
+            f"internal error: {type(exc).__name__}: {exc} (set OPENKOI_DEBUG=1 for a traceback)",
+            70,
+        )
