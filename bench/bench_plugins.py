@@ -265,14 +265,11 @@ async def measure_concurrency(
         for pool, plugin in plugins.items():
             await _concurrent_round(plugin, request, pool)
         rates: dict[int, list[float]] = {pool: [] for pool in pools}
-        cores: dict[int, list[float]] = {pool: [] for pool in pools}  # the process's CPU use
         complete: dict[int, int] = dict.fromkeys(pools, 0)
         failures: dict[int, list[BaseException]] = {pool: [] for pool in pools}
         for _ in range(rounds):
             for pool, plugin in plugins.items():
-                cpu = time.process_time()
                 elapsed, counts, errors = await _concurrent_round(plugin, request, streams)
-                cores[pool].append((time.process_time() - cpu) / elapsed)
                 rates[pool].append(sum(counts) / elapsed)
                 complete[pool] += sum(1 for c in counts if c == events)
                 failures[pool] += errors
@@ -286,7 +283,7 @@ async def measure_concurrency(
                 f"{rate / base:.2f}x pool of {pools[0]}; {complete[pool]}/{streams * rounds} "
                 f"complete, {len(errors)} errors"
                 + (f": {errors[0]!r}" if errors else "")
-                + f", {plugin.runtime.size} instances, {median(cores[pool]):.2f} cores busy",
+                + f", {plugin.runtime.size} instances",
             )
             await plugin.aclose()
 

@@ -5,20 +5,15 @@ makes it current on the worker thread while the guest runs (`activate`). Every h
 (openkoi's `http` and `host`, the WASI the host implements, the epoch interrupt) finds the call
 it serves through `current()`: a store is used by one thread at a time, so the thread identifies
 the call.
-
-A call's HTTP runs on its worker thread's own event loop (`_worker`), which runs only while a
-host function waits for it (`wait`): until the awaited task is done, the call's deadline passes
-or the call is cancelled, whichever comes first. `cancel` from any other thread stops that loop
-at once (`call_soon_threadsafe`), so no wait outlives a cancel.
 """
 
 from __future__ import annotations
 
 import asyncio
-import contextlib
+import concurrent.futures
 import threading
 import time
-from collections.abc import Awaitable, Callable, Coroutine, Mapping
+from collections.abc import Awaitable, Callable, Mapping
 from typing import TYPE_CHECKING, Any, Protocol, TypeVar
 
 if TYPE_CHECKING:
@@ -26,7 +21,6 @@ if TYPE_CHECKING:
 
 T = TypeVar("T")
 CANCEL_GRACE_SECONDS = 0.2  # a cancelled guest may still return cleanly and keep its instance
-CLEANUP_SECONDS = 1.0  # the most closing a response (or a call's client) may take
 
 
 class Body(Protocol):
@@ -34,7 +28,9 @@ class Body(Protocol):
 
     closed: bool
 
-    def close(self) -> None: ...
+    def wake(self) -> None: ...
+
+    async def aclose(self) -> None: ...
 
 
 class Cancelled(Exception):
@@ -42,10 +38,7 @@ class Cancelled(Exception):
 
 
 class CallContext:
-    """Everything one guest call (or one stream, for its whole life) needs from the host.
-
-    `loop` and `client` are the worker thread's loop and the call's `GuardedClient` on it, given
-    by the job when it starts on its worker (`attach`)."""
+    """Everything one guest call (or one stream, for its whole life) needs from the host."""
 
     def __init__(
         self,
@@ -69,12 +62,6 @@ class CallContext:
         self.log_bytes = 0
         self.log_dropped = 0
         self.denial: str | None = None
-        self._lock = threading.Lock()
-        self._waiting: asyncio.AbstractEventLoop | None = None  # the loop `wait` runs
-
-    def attach(self, loop: asyncio.AbstractEventLoop, client: GuardedClient) -> None:
-        self.loop = loop
-        self.client = client
 
     def start(self, seconds: float, kind: str) -> None:
         self.deadline = time.monotonic() + seconds
@@ -105,10 +92,9 @@ class CallContext:
         elif error.kind == "denied" and self.denial is None:
             self.denial = error.message
 
-    def run(self, make: Callable[[], Coroutine[Any, Any, T]]) -> T:
+    def run(self, make: Callable[[], Awaitable[T]]) -> T:
         """Run a coroutine on the call's loop and wait for it, at most until the deadline or a
-        cancel, which cancel it (its connection is closed). Raises `TimeoutError` or
-        `Cancelled`."""
+        cancel. Raises `TimeoutError` or `Cancelled`."""
         from openkoi.plugins._guarded_http import HttpError
 
         loop = self.loop
@@ -116,113 +102,76 @@ class CallContext:
             raise HttpError("other", "HTTP is not available outside a provider call")
         if self.cancelled.is_set():
             raise Cancelled
-        if self.remaining() <= 0:
+        remaining = self.remaining()
+        if remaining <= 0:
             raise TimeoutError
-        task = loop.create_task(make())
-        try:
-            self.wait(task)
-        except BaseException:
-            task.cancel()
-            settle(loop, task)
-            raise
-        if task.cancelled():
-            raise Cancelled
-        return task.result()
 
-    def wait(self, task: asyncio.Future[Any]) -> None:
-        """Run the call's loop until `task` is done. Raises `Cancelled` or `TimeoutError` when
-        the call is cancelled or its deadline passes first, leaving `task` as it is."""
-        loop = self.loop
-        assert loop is not None
-        with self._lock:
-            if self.cancelled.is_set():
-                raise Cancelled
-            self._waiting = loop
+        async def wrapped() -> T:
+            return await make()
+
+        future = asyncio.run_coroutine_threadsafe(wrapped(), loop)
+        waiter = _cancel_waiter(self)
         try:
-            _run_until(loop, task, self.deadline, self._check_cancel)
+            pending: list[concurrent.futures.Future[Any]] = [future, waiter]
+            done, _ = concurrent.futures.wait(
+                pending, timeout=remaining, return_when=concurrent.futures.FIRST_COMPLETED
+            )
         finally:
-            with self._lock:
-                self._waiting = None
-        if not task.done():
-            self._check_cancel()
-            raise TimeoutError
-
-    def _check_cancel(self) -> None:
+            _forget_waiter(self, waiter)
+        if future in done:
+            return future.result()
+        future.cancel()
         if self.cancelled.is_set():
             raise Cancelled
+        raise TimeoutError
 
     def cancel(self) -> None:
-        """From any thread: end the wait in progress at once; the guest's next host call fails
-        at once, and a guest still running `CANCEL_GRACE_SECONDS` later is stopped
-        (`_interrupt`)."""
-        with self._lock:
-            if not self.cancelled.is_set():
-                self.cancelled_at = time.monotonic()
-            self.cancelled.set()
-            loop = self._waiting
-        if loop is not None:
-            with contextlib.suppress(RuntimeError):  # closed: nothing waits on it any more
-                loop.call_soon_threadsafe(loop.stop)
+        """Wake every wait of this call; the guest's next host call fails at once, and a guest
+        still running `CANCEL_GRACE_SECONDS` later is stopped (`_interrupt`)."""
+        if not self.cancelled.is_set():
+            self.cancelled_at = time.monotonic()
+        self.cancelled.set()
+        with _WAITERS_LOCK:
+            waiters = list(_WAITERS.get(id(self), ()))
+        bodies = list(self.bodies.values())
+        for waiter in waiters:
+            if not waiter.done():
+                waiter.set_result(None)
+        for body in bodies:
+            body.wake()
 
-    def close(self) -> None:
-        """On the worker thread, at the call's end: close every upstream response the call
-        opened, then its client, on the worker's loop."""
+    async def aclose(self) -> None:
+        """Close every upstream response this call opened, then its client (on the loop)."""
         bodies, self.bodies = list(self.bodies.values()), {}
         for body in bodies:
-            body.close()
-        client, loop = self.client, self.loop
-        if client is not None and loop is not None and not client.close_if_idle():
-            drive(loop, client.aclose())
+            await body.aclose()
+        if self.client is not None:
+            await self.client.aclose()
 
     def open_bodies(self) -> int:
         return sum(1 for body in self.bodies.values() if not body.closed)
 
 
-def _stop_loop(future: asyncio.Future[Any]) -> None:
-    future.get_loop().stop()
+_WAITERS: dict[int, set[concurrent.futures.Future[None]]] = {}
+_WAITERS_LOCK = threading.Lock()
 
 
-def _run_until(
-    loop: asyncio.AbstractEventLoop,
-    task: asyncio.Future[Any],
-    deadline: float,
-    check: Callable[[], None] | None = None,
-) -> None:
-    """Run `loop` until `task` is done or the `time.monotonic()` deadline passes; `check`, before
-    each turn, may end it by raising. A stop that arrives late (a cancel racing the task's end)
-    only ends one turn early: every turn looks at the task, `check` and the deadline again."""
-    task.add_done_callback(_stop_loop)
-    try:
-        while not task.done():
-            if check is not None:
-                check()
-            remaining = deadline - time.monotonic()
-            if remaining <= 0:
-                return
-            timer = loop.call_later(remaining, loop.stop)
-            try:
-                loop.run_forever()
-            finally:
-                timer.cancel()
-    finally:
-        task.remove_done_callback(_stop_loop)
+def _cancel_waiter(ctx: CallContext) -> concurrent.futures.Future[None]:
+    waiter: concurrent.futures.Future[None] = concurrent.futures.Future()
+    with _WAITERS_LOCK:
+        _WAITERS.setdefault(id(ctx), set()).add(waiter)
+    if ctx.cancelled.is_set():
+        waiter.set_result(None)
+    return waiter
 
 
-def settle(loop: asyncio.AbstractEventLoop, task: asyncio.Future[Any]) -> None:
-    """Run `loop` until `task` is done, at most `CLEANUP_SECONDS` (then it is cancelled and
-    given a tenth of that more); its outcome is retrieved and dropped."""
-    _run_until(loop, task, time.monotonic() + CLEANUP_SECONDS)
-    if not task.done():
-        task.cancel()
-        _run_until(loop, task, time.monotonic() + CLEANUP_SECONDS / 10)
-    if task.done() and not task.cancelled():
-        task.exception()
-
-
-def drive(loop: asyncio.AbstractEventLoop, awaitable: Awaitable[Any]) -> None:
-    """`settle` a coroutine or future on `loop` (a cleanup that must not raise)."""
-    with contextlib.suppress(Exception):
-        settle(loop, asyncio.ensure_future(awaitable, loop=loop))
+def _forget_waiter(ctx: CallContext, waiter: concurrent.futures.Future[None]) -> None:
+    with _WAITERS_LOCK:
+        waiters = _WAITERS.get(id(ctx))
+        if waiters is not None:
+            waiters.discard(waiter)
+            if not waiters:
+                del _WAITERS[id(ctx)]
 
 
 _local = threading.local()

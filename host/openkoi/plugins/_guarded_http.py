@@ -553,14 +553,6 @@ class GuardedClient:
         if self._owns_transports:
             await self._transports.aclose()
 
-    def close_if_idle(self) -> bool:
-        """Close at once, without a loop turn, when nothing is open and the transports are
-        shared; False when `aclose` has work to await."""
-        if self._open or self._owns_transports:
-            return False
-        self._closed = True
-        return True
-
     async def __aenter__(self) -> GuardedClient:
         return self
 

@@ -1,7 +1,7 @@
 """The imports a plugin sees: `openkoi:provider/http` and `openkoi:provider/host`.
 
-The guest runs in a worker thread; its HTTP runs on that thread's own event loop through the
-call's `GuardedClient` (`CallContext.run`, `_worker`). Which call a host function serves
+The guest runs in a worker thread; its HTTP runs on the caller's asyncio loop through the
+plugin's `GuardedClient` (`asyncio.run_coroutine_threadsafe`). Which call a host function serves
 is found through a thread-local `CallContext`, set by the runtime around each guest call (a
 store is used by one thread at a time, so the thread identifies the call).
 
@@ -9,9 +9,9 @@ Host functions never raise: wasmtime-py parks a Python exception raised in a hos
 process-wide global and re-raises it from whichever call checks next, possibly in another
 thread. Every failure becomes an `http-error` value instead.
 
-Streaming bodies are read on demand: each `next-chunk` is one network read on the worker's loop
-(everything the socket holds, up to 64 KiB), so a fast stream crosses the boundary in a few
-large pieces rather than many small ones, and nothing is read ahead of the guest.
+Streaming bodies are pumped by a task on the loop into a bounded buffer; `next-chunk` hands the
+guest everything buffered so far in one string, so a fast stream crosses the boundary in a few
+large pieces rather than many small ones.
 """
 
 from __future__ import annotations
@@ -25,7 +25,7 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 from openkoi.plugins import _guest_log
-from openkoi.plugins._call import CallContext, Cancelled, current, drive
+from openkoi.plugins._call import CallContext, Cancelled, current
 from openkoi.plugins._convert import record
 from openkoi.plugins._hostfunc import REQUEST_ARG_BYTES, add_func
 
@@ -37,97 +37,115 @@ if TYPE_CHECKING:
 log = logging.getLogger("openkoi.plugins")
 
 BODY_RESOURCE_TYPE = 0x6F6B_0001  # identifies openkoi's body-stream among host resources
+_HIGH_WATER = 1 << 20  # stop reading upstream once this much text waits for the guest
 
 
 # -- streaming bodies --------------------------------------------------------------------------
 
 _reps = itertools.count(1)
-_BODIES: dict[int, BodyReader] = {}
+_BODIES: dict[int, BodyPump] = {}
 _BODIES_LOCK = threading.Lock()
 
 
-class BodyReader:
-    """An upstream body read on demand, on the call's worker loop, one network read (at most
-    64 KiB, decoded and scrubbed by the `GuardedResponse`) per `next-chunk`: nothing is read
-    ahead of the guest, so a guest that stops reading holds the upstream back."""
+class BodyPump:
+    """Reads an upstream body on the loop into a bounded buffer the guest drains."""
 
     def __init__(self, ctx: CallContext, response: GuardedResponse) -> None:
         self.ctx = ctx
         self.response = response
         self.rep = next(_reps) & 0xFFFF_FFFF
-        self.thread = threading.get_ident()
         self.closed = False
-        self._ended = False
-        self._failed: HttpError | None = None  # what ended the body, told again on each ask
-        self._read: asyncio.Task[str | None] | None = None  # kept across a timed-out wait
-        self._closing: asyncio.Future[None] | None = None
+        self._cond = threading.Condition()
+        self._chunks: list[str] = []
+        self._size = 0
+        self._done = False
+        self._error: HttpError | None = None
+        self._room = asyncio.Event()
+        self._room.set()
+        self._task: asyncio.Task[None] | None = None
 
-    def take(self) -> str | HttpError:
-        """The next text, "" at the end, or an error (on the worker thread)."""
+    def start(self) -> None:
+        """Called on the loop."""
+        self._task = asyncio.get_running_loop().create_task(self._pump())
+
+    async def _pump(self) -> None:
         from openkoi.plugins._guarded_http import HttpError
 
-        if self._ended:
-            return self._failed if self._failed is not None else ""
-        ctx, loop = self.ctx, self.ctx.loop
-        assert loop is not None
-        read = self._read
-        if read is None:
-            read = self._read = loop.create_task(self.response.next_chunk())
+        error: HttpError | None = None
         try:
-            ctx.wait(read)
-        except Cancelled:
-            return HttpError("other", "the call was cancelled by the host")
-        except TimeoutError:  # the read goes on: the guest may ask again with a fresh deadline
-            return HttpError("timeout", "the call's time limit ran out while waiting for the body")
-        self._read = None
-        try:
-            chunk = read.result()
+            while True:
+                await self._room.wait()
+                chunk = await self.response.next_chunk()
+                if chunk is None:
+                    break
+                with self._cond:
+                    self._chunks.append(chunk)
+                    self._size += len(chunk)
+                    if self._size >= _HIGH_WATER:
+                        self._room.clear()
+                    self._cond.notify_all()
         except HttpError as exc:
-            self._ended, self._failed = True, exc
-            return exc
-        except (Exception, asyncio.CancelledError) as exc:  # never leak its details to the guest
-            self._ended = True
-            self._failed = HttpError("other", f"reading the response failed ({type(exc).__name__})")
-            self.close()
-            return self._failed
-        if chunk is None:
-            self._ended = True  # the response closed itself at its end
-            return ""
-        return chunk
+            error = exc
+        except asyncio.CancelledError:
+            error = HttpError("other", "the response was closed")
+            raise
+        except Exception as exc:  # never leak an unexpected failure's details to the guest
+            error = HttpError("other", f"reading the response failed ({type(exc).__name__})")
+        finally:
+            with self._cond:
+                self._done = True
+                self._error = error
+                self._cond.notify_all()
+            await self.response.aclose()
 
-    def close(self) -> None:
-        """Close the upstream response on the worker loop; idempotent (on the worker thread)."""
+    def wake(self) -> None:
+        with self._cond:
+            self._cond.notify_all()
+
+    def ended(self) -> bool:
+        """The pump has finished and closed the upstream response (asked from any thread)."""
+        task = self._task
+        return task is not None and task.done()
+
+    def take(self) -> str | HttpError:
+        """Everything buffered, "" at the end, or an error (thread side)."""
+        from openkoi.plugins._guarded_http import HttpError
+
+        ctx = self.ctx
+        with self._cond:
+            while not (self._chunks or self._done or ctx.cancelled.is_set()):
+                remaining = ctx.remaining()
+                if remaining <= 0:
+                    break
+                self._cond.wait(min(remaining, 1.0))
+            if self._chunks:
+                data = "".join(self._chunks)
+                self._chunks.clear()
+                self._size = 0
+                loop = ctx.loop
+                if loop is not None and not self._room.is_set():
+                    loop.call_soon_threadsafe(self._room.set)
+                return data
+            if self._done:
+                return self._error if self._error is not None else ""
+        if ctx.cancelled.is_set():
+            return HttpError("other", "the call was cancelled by the host")
+        return HttpError("timeout", "the call's time limit ran out while waiting for the body")
+
+    async def aclose(self) -> None:
+        """Close the upstream response (on the loop); idempotent."""
         if self.closed:
             return
         self.closed = True
         with _BODIES_LOCK:
             _BODIES.pop(self.rep, None)
-        loop = self.ctx.loop
-        if loop is None or loop.is_closed():
-            return
-        read, self._read = self._read, None
-        if read is not None:
-            read.cancel()
-            drive(loop, read)
-        drive(loop, self.response.aclose())
-
-    def close_soon(self) -> None:
-        """From another thread: close on the worker loop when it next runs (at the latest when
-        the call ends, `CallContext.close`)."""
-        loop = self.ctx.loop
-        if loop is not None:
-            with contextlib.suppress(RuntimeError):  # closed: its thread closed everything
-                loop.call_soon_threadsafe(self._close_on_loop)
-
-    def _close_on_loop(self) -> None:
-        if not self.closed:
-            self.closed = True
-            with _BODIES_LOCK:
-                _BODIES.pop(self.rep, None)
-            read, self._read = self._read, None
-            if read is not None:
-                read.cancel()
-            self._closing = asyncio.ensure_future(self.response.aclose())
+        task = self._task
+        if task is not None and not task.done():
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await task
+        await self.response.aclose()
+        self.wake()
 
 
 # -- the host functions ------------------------------------------------------------------------
@@ -196,17 +214,20 @@ def _send_streaming(ctx: CallContext, request: Any) -> Any:
     client = ctx.client
     assert client is not None
 
-    async def go() -> GuardedResponse:
-        return await client.send(method, url, headers, body)
+    async def go() -> BodyPump:
+        response = await client.send(method, url, headers, body)
+        pump = BodyPump(ctx, response)
+        with _BODIES_LOCK:
+            _BODIES[pump.rep] = pump
+        ctx.bodies[pump.rep] = pump
+        pump.start()
+        return pump
 
-    reader = BodyReader(ctx, ctx.run(go))
-    with _BODIES_LOCK:
-        _BODIES[reader.rep] = reader
-    ctx.bodies[reader.rep] = reader
+    pump = ctx.run(go)
     return record(
-        status=reader.response.status,
-        headers=reader.response.headers,
-        body=ResourceHost.own(reader.rep, BODY_RESOURCE_TYPE),
+        status=pump.response.status,
+        headers=pump.response.headers,
+        body=ResourceHost.own(pump.rep, BODY_RESOURCE_TYPE),
     )
 
 
@@ -214,10 +235,10 @@ def _next_chunk(ctx: CallContext, this: Any) -> Any:
     from openkoi.plugins._guarded_http import HttpError
 
     rep = _rep_of(this)
-    reader = ctx.bodies.get(rep) if rep is not None else None
-    if not isinstance(reader, BodyReader) or reader.closed:
+    pump = ctx.bodies.get(rep) if rep is not None else None
+    if not isinstance(pump, BodyPump) or pump.closed:
         return _http_error("other", "this body belongs to a call that has ended")
-    result = reader.take()
+    result = pump.take()
     if isinstance(result, HttpError):
         ctx.note(result)
         return _http_error(result.kind, result.message)
@@ -236,17 +257,20 @@ def _rep_of(this: Any) -> int | None:
 
 
 def _drop_body(store: Any, rep: int) -> None:
-    """The guest dropped a body-stream: close the upstream response (on its worker loop)."""
+    """The guest dropped a body-stream: close the upstream response on its loop."""
     try:
         with _BODIES_LOCK:
-            reader = _BODIES.pop(rep, None)
-        if reader is None or reader.closed:
+            pump = _BODIES.pop(rep, None)
+        if pump is None or pump.closed:
             return
-        reader.ctx.bodies.pop(rep, None)
-        if reader.thread == threading.get_ident():  # the guest runs: its loop is free
-            reader.close()
-        else:
-            reader.close_soon()
+        pump.ctx.bodies.pop(rep, None)
+        if pump.ended():  # read to its end: the response is closed already, no hop needed
+            pump.closed = True
+            pump.wake()
+            return
+        loop = pump.ctx.loop
+        if loop is not None and not loop.is_closed():
+            asyncio.run_coroutine_threadsafe(pump.aclose(), loop)
     except Exception:  # never raise into wasmtime
         return
 

@@ -24,6 +24,7 @@ import threading
 import time
 import weakref
 from collections.abc import AsyncIterator, Callable, Iterator, Mapping
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, TypeVar
 
@@ -68,20 +69,17 @@ from openkoi.plugins._linker import instantiate, prepare
 from openkoi.plugins._manifest import PROVIDER_EXPORT, PluginFile
 from openkoi.plugins._stream_lift import lift_batch
 from openkoi.plugins._wasi import WasiState
-from openkoi.plugins._worker import WorkerPool
-from openkoi.plugins._worker import current as current_worker
 
 if TYPE_CHECKING:
     from wasmtime import Store
 
     from openkoi._secrets import Secret
-    from openkoi.plugins._guarded_http import GuardedClient, Resolver, TransportPool
+    from openkoi.plugins._guarded_http import Resolver, TransportPool
 
 T = TypeVar("T")
 _DROP_SECONDS = 5.0
 _EVENT_OVERHEAD = 64  # read-ahead bytes counted per event on top of its lifted cost
 _HOST_GRACE_SECONDS = 1.0
-_CLOSE_SECONDS = 3.0  # the most `aclose` waits for the worker threads to close their connections
 
 
 def _cancel_live_calls() -> None:
@@ -92,8 +90,7 @@ def _cancel_live_calls() -> None:
 
 
 _LIVE: weakref.WeakSet[PluginRuntime] = weakref.WeakSet()
-# Registered after `_worker`'s exit hook (hooks run last first), so calls are cancelled before
-# the worker threads are told to end; then the interpreter joins them.
+# Registered after concurrent.futures' own exit hook (which joins workers), so it runs first.
 threading._register_atexit(_cancel_live_calls)  # type: ignore[attr-defined]
 
 
@@ -291,6 +288,8 @@ class PluginRuntime:
         missing_secrets: Mapping[str, str] | None = None,
         resolver: Resolver | None = None,
     ) -> None:
+        from openkoi.plugins._guarded_http import TransportPool
+
         self.plugin = plugin
         self.id = plugin.manifest.id
         self.policy = policy
@@ -309,10 +308,10 @@ class PluginRuntime:
         self.load_seconds = time.perf_counter() - started
         self.export_name = next(e for e in plugin.exports if e.split("@")[0] == PROVIDER_EXPORT)
         self.stats = RuntimeStats()
-        self._workers = WorkerPool(self.pool_size, f"openkoi-plugin-{self.id}")
-        # A runtime dropped without `aclose` still lets its threads end (not at exit: the exit
-        # hooks do that before the threads are joined).
-        weakref.finalize(self, self._workers.shutdown).atexit = False
+        self._transports: TransportPool = TransportPool()
+        self._executor = ThreadPoolExecutor(
+            max_workers=self.pool_size, thread_name_prefix=f"openkoi-plugin-{self.id}"
+        )
         self._lock = threading.Lock()
         self._idle: list[_Instance] = []
         self._count = 0
@@ -413,7 +412,7 @@ class PluginRuntime:
             if got is not None:
                 return got
         try:
-            return await asyncio.wrap_future(self._workers.submit(self._new_instance))
+            return await asyncio.wrap_future(self._executor.submit(self._new_instance))
         except BaseException as exc:
             self._hand_back(None)
             if isinstance(exc, ProviderError | asyncio.CancelledError):
@@ -446,39 +445,20 @@ class PluginRuntime:
 
     # -- calls -------------------------------------------------------------------------------------
 
-    def _attach(self, ctx: CallContext) -> None:
-        """Give a call starting on a worker thread that thread's loop and a client on it."""
-        worker = current_worker()
-        assert worker is not None, "a plugin call runs on one of its worker threads"
-        ctx.attach(worker.loop, self._client(worker.transports))
-
-    def _client(self, transports: TransportPool) -> GuardedClient:
+    def _context(self, loop: asyncio.AbstractEventLoop) -> CallContext:
         from openkoi.plugins._guarded_http import GuardedClient
 
-        return GuardedClient(
+        client = GuardedClient(
             self.policy,
             self._secrets,
             max_response_bytes=self.limits.response_bytes,
             max_requests=self.limits.max_requests,
             timeout=min(self.limits.call_seconds, 600.0),
-            transports=transports,
+            transports=self._transports,
             resolver=self._resolver,
             secret_origins=self._secret_origins,
         )
-
-    def _submit(
-        self, inst: _Instance, fn: Callable[..., T], *args: Any, reply: bool = True
-    ) -> asyncio.Future[T] | None:
-        """Run a job on a worker; with `reply`, its outcome arrives in a future on the running
-        loop (a stream's job tells its reader through its channel instead)."""
-        try:
-            if reply:
-                return self._workers.reply(asyncio.get_running_loop(), fn, *args)
-            self._workers.submit(fn, *args)
-            return None
-        except RuntimeError:  # shut down meanwhile (`aclose`, interpreter exit)
-            self._hand_back(inst)
-            raise PluginError(f"plugin {self.id} is closed", provider=self.id) from None
+        return CallContext(self.id, loop, client, self.config)
 
     async def info(self) -> Any:
         if self._info is None:
@@ -488,26 +468,27 @@ class PluginRuntime:
     async def call(self, export: str, *args: Any, convert: Callable[[Any], T]) -> T:
         """Run one export to completion; `convert` maps its ok value (in the worker thread)."""
         inst = await self._acquire()
-        ctx = CallContext(self.id, None, None, self.config)
-        reply: asyncio.Future[T] | None = self._submit(
-            inst, self._job, inst, ctx, export, args, convert
-        )
-        assert reply is not None
-        # The guest is ended at its deadline by the host (`_interrupt`, `_wasi`); this bound is
-        # the host's own, should anything in between ever fail to end.
-        bound = asyncio.get_running_loop().call_later(
-            self.limits.call_seconds + _HOST_GRACE_SECONDS, _expire, reply
-        )
+        ctx = self._context(asyncio.get_running_loop())
+        future = self._executor.submit(self._job, inst, ctx, export, args, convert)
+        wrapped = asyncio.wrap_future(future)
         try:
-            return await reply
-        except _HostBound:
-            ctx.cancel()
-            raise self.limit_error("time") from None
+            # The guest is ended at its deadline by the host (`_interrupt`, `_wasi`); this bound
+            # is the host's own, should anything in between ever fail to end. (`wait` neither
+            # cancels `wrapped` nor takes the extra loop turns `wait_for(shield(...))` takes.)
+            done, _ = await asyncio.wait(
+                (wrapped,), timeout=self.limits.call_seconds + _HOST_GRACE_SECONDS
+            )
+            if not done:
+                ctx.cancel()
+                wrapped.add_done_callback(_consume)
+                raise self.limit_error("time")
+            return wrapped.result()
         except asyncio.CancelledError:
             ctx.cancel()  # the guest is ended at once; the job frees the instance
+            wrapped.add_done_callback(_consume)
             raise
         finally:
-            bound.cancel()
+            await _quietly(ctx.aclose())
 
     def _job(
         self,
@@ -521,7 +502,6 @@ class PluginRuntime:
             with self.tracking(ctx):
                 if ctx.cancelled.is_set():
                     raise PluginError("the call was cancelled", provider=self.id)
-                self._attach(ctx)
                 self.stats.calls += 1
                 result = inst.invoke(
                     ctx,
@@ -541,16 +521,16 @@ class PluginRuntime:
                         provider=self.id,
                     ) from None
         finally:
-            ctx.close()  # every response it opened, on this thread's loop
             self._hand_back(inst)
 
     async def stream(self, request: Any) -> AsyncIterator[list[ChatChunk | str]]:
         """Batches of events from `stream-chat` and `next`, each a chunk or, for a text delta,
         its text (`_stream_lift`); close the generator to cancel."""
         inst = await self._acquire()
-        ctx = CallContext(self.id, None, None, self.config)
-        channel = _Channel(asyncio.get_running_loop())
-        self._submit(inst, self._stream_job, inst, ctx, request, channel, reply=False)
+        loop = asyncio.get_running_loop()
+        ctx = self._context(loop)
+        channel = _Channel(loop)
+        self._executor.submit(self._stream_job, inst, ctx, request, channel)
         finished = False
         # The host's own bound on each wait, should the guest's deadline ever fail to end it.
         bound = max(self.limits.call_seconds, self.limits.event_seconds) + _HOST_GRACE_SECONDS
@@ -569,9 +549,10 @@ class PluginRuntime:
                 channel.consumed(size)
                 yield item
         finally:
-            if not finished:  # closed early: end the guest; its job closes the upstream
-                ctx.cancel()  # response on its worker's loop and frees the instance
+            if not finished:  # closed early: end the guest, which then frees the instance
+                ctx.cancel()
                 channel.wake()
+            await _quietly(ctx.aclose())
 
     def _stream_job(
         self, inst: _Instance, ctx: CallContext, request: Any, channel: _Channel
@@ -581,7 +562,6 @@ class PluginRuntime:
             with self.tracking(ctx):
                 if ctx.cancelled.is_set():
                     return
-                self._attach(ctx)
                 self.stats.calls += 1
                 opened = inst.invoke(
                     ctx,
@@ -638,7 +618,6 @@ class PluginRuntime:
         finally:
             if handle is not None and not inst.broken:
                 inst.drop(ctx, handle)
-            ctx.close()  # every response it opened, on this thread's loop
             channel.end()
             self._hand_back(inst)
 
@@ -714,10 +693,8 @@ class PluginRuntime:
         del idle
         self.cancel_all()
         _LIVE.discard(self)
-        # Each thread ends its (cancelled) job, closes its connections on its own loop and
-        # ends; the wait is bounded, whatever a guest does.
-        self._workers.shutdown()
-        await self._workers.wait_ended(_CLOSE_SECONDS)
+        self._executor.shutdown(wait=False, cancel_futures=False)
+        await self._transports.aclose()
 
 
 def release_freed_memory() -> None:
@@ -726,13 +703,10 @@ def release_freed_memory() -> None:
         ctypes.CDLL(None).malloc_trim(0)
 
 
-class _HostBound(Exception):
-    """A call outlived the host's own bound on it."""
-
-
-def _expire(future: asyncio.Future[Any]) -> None:
-    if not future.done():
-        future.set_exception(_HostBound())
+def _consume(future: asyncio.Future[Any]) -> None:
+    """Retrieve the outcome of a call nobody awaits any more (it was cancelled)."""
+    if not future.cancelled():
+        future.exception()
 
 
 def _resolve(waiter: _Waiter, inst: _Instance | None, runtime: PluginRuntime) -> None:
@@ -754,3 +728,8 @@ def _first_line(exc: BaseException) -> str:
     text = str(exc).strip().splitlines()
     line = text[0] if text else type(exc).__name__
     return line[:200]
+
+
+async def _quietly(awaitable: Any) -> None:
+    with contextlib.suppress(Exception):
+        await awaitable

@@ -201,13 +201,5 @@ class Hostile(Provider):
             with http.stream("GET", base + "/slow") as response:
                 for event in response.sse():
                     yield TextDelta(event.data)
-        elif attack == "drop-stream":  # the guest lets go of a body mid-way, then works on
-            with http.stream("GET", base + "/slow") as response:
-                for event in response.sse():
-                    yield TextDelta(event.data)
-                    break
-            yield TextDelta("dropped")
-            time.sleep(float(request.messages[-1].content or "1"))
-            yield TextDelta("done")
         else:
             yield from super().stream(request)
