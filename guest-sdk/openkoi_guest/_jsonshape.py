@@ -35,12 +35,15 @@ MISS: Any = object()  # what `Shape.match` gives for a text not of its shape
 
 _scanstring: Callable[[str, int, bool], tuple[str, int]] = json.decoder.scanstring  # type: ignore[attr-defined]
 # The C scanner's number grammar (ASCII digits only, unlike `json.scanner.NUMBER_RE`'s `\d`).
-_NUMBER = re.compile(r"(-?(?:0|[1-9][0-9]*))(\.[0-9]+)?([eE][-+]?[0-9]+)?").match
+_NUMBER_PATTERN = r"(-?(?:0|[1-9][0-9]*))(\.[0-9]+)?([eE][-+]?[0-9]+)?"
+_NUMBER = re.compile(_NUMBER_PATTERN).match
 _TOKEN = re.compile(
     r"""(?P<ws>[ \t\n\r]+)
     |(?P<punct>[{}\[\]:,])
     |(?P<str>"(?:[^"\\]|\\.)*")
-    |(?P<num>-?(?:0|[1-9][0-9]*)(?:\.[0-9]+)?(?:[eE][-+]?[0-9]+)?)
+    |(?P<num>(?:"""
+    + _NUMBER_PATTERN
+    + r"""))
     |(?P<lit>true|false|null|NaN|Infinity|-Infinity)""",
     re.VERBOSE | re.DOTALL,
 ).match
@@ -57,10 +60,8 @@ _STR, _NUM = 0, 1
 
 def _number(text: str) -> int | float:
     """A number token's value, as the decoder makes it."""
-    whole, fraction, exponent = _NUMBER(text).groups()  # type: ignore[union-attr]
-    if fraction or exponent:
-        return float(whole + (fraction or "") + (exponent or ""))
-    return int(whole)
+    _, fraction, exponent = _NUMBER(text).groups()  # type: ignore[union-attr]
+    return float(text) if fraction or exponent else int(text)
 
 
 def _tokens(text: str) -> list[tuple[str, str]] | None:
