@@ -1,6 +1,7 @@
 """How the `openkoi` process ends: without the interpreter's teardown, yet with its answer
 complete, its ledger rows written, its `atexit` hooks run and its exit codes unchanged; and what
-a prompt does not import (httpx's own CLI, rich, tomlkit, genai-prices once a price is known)."""
+a prompt does not import (httpx's own CLI, rich, tomlkit, click, genai-prices once a price is
+known)."""
 
 from __future__ import annotations
 
@@ -16,7 +17,7 @@ from _routing_support import error_reply, stream_answer
 
 # The CLI as the `openkoi` command runs it (no argv), with a hook that reports on stderr, as the
 # process ends, which of these modules it imported.
-WATCHED = ("httpx._main", "rich", "tomlkit", "genai_prices", "openkoi.plugins._loader")
+WATCHED = ("httpx._main", "rich", "tomlkit", "genai_prices", "openkoi.plugins._loader", "click")
 REPORTING_CLI = (
     "import atexit, json, sys\n"
     f"atexit.register(lambda: sys.stderr.write('IMPORTED ' + json.dumps("
@@ -69,6 +70,7 @@ def test_a_prompt_to_a_file_is_complete_and_recorded_with_its_price(
         found = imported(done.stderr)  # the atexit hook ran
         assert "httpx._main" not in found and "rich" not in found and "tomlkit" not in found
         assert "openkoi.plugins._loader" not in found
+        assert "click" not in found  # the plain prompt's own parser (openkoi.cli._fast)
         assert ("genai_prices" in found) == (run == 0)
     first, second = rows(_isolated_home)
     assert first == second

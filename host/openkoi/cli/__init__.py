@@ -5,7 +5,8 @@ openkoi --model openai/gpt-5.2 "…"    pick the model
 echo "…" | openkoi                    prompt from stdin
 
 This module stays small (no click, no pydantic): `main()` sets the process up for start-up
-before the command group (`openkoi.cli._group`) and everything it needs are imported.
+before the command group (`openkoi.cli._group`) and everything it needs are imported. The plain
+prompt (`openkoi -m provider/model "..."`) runs without click at all (`openkoi.cli._fast`).
 """
 
 from __future__ import annotations
@@ -53,9 +54,7 @@ def main(argv: list[str] | None = None) -> None:
         pause_collector()
     try:
         _tolerant_streams()
-        from openkoi.cli._group import run_group
-
-        code = run_group(argv)
+        code = _run(argv)
     finally:
         resume_collector()
     try:
@@ -65,6 +64,25 @@ def main(argv: list[str] | None = None) -> None:
     if argv is None:
         _exit_now(code)
     sys.exit(code)
+
+
+def _run(argv: list[str] | None) -> int:
+    """The plain prompt on its click-free path; every other command line through click."""
+    from openkoi.cli._fast import simple_prompt
+
+    asked = simple_prompt(sys.argv[1:] if argv is None else argv)
+    if asked is None:
+        from openkoi.cli._group import run_group
+
+        return run_group(argv)
+    from openkoi.cli._ask import ask
+    from openkoi.cli._guard import run_guarded
+
+    def prompt() -> int:
+        ask(asked)
+        return 0
+
+    return run_guarded(prompt)
 
 
 def _reader_gone() -> int:

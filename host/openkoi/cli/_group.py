@@ -1,34 +1,19 @@
-"""The `openkoi` command group: click, the lazily loaded subcommands, and how a failure becomes
-an exit code. `openkoi.cli.main` imports it once the process is set up for start-up."""
+"""The `openkoi` command group: click, the lazily loaded subcommands, and how click's own
+failures become exit codes. `openkoi.cli.main` imports it for anything but the plain prompt."""
 
 from __future__ import annotations
 
-import os
 from importlib import import_module
 from typing import Any
 
 import click
 
 from openkoi import __version__
+from openkoi.cli._commands import DEFAULT_COMMAND as _DEFAULT_COMMAND
+from openkoi.cli._commands import SUBCOMMANDS as _SUBCOMMANDS
 from openkoi.cli._gc import resume_collector
+from openkoi.cli._guard import ReaderGone, run_guarded
 from openkoi.cli._typos import GUARD
-
-# name -> "module:attribute"; each subcommand module owns one noun.
-_SUBCOMMANDS: dict[str, str] = {
-    "run": "openkoi.cli._prompt:run",
-    "connect": "openkoi.cli._connect:connect",
-    "disconnect": "openkoi.cli._connect:disconnect",
-    "status": "openkoi.cli._status:status",
-    "models": "openkoi.cli._models:models",
-    "init": "openkoi.cli._init:init",
-    "plugin": "openkoi.cli._plugin:plugin",
-    "demo": "openkoi.cli._demo:demo",
-}
-_DEFAULT_COMMAND = "run"
-
-
-class _ReaderGone(Exception):
-    """stdout's pipe closed. Not an OSError, so click does not turn it into exit status 1."""
 
 
 class _LazyDefaultGroup(click.Group):
@@ -86,7 +71,7 @@ class _LazyDefaultGroup(click.Group):
         try:
             return super().invoke(ctx)
         except BrokenPipeError:
-            raise _ReaderGone() from None
+            raise ReaderGone() from None
 
 
 @click.group(
@@ -111,29 +96,17 @@ def cli() -> None:
 
 def run_group(argv: list[str] | None) -> int:
     """Run the command line; every failure becomes one clear line and an exit code, never a
-    traceback. A closed stdout pipe is not a failure: the reader had what it wanted (0)."""
-    from openkoi._errors import OpenKoiError
-    from openkoi.cli._out import fail as _fail
-    from openkoi.cli._out import reader_gone
+    traceback (`openkoi.cli._guard`)."""
+    from openkoi.cli._out import fail
 
-    try:
-        result: Any = cli.main(args=argv, prog_name="openkoi", standalone_mode=False)
-        return result if isinstance(result, int) else 0
-    except click.exceptions.Abort:
-        return _fail("aborted", 130)
-    except click.ClickException as exc:
-        exc.show()
-        return exc.exit_code
-    except OpenKoiError as exc:
-        return _fail(str(exc))
-    except KeyboardInterrupt:
-        return _fail("interrupted", 130)
-    except (BrokenPipeError, _ReaderGone):
-        return reader_gone()
-    except Exception as exc:  # the last line of defence: say what happened, in one line
-        if os.environ.get("OPENKOI_DEBUG"):
-            raise
-        return _fail(
-            f"internal error: {type(exc).__name__}: {exc} (set OPENKOI_DEBUG=1 for a traceback)",
-            70,
-        )
+    def click_main() -> int:
+        try:
+            result: Any = cli.main(args=argv, prog_name="openkoi", standalone_mode=False)
+            return result if isinstance(result, int) else 0
+        except click.exceptions.Abort:
+            return fail("aborted", 130)
+        except click.ClickException as exc:
+            exc.show()
+            return exc.exit_code
+
+    return run_guarded(click_main)

@@ -1,35 +1,20 @@
-"""`openkoi run` (the default command): a one-shot prompt streamed to the terminal.
-
-The prompt goes to the executor role through the router, so the fallback chain, cooldowns and the
-usage ledger apply to it as to any library call.
-"""
+"""`openkoi run` (the default command): its options, parsed and checked by click, then handed to
+`openkoi.cli._ask`. The plain prompt skips click altogether (`openkoi.cli._fast`)."""
 
 from __future__ import annotations
 
-import contextlib
 import json
 import sys
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-import anyio
 import click
 
-from openkoi._errors import ConfigError
-from openkoi._timefmt import utc_moment
-from openkoi.cli._gc import resume_collector
-from openkoi.cli._out import note as _note
+from openkoi.cli._ask import Ask, ask
 from openkoi.cli._typos import refuse_command_typos
-from openkoi.cli._warm import warm_chain
 
 if TYPE_CHECKING:
-    from openkoi._errors import CandidateFailure
-    from openkoi._types import ChatResponse, ReasoningEffort
-
-NO_PROVIDER = (
-    "no provider is configured: set an API key such as ANTHROPIC_API_KEY or OPENAI_API_KEY, "
-    "or run `openkoi connect`"
-)
+    from openkoi._types import ReasoningEffort
 
 
 def _read_prompt(words: tuple[str, ...]) -> str:
@@ -40,16 +25,6 @@ def _read_prompt(words: tuple[str, ...]) -> str:
         if text:
             return text
     raise click.UsageError('give a prompt: openkoi "your question" (or pipe it on stdin)')
-
-
-def _describe(failure: CandidateFailure) -> str:
-    text = f"{failure.ref}: {failure.error.message}"
-    if failure.error.status:
-        text += f" (HTTP {failure.error.status})"
-    if failure.cooldown_until is not None:
-        waiting = "room again at" if failure.error.kind == "budget" else "cooling until"
-        text += f", {waiting} {utc_moment(failure.cooldown_until)}"
-    return text
 
 
 def _options(pairs: tuple[str, ...]) -> dict[str, Any]:
@@ -100,21 +75,6 @@ def _reasoning(value: str | None) -> ReasoningEffort | int | None:
     )
 
 
-def _as_json(response: ChatResponse) -> str:
-    data = {
-        "text": response.content,
-        "parsed": response.parsed,
-        "reasoning": response.reasoning or None,
-        "refusal": response.refusal,
-        "tool_calls": [c.model_dump() for c in response.tool_calls],
-        "stop_reason": response.stop_reason,
-        "model": response.model,
-        "usage": response.usage.model_dump(),
-        "cost_usd": response.cost_usd,
-    }
-    return json.dumps(data, ensure_ascii=False, indent=2)
-
-
 @click.command("run")
 @click.argument("prompt", nargs=-1)
 @click.option("-m", "--model", help="provider/model for executor, evaluator and planner")
@@ -152,98 +112,27 @@ def run(
 
     Example: openkoi --model groq/llama-3.3-70b-versatile "Explain SSE in one line"
     """
-    from openkoi._config import ConfigFile
-    from openkoi._provider import collect
-    from openkoi._registry import ProviderRegistry
-    from openkoi._types import Attachment, ChatRequest, Message
-    from openkoi.routing import Router
+    from openkoi._types import Attachment
 
     refuse_command_typos(prompt)
     extra, output_schema, effort = _options(option), _schema(schema), _reasoning(reasoning)
     attachments = [Attachment.of(item) for item in attach]
-    text = _read_prompt(prompt)
-    config = ConfigFile().config
-    failures: list[CandidateFailure] = []
-
-    def build(chosen: str | None) -> Router:
-        return Router.from_config(
-            config,
-            registry=ProviderRegistry(config),
-            model=chosen,
-            overrides={
-                "executor": executor,
-                "evaluator": evaluator,
-                "planner": planner,
-                "embedder": embedder,
-            },
-            on_fallback=failures.append,
-            on_warning=lambda message: _note(f"warning: {message}"),
-        )
-
-    router = build(model)
-    if not router.roles["executor"].chain:
-        from openkoi._defaults import first_run_setup
-
-        resume_collector()  # the picker waits on a person
-        chosen = first_run_setup(ProviderRegistry(config))  # the picker, in a terminal only
-        if not chosen:
-            raise ConfigError(NO_PROVIDER)
-        router = build(chosen)
-    resume_collector()  # start-up is over: a plugin's compile and the call run with it on
-    warm_chain(
-        router.registry, router.chain("executor")
-    )  # a plugin's first compile, shown on stderr
-    request = ChatRequest(
+    asked = Ask(
+        text=_read_prompt(prompt),
+        model=model,
+        roles={
+            "executor": executor,
+            "evaluator": evaluator,
+            "planner": planner,
+            "embedder": embedder,
+        },
         system=system,
-        messages=[Message.user(text, attachments)],
         max_tokens=max_tokens,
         temperature=temperature,
+        attachments=attachments,
         extra=extra,
         schema=output_schema,
         reasoning=effort,
+        as_json=as_json,
     )
-
-    async def whole() -> None:
-        """--schema / --json: the answer is printed once, complete and checked."""
-        try:
-            async with contextlib.aclosing(router.chat_stream("executor", request)) as chunks:
-                response = await collect(chunks, request)
-        finally:
-            await router.aclose()
-        if as_json:
-            print(_as_json(response))
-        else:
-            print(json.dumps(response.parsed, ensure_ascii=False, indent=2))
-
-    if as_json or output_schema is not None:
-        anyio.run(whole)
-        return
-
-    async def stream() -> None:
-        out = sys.stdout
-        started = False
-        try:
-            # aclosing: a reader that went away (BrokenPipeError) still closes the stream here,
-            # not in a finalizer after the event loop is gone.
-            async with contextlib.aclosing(router.chat_stream("executor", request)) as chunks:
-                async for chunk in chunks:
-                    if not started:
-                        started = True
-                        if failures:
-                            tried = {f.ref for f in failures}
-                            answering = next(r for r in router.chain("executor") if r not in tried)
-                            skipped = "; ".join(_describe(f) for f in failures)
-                            _note(f"note: answered by {answering} ({skipped})")
-                    if chunk.delta:
-                        out.write(chunk.delta)
-                        out.flush()
-        finally:
-            try:
-                if started:
-                    with contextlib.suppress(BrokenPipeError):
-                        out.write("\n")
-                        out.flush()
-            finally:
-                await router.aclose()
-
-    anyio.run(stream)
+    ask(asked)
