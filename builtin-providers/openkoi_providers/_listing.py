@@ -1,7 +1,7 @@
 """Reading a vendor's model list: one bounded GET, and the fields vendors use for limits.
 
-A listing is read as a stream and refused past `MAX_LISTING_BYTES`, so a server cannot grow the
-answer without bound; pages are followed at most `MAX_PAGES` times.
+A listing is read under a cap (`MAX_LISTING_BYTES`, `openkoi._body`), so a server cannot grow
+the answer without bound; pages are followed at most `MAX_PAGES` times.
 """
 
 from __future__ import annotations
@@ -10,6 +10,7 @@ from collections.abc import Callable, Iterable, Mapping
 from typing import Any
 
 import httpx
+from openkoi._body import read_capped, read_start
 from openkoi._errors import MalformedResponseError
 from openkoi._http import json_body, map_transport_errors
 
@@ -33,17 +34,12 @@ async def get_listing(
 ) -> Any:
     """GET `path` and parse its JSON; error statuses go through the vendor's `on_error`."""
     hidden = tuple(secrets)
-    body = bytearray()
     with map_transport_errors(provider, hidden):
         async with client.stream("GET", path, params=params, headers=dict(headers)) as response:
-            async for part in response.aiter_bytes():
-                body += part
-                if len(body) > limit:
-                    raise MalformedResponseError(
-                        f"the model list is larger than {limit // (1024 * 1024)} MiB",
-                        provider=provider,
-                        status=response.status_code,
-                    )
+            if response.status_code >= 400:
+                body = await read_start(response)
+            else:
+                body = await read_capped(response, limit, provider=provider, what="the model list")
     text = body.decode("utf-8", "replace")
     if response.status_code >= 400:
         raise on_error(response, text)

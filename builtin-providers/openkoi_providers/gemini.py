@@ -27,6 +27,7 @@ from typing import Any
 from urllib.parse import quote, urlsplit
 
 import httpx
+from openkoi._body import read_capped
 from openkoi._errors import (
     AuthenticationError,
     ContentPolicyError,
@@ -667,7 +668,8 @@ class GeminiProvider(HTTPProvider):
     ) -> AsyncIterator[Mapping[str, Any]]:
         """`streamGenerateContent` without `alt=sse` (e.g. a proxy dropped the query): one JSON
         array of responses, read whole."""
-        text = (await response.aread()).decode("utf-8", "replace")
+        raw = await read_capped(response, self.settings.max_response_bytes, provider=self.id)
+        text = raw.decode("utf-8", "replace")
         data = json_body(text, provider=self.id, status=response.status_code)
         for item in data if isinstance(data, list) else [data]:
             if isinstance(item, dict):

@@ -19,6 +19,7 @@ from dataclasses import dataclass, field, replace
 from typing import Any
 
 import httpx
+from openkoi._body import read_capped
 from openkoi._errors import (
     InvalidRequestError,
     MalformedResponseError,
@@ -45,6 +46,8 @@ from openkoi._types import (
     ToolCallDelta,
     ToolDef,
 )
+
+from openkoi_providers._listing import MAX_LISTING_BYTES
 
 DEFAULT_PORT = 11434
 DEFAULT_BASE_URL = f"http://127.0.0.1:{DEFAULT_PORT}"
@@ -142,13 +145,15 @@ async def probe(base_url: str | None = None, timeout: float = 0.5) -> OllamaProb
     url = normalize_host(base_url if base_url is not None else os.environ.get("OLLAMA_HOST"))
     try:
         with anyio.fail_after(timeout):
-            async with httpx.AsyncClient(
-                timeout=httpx.Timeout(timeout),
-                transport=httpx.AsyncHTTPTransport(retries=0),
-                follow_redirects=False,
-            ) as client:
-                response = await client.get(f"{url}/api/tags")
-                payload = response.content
+            async with (
+                httpx.AsyncClient(
+                    timeout=httpx.Timeout(timeout),
+                    transport=httpx.AsyncHTTPTransport(retries=0),
+                    follow_redirects=False,
+                ) as client,
+                client.stream("GET", f"{url}/api/tags") as response,
+            ):
+                payload = await read_capped(response, MAX_LISTING_BYTES, provider="ollama")
     except (TimeoutError, httpx.HTTPError, OSError, ValueError):
         return OllamaProbe(url, False, [])
     if response.status_code != 200:

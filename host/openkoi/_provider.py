@@ -23,6 +23,7 @@ import httpx
 from pydantic import ValidationError
 
 from openkoi._attachments import fetch_for, has_url_attachments
+from openkoi._body import MAX_RESPONSE_BYTES, read_capped, read_start
 from openkoi._deadline import CallClock, clock_of, paced_batches
 from openkoi._errors import (
     InvalidRequestError,
@@ -153,6 +154,7 @@ class ProviderSettings:
     # Deadlines for every call (a call's `ChatRequest.timeouts` wins); unset fields: defaults.
     timeouts: Timeouts = field(default_factory=Timeouts)
     max_connections: int = DEFAULT_MAX_CONNECTIONS
+    max_response_bytes: int = MAX_RESPONSE_BYTES  # a whole answer's decoded body (`_body`)
     proxy: str | None = None  # None: the environment's proxy; "": direct
     ca_bundle: str | None = None
 
@@ -363,9 +365,15 @@ class HTTPProvider:
             try:
                 clock.event()  # the headers: the answer has begun
                 with map_transport_errors(self.id, secrets, receiving=True):
-                    text = (await clock.wait(response.aread())).decode(
-                        response.encoding or "utf-8", "replace"
-                    )
+                    if response.status_code >= 400:
+                        raw = await clock.wait(read_start(response))
+                    else:
+                        raw = await clock.wait(
+                            read_capped(
+                                response, self.settings.max_response_bytes, provider=self.id
+                            )
+                        )
+                    text = raw.decode(response.encoding or "utf-8", "replace")
             finally:
                 await response.aclose()
         finally:
@@ -449,7 +457,7 @@ class HTTPProvider:
                 )
                 if response.status_code >= 400 or wrong_type:
                     with map_transport_errors(self.id, secrets, receiving=True):
-                        raw = await clock.wait(response.aread())
+                        raw = await clock.wait(read_start(response))
                     error = self._error(response, raw.decode("utf-8", "replace"))
                     if response.status_code < 400 and type(error) is ProviderError:
                         error = MalformedResponseError(

@@ -13,6 +13,7 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field, replace
 from typing import Literal
 
+from openkoi._body import MAX_RESPONSE_BYTES
 from openkoi._config import Config, ProviderEntry
 from openkoi._credentials import resolve_api_key
 from openkoi._errors import CredentialsMissingError, UnknownProviderError
@@ -138,6 +139,7 @@ class ProviderRegistry:
             options=dict(entry.options),
             timeouts=_timeouts(entry, self.config),
             max_connections=entry.max_connections or DEFAULT_MAX_CONNECTIONS,
+            max_response_bytes=entry.max_response_bytes or MAX_RESPONSE_BYTES,
             proxy=entry.proxy,
             ca_bundle=entry.ca_bundle,
         )

@@ -17,6 +17,7 @@ from typing import Any, Literal
 import anyio
 import httpx
 
+from openkoi._body import read_capped
 from openkoi._errors import (
     AuthenticationError,
     MalformedResponseError,
@@ -30,6 +31,7 @@ from openkoi.credentials._endpoints import time_scale
 DEVICE_GRANT = "urn:ietf:params:oauth:grant-type:device_code"
 SLOW_DOWN_STEP = 5.0  # RFC 8628 section 3.5
 MAX_NETWORK_FAILURES = 3
+MAX_REPLY_BYTES = 1024 * 1024  # a token endpoint's answer is a few hundred bytes
 DEFAULT_INTERVAL = 5.0
 DEFAULT_EXPIRES_IN = 900.0
 
@@ -75,14 +77,15 @@ async def post(
 ) -> Reply:
     """One request; JSON answers parsed (None when the body is not JSON), transport errors mapped."""
     with map_transport_errors(provider, secrets):
-        response = await client.request(
+        async with client.stream(
             method,
             url,
             data=dict(form) if form is not None else None,
             json=dict(body) if body is not None else None,
             headers={"accept": "application/json", **(headers or {})},
-        )
-        text = response.text
+        ) as response:
+            raw = await read_capped(response, MAX_REPLY_BYTES, provider=provider)
+        text = raw.decode(response.encoding or "utf-8", "replace")
     try:
         data = json.loads(text) if text.strip() else None
     except json.JSONDecodeError:
