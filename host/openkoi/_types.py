@@ -33,7 +33,9 @@ StopReason = Literal[
 
 
 class _Model(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=False)
+    # defer_build: a model's validator is built when it is first used, not at import; a prompt
+    # uses four of these models (their nested ones are built inside them), not fourteen.
+    model_config = ConfigDict(extra="forbid", frozen=False, defer_build=True)
 
 
 class ToolCall(_Model):
