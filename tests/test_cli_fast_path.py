@@ -3,9 +3,15 @@ accepts, click reads the same way, and whatever else it leaves to click."""
 
 from __future__ import annotations
 
+import os
+import signal
+import subprocess
+import sys
+import threading
 from typing import Any
 
 import pytest
+from _server import Recorded, Reply
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from openkoi.cli import _prompt
@@ -141,3 +147,44 @@ def test_click_and_the_fast_path_agree_on_a_full_plain_prompt(
     clicked: Any = read_by_click(args, monkeypatch)
     assert clicked == asked
     assert clicked.roles["executor"] == "e/x" and clicked.roles["embedder"] == "m/e"
+
+
+@pytest.mark.parametrize(
+    "args",
+    [
+        ["-m", "openai/gpt-4o-mini", "hi"],  # the click-free path
+        ["--temperature", "0", "-m", "openai/gpt-4o-mini", "hi"],  # through click
+    ],
+)
+def test_ctrl_c_during_a_prompt_ends_the_same_way_on_both_paths(
+    serve: Any, args: list[str]
+) -> None:
+    arrived = threading.Event()
+
+    def hang(request: Recorded) -> Reply:
+        arrived.set()
+        return Reply(delay=3600)
+
+    server = serve(hang)
+    env = {
+        **os.environ,
+        "OPENAI_API_KEY": "sk-test-ctrl-c-0000",
+        "OPENAI_BASE_URL": server.url + "/v1",
+    }
+    process = subprocess.Popen(
+        [sys.executable, "-c", "from openkoi.cli import main; main()", *args],
+        stdin=subprocess.DEVNULL,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env=env,
+    )
+    try:
+        assert arrived.wait(30), "the request never arrived"
+        process.send_signal(signal.SIGINT)
+        out, err = process.communicate(timeout=30)
+    finally:
+        process.kill()
+    assert process.returncode == 130, err
+    assert out == ""
+    assert [line for line in err.splitlines() if line.strip()] == ["error: aborted"]
