@@ -50,8 +50,13 @@ class ServerProcess:
             target=_serve_forever, args=(json_body, stream_body, stream_type, child), daemon=True
         )
         self._process.start()
+        self.pid: int = self._process.pid or 0
         self.port: int = parent.recv()
         self.url = f"http://127.0.0.1:{self.port}"
+
+    def cpu_seconds(self) -> float:
+        """CPU time the server process has used so far (user + system, all its threads)."""
+        return process_cpu_seconds(self.pid)
 
     def stop(self) -> None:
         self._process.terminate()
@@ -62,6 +67,18 @@ class ServerProcess:
 
     def __exit__(self, *exc: object) -> None:
         self.stop()
+
+
+def process_cpu_seconds(pid: int) -> float:
+    """User + system CPU seconds of process `pid` (Linux `/proc`; 0 elsewhere)."""
+    import os
+
+    try:
+        with open(f"/proc/{pid}/stat") as handle:
+            fields = handle.read().rpartition(")")[2].split()
+    except OSError:
+        return 0.0
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 async def bare_sse_deltas(

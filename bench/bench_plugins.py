@@ -267,9 +267,18 @@ async def measure_concurrency(
         rates: dict[int, list[float]] = {pool: [] for pool in pools}
         complete: dict[int, int] = dict.fromkeys(pools, 0)
         failures: dict[int, list[BaseException]] = {pool: [] for pool in pools}
+        # Cores used during each round: this process (the loop and the workers) and the server.
+        cores: dict[int, list[tuple[float, float]]] = {pool: [] for pool in pools}
         for _ in range(rounds):
             for pool, plugin in plugins.items():
+                ours, theirs = time.process_time(), server.cpu_seconds()
                 elapsed, counts, errors = await _concurrent_round(plugin, request, streams)
+                cores[pool].append(
+                    (
+                        (time.process_time() - ours) / elapsed,
+                        (server.cpu_seconds() - theirs) / elapsed,
+                    )
+                )
                 rates[pool].append(sum(counts) / elapsed)
                 complete[pool] += sum(1 for c in counts if c == events)
                 failures[pool] += errors
@@ -284,6 +293,11 @@ async def measure_concurrency(
                 f"complete, {len(errors)} errors"
                 + (f": {errors[0]!r}" if errors else "")
                 + f", {plugin.runtime.size} instances",
+            )
+            row(
+                f"pool of {pool}: cores busy",
+                f"{median([c[0] for c in cores[pool]]):.2f} bench",
+                f"+ {median([c[1] for c in cores[pool]]):.2f} server, of {os.cpu_count()}",
             )
             await plugin.aclose()
 

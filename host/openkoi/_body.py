@@ -1,4 +1,4 @@
-"""Whole response bodies, read under a cap.
+"""Response bodies read under bounds: whole bodies under a cap, and what is left of a stream.
 
 A JSON answer (a chat, embeddings, a token endpoint's reply) and an error's body are read whole
 before they are parsed. Read without a bound, a server that never ends its body, or a small
@@ -7,10 +7,20 @@ gzip body that decodes to gigabytes, grows the process's memory until the deadli
 bytes are counted as they arrive and the read stops at the cap. An answer over its cap is a
 `MalformedResponseError` (transient: the chain moves on); an error's body is cut at its cap,
 since only its first few hundred characters are ever shown.
+
+A stream is finished by its protocol's last event (`[DONE]`, `message_stop`) before its HTTP
+body ends: the chunked body's terminator is still unread, so closing the response would close
+its connection, and the next call would pay a new TCP connection and TLS handshake. `finish`
+reads what is left, up to `FINISH_BYTES` and for at most `FINISH_SECONDS`, so the connection
+goes back to the pool; a body that goes on, or does not end at once, is closed as before.
 """
 
 from __future__ import annotations
 
+import contextlib
+from typing import Any
+
+import anyio
 import httpx
 
 from openkoi._errors import MalformedResponseError
@@ -19,6 +29,9 @@ from openkoi._errors import MalformedResponseError
 # JSON); per provider: `max_response_bytes` in `[providers.<id>]`.
 MAX_RESPONSE_BYTES = 256 * 1024 * 1024
 MAX_ERROR_BODY_BYTES = 1024 * 1024
+FINISH_BYTES = 64 * 1024  # after a stream's last event: its terminator, a stray keep-alive line
+FINISH_SECONDS = 0.05
+_READER = "openkoi.stream-reader"  # response.extensions: (the stream's reader, what it reads)
 
 
 async def read_capped(
@@ -48,6 +61,49 @@ async def read_start(response: httpx.Response, limit: int = MAX_ERROR_BODY_BYTES
         if size >= limit:
             break
     return b"".join(parts)
+
+
+def hold_reader(response: httpx.Response, batches: Any, reads: Any) -> None:
+    """Keep the reader of a stream (`batches`, reading `reads`) with its response, so `finish`
+    can go on reading where it stopped and close it itself: left to the garbage collector, its
+    closing would close the connection whenever it happened, even while `finish` reads."""
+    response.extensions[_READER] = (batches, reads)
+
+
+async def finish(response: httpx.Response) -> bool:
+    """Read the rest of a stream whose last event was handled, within the bounds, then close
+    its reader; True when the body ended (its connection goes back to the pool when the
+    response is closed). Never raises."""
+    held = response.extensions.pop(_READER, None)
+    if held is None or response.is_closed:
+        return False
+    batches, reads = held
+    ended = False
+    try:
+        left = FINISH_BYTES
+        with anyio.move_on_after(FINISH_SECONDS):
+            async for part in reads:
+                left -= len(part)
+                if left < 0:
+                    break
+            else:
+                ended = True
+    except Exception:  # whatever went wrong, the response is closed (and its connection)
+        ended = False
+    await close_reader(batches)
+    return ended
+
+
+async def forget_reader(response: httpx.Response) -> None:
+    """Close the reader of a stream that did not finish (its connection is closed with it)."""
+    held = response.extensions.pop(_READER, None)
+    if held is not None:
+        await close_reader(held[0])
+
+
+async def close_reader(batches: Any) -> None:
+    with anyio.CancelScope(shield=True), contextlib.suppress(Exception):
+        await batches.aclose()
 
 
 def _too_large(what: str, limit: int, provider: str, status: int) -> MalformedResponseError:

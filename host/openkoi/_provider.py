@@ -16,14 +16,21 @@ from collections.abc import AsyncIterator, Callable, Iterable, Iterator, Mapping
 from contextlib import asynccontextmanager, contextmanager
 from contextvars import ContextVar
 from dataclasses import dataclass, field
-from typing import Any, Protocol, runtime_checkable
+from typing import Any, Protocol, TypeVar, runtime_checkable
 
 import anyio
 import httpx
 from pydantic import ValidationError
 
 from openkoi._attachments import fetch_for, has_url_attachments
-from openkoi._body import MAX_RESPONSE_BYTES, read_capped, read_start
+from openkoi._body import (
+    MAX_RESPONSE_BYTES,
+    finish,
+    forget_reader,
+    hold_reader,
+    read_capped,
+    read_start,
+)
 from openkoi._deadline import CallClock, clock_of, paced_batches
 from openkoi._errors import (
     InvalidRequestError,
@@ -61,6 +68,9 @@ _SHAPE_ERRORS = (
     ArithmeticError,
     RecursionError,
 )
+
+
+T = TypeVar("T")
 
 
 def _describe(exc: BaseException) -> str:
@@ -468,7 +478,9 @@ class HTTPProvider:
                     raise error
                 with map_transport_errors(self.id, secrets, receiving=True):
                     yield response
+                await finish(response)  # only after the last event: the connection is reused
             finally:
+                await forget_reader(response)
                 await response.aclose()
         finally:
             clock.close()
@@ -480,7 +492,8 @@ def sse_events(response: httpx.Response) -> AsyncIterator[SSEItem]:
     alone (see `SSEItem`)."""
     clock = clock_of(response)
     splitter = SSESplitter(clock.provider if clock is not None else "")
-    return paced_batches(response.aiter_text(), splitter.feed, clock, splitter.flush)
+    reads = response.aiter_text()
+    return _held(response, paced_batches(reads, splitter.feed, clock, splitter.flush), reads)
 
 
 def ndjson_lines(response: httpx.Response) -> AsyncIterator[str]:
@@ -491,18 +504,30 @@ def ndjson_lines(response: httpx.Response) -> AsyncIterator[str]:
     def nonblank(lines: list[str]) -> list[str]:
         return [line for line in lines if line.strip()]
 
-    return paced_batches(
-        response.aiter_text(),
+    reads = response.aiter_text()
+    batches = paced_batches(
+        reads,
         lambda text: nonblank(splitter.lines(text)),
         clock,
         lambda: nonblank(splitter.flush()),
     )
+    return _held(response, batches, reads)
 
 
 def frames(response: httpx.Response, feed: Callable[[bytes], list[Any]]) -> AsyncIterator[Any]:
     """Frames of a binary stream: `feed(bytes)` returns the frames those bytes complete; each
     frame is an event, within its deadline."""
-    return paced_batches(response.aiter_bytes(), feed, clock_of(response))
+    reads = response.aiter_bytes()
+    return _held(response, paced_batches(reads, feed, clock_of(response)), reads)
+
+
+def _held(
+    response: httpx.Response, batches: AsyncIterator[T], reads: AsyncIterator[Any]
+) -> AsyncIterator[T]:
+    """`batches`, kept with `response` so that its end is read and its closing done by the
+    stream's own `_open_stream` (`openkoi._body.finish`)."""
+    hold_reader(response, batches, reads)
+    return batches
 
 
 async def sse_json_events(
