@@ -15,11 +15,9 @@ from typing import Any
 import pytest
 from _server import Recorded, Reply
 from openkoi._body import FINISH_SECONDS
-from openkoi._provider import ProviderSettings, collect
-from openkoi._secrets import Secret
-from openkoi._timeouts import Timeouts
+from openkoi._provider import collect
 from openkoi._types import ChatRequest, Message
-from openkoi_providers.openai_compat import OpenAICompatibleProvider
+from test_response_caps import openai  # the OpenAI-compatible provider, short deadlines
 from test_typed_failures import WIRES, Wire, _aws_env, _streaming  # noqa: F401
 
 pytestmark = pytest.mark.anyio
@@ -35,18 +33,6 @@ def delta(text: str) -> str:
 
 def answer(words: list[str], after_done: list[str] | None = None) -> Reply:
     return Reply.sse([*(delta(w) for w in words), "data: [DONE]\n\n", *(after_done or [])])
-
-
-def openai(url: str) -> OpenAICompatibleProvider:
-    return OpenAICompatibleProvider(
-        ProviderSettings(
-            id="openai",
-            name="OpenAI",
-            base_url=url + "/v1",
-            api_key=Secret(KEY),
-            timeouts=Timeouts(connect=5.0, first_token=10.0, idle=10.0, total=20.0),
-        )
-    )
 
 
 async def text_of(provider: Any, request: ChatRequest = REQUEST) -> str:
