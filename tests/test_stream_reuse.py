@@ -15,7 +15,10 @@ from typing import Any
 import pytest
 from _server import Recorded, Reply
 from openkoi._body import FINISH_SECONDS
+from openkoi._config import Config
 from openkoi._provider import collect
+from openkoi._registry import ProviderRegistry
+from openkoi._transport import DEFAULT_IDLE_CONNECTIONS
 from openkoi._types import ChatRequest, Message
 from test_response_caps import openai  # the OpenAI-compatible provider, short deadlines
 from test_typed_failures import WIRES, Wire, _aws_env, _streaming  # noqa: F401
@@ -72,7 +75,8 @@ async def test_many_concurrent_streams_reuse_their_connections(serve: Any) -> No
         texts = await asyncio.gather(*(text_of(provider) for _ in range(100)))
         assert texts == [expected] * 100
     assert len(server.requests) == 500
-    assert server.connections <= 100  # every round after the first found them in the pool
+    # every round after the first found the connections kept idle (and only those) in the pool
+    assert server.connections <= 100 + 4 * (100 - DEFAULT_IDLE_CONNECTIONS)
     assert not server.errors
     await provider.aclose()
 
@@ -128,3 +132,24 @@ async def test_a_reader_that_stops_early_closes_the_connection(serve: Any) -> No
 
 def test_the_finish_bound_is_short() -> None:
     assert FINISH_SECONDS <= 0.1
+
+
+async def test_idle_connections_is_the_number_kept_open(serve: Any) -> None:
+    server = serve(lambda r: answer(["a"]))
+    provider = openai(server.url)
+    provider.settings.idle_connections = 0
+    for _ in range(3):
+        assert await text_of(provider) == "a"
+    assert server.connections == 3  # none kept: each call connects anew
+    await provider.aclose()
+    assert DEFAULT_IDLE_CONNECTIONS >= 1
+
+
+def test_idle_connections_is_set_per_provider_in_config(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("OPENAI_API_KEY", KEY)
+    config = Config.model_validate({"providers": {"openai": {"idle_connections": 0}}})
+    registry = ProviderRegistry(config)
+    assert registry.settings("openai").idle_connections == 0
+    assert registry.settings("anthropic").idle_connections == DEFAULT_IDLE_CONNECTIONS
+    with pytest.raises(ValueError, match="idle_connections"):
+        Config.model_validate({"providers": {"openai": {"idle_connections": -1}}})

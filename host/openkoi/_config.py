@@ -51,6 +51,7 @@ class ProviderEntry(_Section):
     options: dict[str, Any] = Field(default_factory=dict)
     timeouts: Timeouts = Field(default_factory=Timeouts)
     max_connections: int | None = Field(default=None, ge=1, le=100_000)
+    idle_connections: int | None = Field(default=None, ge=0, le=100_000)  # kept for reuse
     # a whole answer's decoded body; the default is `openkoi._body.MAX_RESPONSE_BYTES`
     max_response_bytes: int | None = Field(default=None, ge=1024, le=1 << 40)
     proxy: str | None = None  # "" : connect directly, whatever the environment says

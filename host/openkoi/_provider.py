@@ -47,7 +47,12 @@ from openkoi._sse import LineSplitter, SSEItem, SSESplitter
 from openkoi._stream import StreamAccumulator
 from openkoi._structured import parse_output
 from openkoi._timeouts import Deadlines, Timeouts, resolve_timeouts
-from openkoi._transport import DEFAULT_MAX_CONNECTIONS, httpx_timeout, new_client
+from openkoi._transport import (
+    DEFAULT_IDLE_CONNECTIONS,
+    DEFAULT_MAX_CONNECTIONS,
+    httpx_timeout,
+    new_client,
+)
 from openkoi._types import (
     Attachment,
     ChatChunk,
@@ -164,6 +169,7 @@ class ProviderSettings:
     # Deadlines for every call (a call's `ChatRequest.timeouts` wins); unset fields: defaults.
     timeouts: Timeouts = field(default_factory=Timeouts)
     max_connections: int = DEFAULT_MAX_CONNECTIONS
+    idle_connections: int = DEFAULT_IDLE_CONNECTIONS  # kept open for the next call
     max_response_bytes: int = MAX_RESPONSE_BYTES  # a whole answer's decoded body (`_body`)
     proxy: str | None = None  # None: the environment's proxy; "": direct
     ca_bundle: str | None = None
@@ -325,6 +331,7 @@ class HTTPProvider:
             headers,
             deadlines=resolve_timeouts(s.timeouts),
             max_connections=s.max_connections,
+            idle_connections=s.idle_connections,
             proxy=s.proxy,
             ca_bundle=s.ca_bundle,
         )

@@ -22,7 +22,7 @@ from openkoi._refs import ModelRef, parse_model_ref
 from openkoi._secrets import Secret
 from openkoi._suggest import did_you_mean
 from openkoi._timeouts import Timeouts, resolve_timeouts
-from openkoi._transport import DEFAULT_MAX_CONNECTIONS
+from openkoi._transport import DEFAULT_IDLE_CONNECTIONS, DEFAULT_MAX_CONNECTIONS
 
 ENTRY_POINT_GROUP = "openkoi.providers"
 
@@ -139,6 +139,11 @@ class ProviderRegistry:
             options=dict(entry.options),
             timeouts=_timeouts(entry, self.config),
             max_connections=entry.max_connections or DEFAULT_MAX_CONNECTIONS,
+            idle_connections=(
+                DEFAULT_IDLE_CONNECTIONS
+                if entry.idle_connections is None
+                else entry.idle_connections
+            ),
             max_response_bytes=entry.max_response_bytes or MAX_RESPONSE_BYTES,
             proxy=entry.proxy,
             ca_bundle=entry.ca_bundle,

@@ -27,8 +27,12 @@ from openkoi._errors import ConfigError
 from openkoi._timeouts import DEFAULT_TIMEOUTS, Deadlines
 
 DEFAULT_MAX_CONNECTIONS = 1000
-# Connections kept open between calls (each costs a socket, and a TLS handshake to replace).
-MAX_KEEPALIVE = 200
+# Idle connections kept for the next call (a finished stream's included: `_body.finish`), each
+# saving a TCP connection and TLS handshake. Few, deliberately: httpcore's pool checks every
+# idle connection (two system calls) each time a request starts or ends, so with 200 kept, a
+# burst of 500 streams spent most of its time there (0.30 of bare httpx against 0.94 keeping
+# none); with 4, 0.90-1.30 (`bench/bench_concurrency.py`). Per provider: `idle_connections`.
+DEFAULT_IDLE_CONNECTIONS = 4
 KEEPALIVE_EXPIRY = 30.0
 
 
@@ -115,13 +119,14 @@ def new_client(
     *,
     deadlines: Deadlines = DEFAULT_TIMEOUTS,
     max_connections: int = DEFAULT_MAX_CONNECTIONS,
+    idle_connections: int = DEFAULT_IDLE_CONNECTIONS,
     proxy: str | None = None,
     ca_bundle: str | None = None,
 ) -> httpx.AsyncClient:
     """One client per provider: pooled connections, no retries underneath the fallback chain."""
     limits = httpx.Limits(
         max_connections=max_connections,
-        max_keepalive_connections=min(max_connections, MAX_KEEPALIVE),
+        max_keepalive_connections=min(max_connections, idle_connections),
         keepalive_expiry=KEEPALIVE_EXPIRY,
     )
     trust_env = proxy != ""
