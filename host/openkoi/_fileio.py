@@ -10,10 +10,12 @@ any write takes, so a concurrent writer's file is never taken from under it.
 from __future__ import annotations
 
 import contextlib
+import json
 import os
 import tempfile
 import time
 from pathlib import Path
+from typing import Any
 
 from openkoi._errors import ConfigError
 
@@ -78,3 +80,14 @@ def read_state_text(path: Path, what: str, error: type[ConfigError] = ConfigErro
         ) from None
     except OSError as exc:
         raise error(f"cannot read {what} {path}: {exc.strerror or exc}", path=str(path)) from None
+
+
+def read_small_json(path: Path, max_bytes: int) -> Any:
+    """A cache file's JSON value; None when it is missing, unreadable, over `max_bytes` or not
+    JSON (a cache is only ever a shortcut: whoever reads it starts afresh then)."""
+    try:
+        if path.stat().st_size > max_bytes:
+            return None
+        return json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None

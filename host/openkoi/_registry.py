@@ -9,6 +9,7 @@ name become OpenAI-compatible providers with no code.
 from __future__ import annotations
 
 import os
+import weakref
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field, replace
 from typing import Literal
@@ -61,9 +62,7 @@ class ProviderRegistry:
         if load_entry_points:
             self._load_entry_points()
         if self.config.plugins.wasm:
-            from openkoi.plugins._loader import register_plugins
-
-            register_plugins(self)
+            self._register_plugins()
         self._add_custom_providers()
 
     # -- registration -------------------------------------------------------------------
@@ -72,6 +71,36 @@ class ProviderRegistry:
         self._specs[spec.id] = spec
         for alias in spec.aliases:
             self._aliases[alias] = spec.id
+
+    def _register_plugins(self) -> None:
+        """The listed plugins: from the id cache when every file matches it (no plugin code
+        imported, `plugins._listing`), else by reading each file's header."""
+        from openkoi.plugins._listing import cached_listing, keep_listed
+
+        listed = cached_listing(self.config.plugins.wasm)
+        if listed is None:
+            from openkoi.plugins._loader import register_plugins
+
+            register_plugins(self)
+            return
+        for item in listed:
+            existing = self._specs.get(item.id)
+            if existing is not None and existing.auth != "plugin":
+                continue  # the header read says so on a miss; here the built-in stays
+            keep_listed(self, item)
+            self.add(
+                ProviderSpec(
+                    id=item.id,
+                    name=item.name,
+                    factory=_listed_factory(weakref.ref(self), item.id),
+                    auth="plugin",
+                    connect_hint=f"see `openkoi plugin inspect {item.path}`",
+                )
+            )
+
+    def is_plugin(self, provider_id: str) -> bool:
+        spec = self._specs.get(self.canonical(provider_id))
+        return spec is not None and spec.auth == "plugin"
 
     def _load_entry_points(self) -> None:
         from importlib.metadata import entry_points
@@ -206,3 +235,19 @@ def _missing_key_message(spec: ProviderSpec, settings: ProviderSettings) -> str:
         ways.append(f"set {spec.api_key_env[0]}")
     ways.append(spec.connect_hint or f"run `openkoi connect {spec.id}`")
     return f"{settings.name} needs a credential: " + " or ".join(ways)
+
+
+def _listed_factory(
+    registry: weakref.ref[ProviderRegistry], provider_id: str
+) -> Callable[[ProviderSettings], ModelProvider]:
+    """Build a plugin registered from the id cache: its file is read and checked now."""
+
+    def build(settings: ProviderSettings) -> ModelProvider:
+        from openkoi.plugins._loader import open_listed
+
+        owner = registry()
+        if owner is None:  # pragma: no cover - a spec outliving its registry
+            raise UnknownProviderError(f"plugin {provider_id} belongs to a closed registry")
+        return open_listed(owner, provider_id, settings)
+
+    return build

@@ -50,11 +50,11 @@ def _warm_one(registry: ProviderRegistry, provider: str) -> bool:
     """Compile `provider` if it is a registered plugin that passes its first-use checks; False
     when it is not a plugin. A refused plugin is left alone: using it raises the refusal.
     With no `[plugins] wasm` listed nothing is a plugin, and the plugin code is not imported."""
-    if not registry.config.plugins.wasm:
+    if not registry.config.plugins.wasm or not registry.is_plugin(provider):
         return False
-    from openkoi.plugins._loader import read_for_use, registered_plugins
+    from openkoi.plugins._loader import plugin_item, read_for_use
 
-    item = registered_plugins(registry).get(provider)
+    item = plugin_item(registry, registry.canonical(provider))
     if item is None:
         return False
     try:

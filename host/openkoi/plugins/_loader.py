@@ -34,6 +34,7 @@ from typing import TYPE_CHECKING, Any
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from openkoi._errors import ConfigError, OpenKoiError, PluginLoadError
+from openkoi.plugins._listing import remember
 from openkoi.plugins._manifest import (
     PluginFile,
     PluginHeader,
@@ -252,8 +253,58 @@ _REGISTERED: weakref.WeakKeyDictionary[ProviderRegistry, dict[str, LoadedPlugin]
 
 
 def registered_plugins(registry: ProviderRegistry) -> dict[str, LoadedPlugin]:
-    """The plugins `register_plugins` registered with `registry`, by id."""
+    """The plugins `register_plugins` registered with `registry` (and those registered from the
+    id cache that have been used), by id."""
     return _REGISTERED.get(registry, {})
+
+
+def plugin_item(registry: ProviderRegistry, provider_id: str) -> LoadedPlugin | None:
+    """The registered plugin `provider_id`, however it was registered; None if it is none."""
+    from openkoi.plugins._listing import listed_for
+
+    item = registered_plugins(registry).get(provider_id)
+    if item is None and provider_id in listed_for(registry):
+        item = load_listed(registry, provider_id)
+    return item
+
+
+def load_listed(registry: ProviderRegistry, provider_id: str) -> LoadedPlugin:
+    """A plugin registered from the id cache (`_listing`): its header read and checked now, as
+    a start-up without the cache would have (a failure is kept on the item, raised on use)."""
+    from openkoi.plugins._approvals import precheck_approval
+    from openkoi.plugins._listing import listed_for
+
+    items = _REGISTERED.setdefault(registry, {})
+    found = items.get(provider_id)
+    if found is not None:
+        return found
+    listed = listed_for(registry)[provider_id]
+    item = LoadedPlugin(path=listed.path)
+    try:
+        item.plugin = read_plugin_header(listed.path)
+        if item.plugin.manifest.id != provider_id:
+            raise PluginLoadError(
+                f"{listed.path} changed while openkoi ran: it now declares the plugin id "
+                f"{item.plugin.manifest.id!r}, not {provider_id!r}",
+                path=str(listed.path),
+            )
+        item.settings = plugin_settings(registry.config, provider_id)
+        _check_settings(item.plugin, item.settings)
+        item.approval = precheck_approval(item.plugin)
+    except OpenKoiError as exc:
+        item.error = exc
+    items[provider_id] = item
+    return item
+
+
+def open_listed(
+    registry: ProviderRegistry, provider_id: str, settings: ProviderSettings
+) -> ModelProvider:
+    """The provider of a plugin registered from the id cache (its spec's factory)."""
+    item = load_listed(registry, provider_id)
+    plugin = read_for_use(item)
+    assert item.settings is not None
+    return open_plugin(plugin, item.settings, settings)
 
 
 def register_plugins(registry: ProviderRegistry) -> list[LoadedPlugin]:
@@ -287,6 +338,11 @@ def register_plugins(registry: ProviderRegistry) -> list[LoadedPlugin]:
         )
         registered[manifest.id] = item
     _REGISTERED[registry] = registered
+    remember(
+        (item.path, item.plugin.manifest.id, item.plugin.manifest.name)
+        for item in loaded
+        if item.plugin is not None
+    )
     return loaded
 
 

@@ -19,7 +19,7 @@ from importlib.util import find_spec
 from pathlib import Path
 from typing import Any
 
-from openkoi._fileio import atomic_write_text
+from openkoi._fileio import atomic_write_text, read_small_json
 from openkoi._paths import openkoi_home
 from openkoi.usage._pricing_types import Price
 
@@ -55,13 +55,7 @@ def database_source() -> Source | None:
 def read_entries(source: Source) -> dict[str, Any]:
     """`{"vendor/model": {"price": {...} | None, "until": "YYYY-MM-DD" | None}}` resolved from
     this `source`; empty when the file is missing, stale, too big or not ours."""
-    path = cache_path()
-    try:
-        if path.stat().st_size > MAX_BYTES:
-            return {}
-        data = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, ValueError):
-        return {}
+    data = read_small_json(cache_path(), MAX_BYTES)
     if not isinstance(data, dict) or data.get("format") != FORMAT:
         return {}
     entries = data.get("entries")
