@@ -13,8 +13,9 @@ from typing import TYPE_CHECKING
 if TYPE_CHECKING:
     from openkoi._config import ProviderEntry
     from openkoi._provider import ModelProvider, ProviderSettings
-    from openkoi._registry import ProviderRegistry, ProviderSpec
+    from openkoi._registry import ProviderRegistry
     from openkoi._secrets import Secret
+    from openkoi._spec import ProviderSpec
 
 
 def lazy_factory(module: str) -> Callable[[ProviderSettings], ModelProvider]:
@@ -45,7 +46,7 @@ OPENAI_COMPATIBLE: tuple[tuple[str, str, str, str, str], ...] = (
 
 
 def openai_specs() -> list[ProviderSpec]:
-    from openkoi._registry import ProviderSpec
+    from openkoi._spec import ProviderSpec
 
     factory = lazy_factory("openai_compat")
     specs = [
@@ -89,7 +90,7 @@ def _with_option(settings: ProviderSettings, key: str, value: object) -> Provide
 
 def custom_spec(name: str, entry: ProviderEntry) -> ProviderSpec:
     """A `[providers.NAME]` entry with a base_url: an OpenAI-compatible provider, no code."""
-    from openkoi._registry import ProviderSpec
+    from openkoi._spec import ProviderSpec
 
     env = (
         (entry.api_key_env,)
@@ -110,7 +111,7 @@ def custom_spec(name: str, entry: ProviderEntry) -> ProviderSpec:
 
 def native_specs() -> list[ProviderSpec]:
     """The providers with their own protocols. Each module owns its `create(settings)`."""
-    from openkoi._registry import ProviderSpec
+    from openkoi._spec import ProviderSpec
 
     return [
         ProviderSpec(

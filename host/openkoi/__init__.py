@@ -32,7 +32,7 @@ _EXPORTS: dict[str, str] = {
     "ProviderSettings": "openkoi._provider",
     "collect": "openkoi._provider",
     "ProviderRegistry": "openkoi._registry",
-    "ProviderSpec": "openkoi._registry",
+    "ProviderSpec": "openkoi._spec",
     "ModelRef": "openkoi._refs",
     "parse_model_ref": "openkoi._refs",
     "Secret": "openkoi._secrets",
@@ -133,8 +133,9 @@ if TYPE_CHECKING:
     )
     from openkoi._provider import HTTPProvider, ModelProvider, ProviderSettings, collect
     from openkoi._refs import ModelRef, parse_model_ref
-    from openkoi._registry import ProviderRegistry, ProviderSpec
+    from openkoi._registry import ProviderRegistry
     from openkoi._secrets import Secret
+    from openkoi._spec import ProviderSpec
     from openkoi._timeouts import Timeouts
     from openkoi._types import (
         Attachment,

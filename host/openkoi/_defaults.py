@@ -9,13 +9,12 @@ Order (the spec's "Default Model Priority", then what `openkoi connect` adds):
     5. subscription providers        GitHub Copilot, ChatGPT, Qwen, when signed in
     6. any other provider with a credential and a default model
 
-With nothing at all, `first_run_setup` offers the interactive picker in a terminal (set up
-Ollama, paste an API key, or sign in); elsewhere the caller reports one line and exits non-zero.
+With nothing at all, the CLI offers the interactive picker in a terminal (set up Ollama, paste
+an API key, or sign in: `cli._ask`); elsewhere it reports one line and exits non-zero.
 """
 
 from __future__ import annotations
 
-import sys
 from collections.abc import Coroutine
 from typing import Any, TypeVar
 
@@ -78,16 +77,3 @@ def default_model_ref(registry: ProviderRegistry, *, probe_ollama: bool = True) 
         if configured and registry.credential(spec.id) is not None:
             return f"{spec.id}/{spec.default_model}"
     return None
-
-
-def is_interactive() -> bool:
-    return sys.stdin.isatty() and sys.stdout.isatty()
-
-
-def first_run_setup(registry: ProviderRegistry) -> str | None:
-    """With nothing configured: the interactive provider picker in a terminal, else None."""
-    if not is_interactive():
-        return None
-    from openkoi.cli._init import first_run_picker
-
-    return first_run_picker(registry)

@@ -11,8 +11,7 @@ from __future__ import annotations
 import os
 import weakref
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass, field, replace
-from typing import Literal
+from dataclasses import replace
 
 from openkoi._body import MAX_RESPONSE_BYTES
 from openkoi._config import Config, ProviderEntry
@@ -21,33 +20,13 @@ from openkoi._errors import CredentialsMissingError, UnknownProviderError
 from openkoi._provider import ModelProvider, ProviderSettings
 from openkoi._refs import ModelRef, parse_model_ref
 from openkoi._secrets import Secret
+from openkoi._spec import AuthKind as AuthKind
+from openkoi._spec import ProviderSpec as ProviderSpec
 from openkoi._suggest import did_you_mean
 from openkoi._timeouts import Timeouts, resolve_timeouts
 from openkoi._transport import DEFAULT_IDLE_CONNECTIONS, DEFAULT_MAX_CONNECTIONS
 
 ENTRY_POINT_GROUP = "openkoi.providers"
-
-AuthKind = Literal["api-key", "oauth", "local", "aws", "plugin", "none"]
-
-
-@dataclass(frozen=True)
-class ProviderSpec:
-    """What a provider is, before it is configured. `factory` builds an instance from settings."""
-
-    id: str
-    name: str
-    factory: Callable[[ProviderSettings], ModelProvider]
-    default_base_url: str = ""
-    default_model: str | None = None
-    embedding_model: str | None = None
-    api_key_env: tuple[str, ...] = ()
-    base_url_env: tuple[str, ...] = ()
-    auth: AuthKind = "api-key"
-    connect_hint: str = ""
-    # For providers whose credential is not a plain key (OAuth, AWS): returns it or None.
-    credential: Callable[[], Secret | None] | None = field(default=None, compare=False)
-    aliases: tuple[str, ...] = ()
-
 
 CustomFactory = Callable[[str, ProviderEntry], ProviderSpec]
 

@@ -24,6 +24,7 @@ from openkoi.cli._warm import warm_chain
 
 if TYPE_CHECKING:
     from openkoi._errors import CandidateFailure
+    from openkoi._registry import ProviderRegistry
     from openkoi._types import Attachment, ChatRequest, ChatResponse, ReasoningEffort
     from openkoi.routing import Router
 
@@ -49,6 +50,15 @@ class Ask:
     schema: dict[str, Any] | None = None
     reasoning: ReasoningEffort | int | None = None
     as_json: bool = False
+
+
+def _first_run_setup(registry: ProviderRegistry) -> str | None:
+    """With nothing configured: the interactive provider picker in a terminal, else None."""
+    if not (sys.stdin.isatty() and sys.stdout.isatty()):
+        return None
+    from openkoi.cli._init import first_run_picker
+
+    return first_run_picker(registry)
 
 
 def _describe(failure: CandidateFailure) -> str:
@@ -98,10 +108,8 @@ def ask(asked: Ask) -> None:
 
     router = build(asked.model)
     if not router.roles["executor"].chain:
-        from openkoi._defaults import first_run_setup
-
         resume_collector()  # the picker waits on a person
-        chosen = first_run_setup(ProviderRegistry(config))  # the picker, in a terminal only
+        chosen = _first_run_setup(ProviderRegistry(config))
         if not chosen:
             raise ConfigError(NO_PROVIDER)
         router = build(chosen)

@@ -309,7 +309,7 @@ def open_listed(
 
 def register_plugins(registry: ProviderRegistry) -> list[LoadedPlugin]:
     """Register every configured plugin with the registry (called by `ProviderRegistry`)."""
-    from openkoi._registry import ProviderSpec
+    from openkoi._spec import ProviderSpec
 
     loaded = read_configured(registry.config)
     registered: dict[str, LoadedPlugin] = {}
