@@ -262,3 +262,69 @@ async def test_a_cut_primary_falls_back_before_its_first_chunk(serve: Any) -> No
     finally:
         await router.aclose()
     assert text == "from backup"
+
+
+def _raw_server(reply: Callable[[Any], None]) -> tuple[str, Any]:
+    """A TCP server on 127.0.0.1 whose every connection is handed to `reply` (raw bytes)."""
+    import socket
+    import threading
+
+    listener = socket.socket()
+    listener.bind(("127.0.0.1", 0))
+    listener.listen(8)
+
+    def accept() -> None:
+        while True:
+            try:
+                conn, _ = listener.accept()
+            except OSError:
+                return
+            threading.Thread(target=reply, args=(conn,), daemon=True).start()
+
+    threading.Thread(target=accept, daemon=True).start()
+    return f"http://127.0.0.1:{listener.getsockname()[1]}", listener
+
+
+def _header_flood(conn: Any) -> None:
+    conn.recv(65536)
+    try:
+        conn.sendall(b"HTTP/1.1 200 OK\r\n")
+        while True:
+            conn.sendall(b"x-junk: " + b"a" * 1000 + b"\r\n")
+    except OSError:
+        return
+
+
+def _hang_up(conn: Any) -> None:
+    """Read the whole request, then close without a word (a FIN, not a reset)."""
+    import contextlib
+    import time
+
+    conn.recv(65536)
+    time.sleep(0.2)
+    conn.setblocking(False)
+    with contextlib.suppress(OSError):
+        conn.recv(65536)  # the body, if it came in its own segment
+    conn.close()
+
+
+@pytest.mark.parametrize(
+    ("reply", "said"),
+    [
+        (_header_flood, "the server's response broke the HTTP protocol"),
+        (_hang_up, "the connection was cut before the response was complete"),
+    ],
+    ids=["header-flood", "hang-up"],
+)
+async def test_a_reply_that_is_not_http_is_told_from_a_cut_connection(
+    reply: Callable[[Any], None], said: str
+) -> None:
+    url, listener = _raw_server(reply)
+    reg = registry(base_url=url)
+    try:
+        with pytest.raises(MalformedResponseError) as info:
+            await reg.get("gw").chat(REQUEST.model_copy(update={"model": "m"}))
+    finally:
+        await reg.aclose()
+        listener.close()
+    assert said in str(info.value) and info.value.transient

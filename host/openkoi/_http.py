@@ -251,6 +251,12 @@ def _certificate_failure(exc: BaseException) -> ssl.SSLCertVerificationError | N
     return None
 
 
+def _disconnected(exc: httpx.HTTPError) -> bool:
+    """httpcore's words for a connection the server closed, rather than bytes it got wrong."""
+    text = str(exc).lower()
+    return "disconnected" in text or "closed connection" in text or "incomplete" in text
+
+
 @contextmanager
 def map_transport_errors(
     provider: str, secrets: Iterable[str | None] = (), *, receiving: bool = False
@@ -281,11 +287,14 @@ def map_transport_errors(
         ) from None
     except (httpx.RemoteProtocolError, httpx.ReadError) as exc:
         if receiving or isinstance(exc, httpx.RemoteProtocolError):
+            detail = f"({type(exc).__name__}: {redact(_short(str(exc), 120), secrets)})"
+            if not receiving and not _disconnected(exc):  # a reply that is not HTTP/1.1
+                raise MalformedResponseError(
+                    f"the server's response broke the HTTP protocol {detail}", provider=provider
+                ) from None
             cut = "mid-stream" if receiving else "before the response was complete"
             raise MalformedResponseError(
-                f"the connection was cut {cut} ({type(exc).__name__}: "
-                f"{redact(_short(str(exc), 120), secrets)})",
-                provider=provider,
+                f"the connection was cut {cut} {detail}", provider=provider
             ) from None
         raise _network_error(exc, provider, secrets) from None
     except (httpx.NetworkError, httpx.ProxyError, httpx.UnsupportedProtocol) as exc:
