@@ -10,7 +10,7 @@ from collections.abc import Callable, Iterable, Mapping
 from typing import Any
 
 import httpx
-from openkoi._body import read_capped, read_start
+from openkoi._body import read_answer
 from openkoi._errors import MalformedResponseError
 from openkoi._http import json_body, map_transport_errors
 
@@ -36,10 +36,7 @@ async def get_listing(
     hidden = tuple(secrets)
     with map_transport_errors(provider, hidden):
         async with client.stream("GET", path, params=params, headers=dict(headers)) as response:
-            if response.status_code >= 400:
-                body = await read_start(response)
-            else:
-                body = await read_capped(response, limit, provider=provider, what="the model list")
+            body = await read_answer(response, limit, provider=provider, what="the model list")
     text = body.decode("utf-8", "replace")
     if response.status_code >= 400:
         raise on_error(response, text)

@@ -18,7 +18,8 @@ goes back to the pool; a body that goes on, or does not end at once, is closed a
 from __future__ import annotations
 
 import contextlib
-from typing import Any
+from collections.abc import AsyncIterator
+from typing import Any, TypeVar
 
 import anyio
 import httpx
@@ -32,6 +33,8 @@ MAX_ERROR_BODY_BYTES = 1024 * 1024
 FINISH_BYTES = 64 * 1024  # after a stream's last event: its terminator, a stray keep-alive line
 FINISH_SECONDS = 0.05
 _READER = "openkoi.stream-reader"  # response.extensions: (the stream's reader, what it reads)
+
+T = TypeVar("T")
 
 
 async def read_capped(
@@ -51,6 +54,16 @@ async def read_capped(
     return b"".join(parts)
 
 
+async def read_answer(
+    response: httpx.Response, limit: int, *, provider: str, what: str = "the answer"
+) -> bytes:
+    """A whole answer under `limit` (`read_capped`), or an error status's start (`read_start`),
+    as the status says."""
+    if response.status_code >= 400:
+        return await read_start(response)
+    return await read_capped(response, limit, provider=provider, what=what)
+
+
 async def read_start(response: httpx.Response, limit: int = MAX_ERROR_BODY_BYTES) -> bytes:
     """At most the first `limit` decoded bytes of the body; the rest is never read."""
     parts: list[bytes] = []
@@ -63,11 +76,14 @@ async def read_start(response: httpx.Response, limit: int = MAX_ERROR_BODY_BYTES
     return b"".join(parts)
 
 
-def hold_reader(response: httpx.Response, batches: Any, reads: Any) -> None:
-    """Keep the reader of a stream (`batches`, reading `reads`) with its response, so `finish`
+def hold_reader(
+    response: httpx.Response, batches: AsyncIterator[T], reads: AsyncIterator[Any]
+) -> AsyncIterator[T]:
+    """`batches` (the reader of a stream, reading `reads`), kept with its response, so `finish`
     can go on reading where it stopped and close it itself: left to the garbage collector, its
     closing would close the connection whenever it happened, even while `finish` reads."""
     response.extensions[_READER] = (batches, reads)
+    return batches
 
 
 async def finish(response: httpx.Response) -> bool:
@@ -90,7 +106,7 @@ async def finish(response: httpx.Response) -> bool:
                 ended = True
     except Exception:  # whatever went wrong, the response is closed (and its connection)
         ended = False
-    await close_reader(batches)
+    await _close_reader(batches)
     return ended
 
 
@@ -98,10 +114,10 @@ async def forget_reader(response: httpx.Response) -> None:
     """Close the reader of a stream that did not finish (its connection is closed with it)."""
     held = response.extensions.pop(_READER, None)
     if held is not None:
-        await close_reader(held[0])
+        await _close_reader(held[0])
 
 
-async def close_reader(batches: Any) -> None:
+async def _close_reader(batches: Any) -> None:
     with anyio.CancelScope(shield=True), contextlib.suppress(Exception):
         await batches.aclose()
 

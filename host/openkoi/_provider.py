@@ -16,7 +16,7 @@ from collections.abc import AsyncIterator, Callable, Iterable, Iterator, Mapping
 from contextlib import asynccontextmanager, contextmanager
 from contextvars import ContextVar
 from dataclasses import dataclass, field
-from typing import Any, Protocol, TypeVar, runtime_checkable
+from typing import Any, Protocol, runtime_checkable
 
 import anyio
 import httpx
@@ -28,7 +28,7 @@ from openkoi._body import (
     finish,
     forget_reader,
     hold_reader,
-    read_capped,
+    read_answer,
     read_start,
 )
 from openkoi._deadline import CallClock, clock_of, paced_batches
@@ -73,9 +73,6 @@ _SHAPE_ERRORS = (
     ArithmeticError,
     RecursionError,
 )
-
-
-T = TypeVar("T")
 
 
 def _describe(exc: BaseException) -> str:
@@ -382,14 +379,9 @@ class HTTPProvider:
             try:
                 clock.event()  # the headers: the answer has begun
                 with map_transport_errors(self.id, secrets, receiving=True):
-                    if response.status_code >= 400:
-                        raw = await clock.wait(read_start(response))
-                    else:
-                        raw = await clock.wait(
-                            read_capped(
-                                response, self.settings.max_response_bytes, provider=self.id
-                            )
-                        )
+                    raw = await clock.wait(
+                        read_answer(response, self.settings.max_response_bytes, provider=self.id)
+                    )
                     text = raw.decode(response.encoding or "utf-8", "replace")
             finally:
                 await response.aclose()
@@ -500,7 +492,7 @@ def sse_events(response: httpx.Response) -> AsyncIterator[SSEItem]:
     clock = clock_of(response)
     splitter = SSESplitter(clock.provider if clock is not None else "")
     reads = response.aiter_text()
-    return _held(response, paced_batches(reads, splitter.feed, clock, splitter.flush), reads)
+    return hold_reader(response, paced_batches(reads, splitter.feed, clock, splitter.flush), reads)
 
 
 def ndjson_lines(response: httpx.Response) -> AsyncIterator[str]:
@@ -518,23 +510,14 @@ def ndjson_lines(response: httpx.Response) -> AsyncIterator[str]:
         clock,
         lambda: nonblank(splitter.flush()),
     )
-    return _held(response, batches, reads)
+    return hold_reader(response, batches, reads)
 
 
 def frames(response: httpx.Response, feed: Callable[[bytes], list[Any]]) -> AsyncIterator[Any]:
     """Frames of a binary stream: `feed(bytes)` returns the frames those bytes complete; each
     frame is an event, within its deadline."""
     reads = response.aiter_bytes()
-    return _held(response, paced_batches(reads, feed, clock_of(response)), reads)
-
-
-def _held(
-    response: httpx.Response, batches: AsyncIterator[T], reads: AsyncIterator[Any]
-) -> AsyncIterator[T]:
-    """`batches`, kept with `response` so that its end is read and its closing done by the
-    stream's own `_open_stream` (`openkoi._body.finish`)."""
-    hold_reader(response, batches, reads)
-    return batches
+    return hold_reader(response, paced_batches(reads, feed, clock_of(response)), reads)
 
 
 async def sse_json_events(
