@@ -54,7 +54,7 @@ class ProviderRegistry:
     def _register_plugins(self) -> None:
         """The listed plugins: from the id cache when every file matches it (no plugin code
         imported, `plugins._listing`), else by reading each file's header."""
-        from openkoi.plugins._listing import cached_listing, keep_listed
+        from openkoi.plugins._listing import add_plugin, cached_listing, keep_listed
 
         listed = cached_listing(self.config.plugins.wasm)
         if listed is None:
@@ -63,19 +63,8 @@ class ProviderRegistry:
             register_plugins(self)
             return
         for item in listed:
-            existing = self._specs.get(item.id)
-            if existing is not None and existing.auth != "plugin":
-                continue  # the header read says so on a miss; here the built-in stays
-            keep_listed(self, item)
-            self.add(
-                ProviderSpec(
-                    id=item.id,
-                    name=item.name,
-                    factory=_listed_factory(weakref.ref(self), item.id),
-                    auth="plugin",
-                    connect_hint=f"see `openkoi plugin inspect {item.path}`",
-                )
-            )
+            if add_plugin(self, item, _listed_factory(weakref.ref(self), item.id)):
+                keep_listed(self, item)
 
     def is_plugin(self, provider_id: str) -> bool:
         spec = self._specs.get(self.canonical(provider_id))

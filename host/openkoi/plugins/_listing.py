@@ -16,17 +16,22 @@ from __future__ import annotations
 
 import contextlib
 import json
+import logging
 import weakref
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from openkoi._fileio import atomic_write_text, read_small_json
 from openkoi._paths import openkoi_home
+from openkoi._spec import ProviderSpec
 
 if TYPE_CHECKING:
+    from openkoi._provider import ModelProvider, ProviderSettings
     from openkoi._registry import ProviderRegistry
+
+log = logging.getLogger("openkoi.plugins")
 
 MAX_CACHE_BYTES = 1024 * 1024  # a larger file is not read (it is rewritten on the next miss)
 MAX_ENTRIES = 1_000
@@ -109,6 +114,34 @@ def remember(headers: Iterable[tuple[Path, str, str]]) -> None:
     with contextlib.suppress(OSError):  # a cache that cannot be written is only slower
         cache_path().parent.mkdir(parents=True, exist_ok=True)
         atomic_write_text(cache_path(), text)
+
+
+def add_plugin(
+    registry: ProviderRegistry,
+    listed: Listed,
+    factory: Callable[[ProviderSettings], ModelProvider],
+) -> bool:
+    """Register the plugin `listed` describes, unless a built-in provider has its id (said in
+    the log); whether it was registered. Both ways of listing plugins register through here."""
+    existing = registry._specs.get(listed.id)
+    if existing is not None and existing.auth != "plugin":
+        log.warning(
+            "plugin %s skipped: its id %r is taken by the provider %s",
+            listed.path,
+            listed.id,
+            existing.name,
+        )
+        return False
+    registry.add(
+        ProviderSpec(
+            id=listed.id,
+            name=listed.name,
+            factory=factory,
+            auth="plugin",
+            connect_hint=f"see `openkoi plugin inspect {listed.path}`",
+        )
+    )
+    return True
 
 
 def keep_listed(registry: ProviderRegistry, listed: Listed) -> None:

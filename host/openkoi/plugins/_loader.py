@@ -34,7 +34,7 @@ from typing import TYPE_CHECKING, Any
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from openkoi._errors import ConfigError, OpenKoiError, PluginLoadError
-from openkoi.plugins._listing import remember
+from openkoi.plugins._listing import Listed, add_plugin, listed_for, remember
 from openkoi.plugins._manifest import (
     PluginFile,
     PluginHeader,
@@ -192,8 +192,6 @@ class LoadedPlugin:
 
 def read_configured(config: Config) -> list[LoadedPlugin]:
     """Every plugin listed in `[plugins] wasm`, its header read and checked (no code read)."""
-    from openkoi.plugins._approvals import precheck_approval
-
     loaded: list[LoadedPlugin] = []
     seen: dict[str, Path] = {}
     for entry in config.plugins.wasm:
@@ -208,12 +206,27 @@ def read_configured(config: Config) -> list[LoadedPlugin]:
                     f"{path} and {seen[pid]} both declare the plugin id {pid!r}", path=str(path)
                 )
             seen[pid] = path
-            item.settings = plugin_settings(config, pid)
-            _check_settings(item.plugin, item.settings)
-            item.approval = precheck_approval(item.plugin)
+            _check_header(item, config)
         except OpenKoiError as exc:
             item.error = exc
     return loaded
+
+
+def _check_header(item: LoadedPlugin, config: Config) -> None:
+    """What start-up checks of a plugin whose header was read: its settings, its approval."""
+    from openkoi.plugins._approvals import precheck_approval
+
+    assert item.plugin is not None
+    item.settings = plugin_settings(config, item.plugin.manifest.id)
+    _check_settings(item.plugin, item.settings)
+    item.approval = precheck_approval(item.plugin)
+
+
+def _changed_id(path: Path, before: str, now: str) -> PluginLoadError:
+    return PluginLoadError(
+        f"{path} changed while openkoi ran: it now declares the plugin id {now!r}, not {before!r}",
+        path=str(path),
+    )
 
 
 def _check_settings(plugin: PluginHeader, settings: PluginSettings) -> None:
@@ -235,11 +248,7 @@ def read_for_use(item: LoadedPlugin) -> PluginFile:
     plugin = read_plugin_file(item.path)
     before, now = item.plugin.manifest.id, plugin.manifest.id
     if now != before:
-        raise PluginLoadError(
-            f"{item.path} changed while openkoi ran: it now declares the plugin id {now!r}, "
-            f"not {before!r}",
-            path=str(item.path),
-        )
+        raise _changed_id(item.path, before, now)
     _check_settings(plugin, item.settings)
     item.approval = check_approval(plugin)
     item.file = plugin
@@ -260,8 +269,6 @@ def registered_plugins(registry: ProviderRegistry) -> dict[str, LoadedPlugin]:
 
 def plugin_item(registry: ProviderRegistry, provider_id: str) -> LoadedPlugin | None:
     """The registered plugin `provider_id`, however it was registered; None if it is none."""
-    from openkoi.plugins._listing import listed_for
-
     item = registered_plugins(registry).get(provider_id)
     if item is None and provider_id in listed_for(registry):
         item = load_listed(registry, provider_id)
@@ -271,9 +278,6 @@ def plugin_item(registry: ProviderRegistry, provider_id: str) -> LoadedPlugin | 
 def load_listed(registry: ProviderRegistry, provider_id: str) -> LoadedPlugin:
     """A plugin registered from the id cache (`_listing`): its header read and checked now, as
     a start-up without the cache would have (a failure is kept on the item, raised on use)."""
-    from openkoi.plugins._approvals import precheck_approval
-    from openkoi.plugins._listing import listed_for
-
     items = _REGISTERED.setdefault(registry, {})
     found = items.get(provider_id)
     if found is not None:
@@ -283,14 +287,8 @@ def load_listed(registry: ProviderRegistry, provider_id: str) -> LoadedPlugin:
     try:
         item.plugin = read_plugin_header(listed.path)
         if item.plugin.manifest.id != provider_id:
-            raise PluginLoadError(
-                f"{listed.path} changed while openkoi ran: it now declares the plugin id "
-                f"{item.plugin.manifest.id!r}, not {provider_id!r}",
-                path=str(listed.path),
-            )
-        item.settings = plugin_settings(registry.config, provider_id)
-        _check_settings(item.plugin, item.settings)
-        item.approval = precheck_approval(item.plugin)
+            raise _changed_id(listed.path, provider_id, item.plugin.manifest.id)
+        _check_header(item, registry.config)
     except OpenKoiError as exc:
         item.error = exc
     items[provider_id] = item
@@ -309,8 +307,6 @@ def open_listed(
 
 def register_plugins(registry: ProviderRegistry) -> list[LoadedPlugin]:
     """Register every configured plugin with the registry (called by `ProviderRegistry`)."""
-    from openkoi._spec import ProviderSpec
-
     loaded = read_configured(registry.config)
     registered: dict[str, LoadedPlugin] = {}
     for item in loaded:
@@ -318,25 +314,8 @@ def register_plugins(registry: ProviderRegistry) -> list[LoadedPlugin]:
             log.warning("plugin %s skipped: %s", item.path, item.error)
             continue
         manifest = item.plugin.manifest
-        existing = registry._specs.get(manifest.id)
-        if existing is not None and existing.auth != "plugin":
-            log.warning(
-                "plugin %s skipped: its id %r is taken by the provider %s",
-                item.path,
-                manifest.id,
-                existing.name,
-            )
-            continue
-        registry.add(
-            ProviderSpec(
-                id=manifest.id,
-                name=manifest.name,
-                factory=_factory(item),
-                auth="plugin",
-                connect_hint=f"see `openkoi plugin inspect {item.path}`",
-            )
-        )
-        registered[manifest.id] = item
+        if add_plugin(registry, Listed(item.path, manifest.id, manifest.name), _factory(item)):
+            registered[manifest.id] = item
     _REGISTERED[registry] = registered
     remember(
         (item.path, item.plugin.manifest.id, item.plugin.manifest.name)
