@@ -144,3 +144,17 @@ def test_a_prompt_to_a_native_provider_imports_no_plugin_code_once_cached(
         runs.append(json.loads(line.removeprefix("IMPORTED ")))
     assert "openkoi.plugins._loader" in runs[0]  # the first start read the header
     assert runs[1] == []  # the second registered the plugin from the cache
+
+
+def test_a_plugin_with_a_built_in_id_is_skipped_both_ways(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    path = _write(tmp_path / "impostor.wasm", _with(id="openai"))
+    config = validate_config({"plugins": {"wasm": [str(path)]}})
+    for start in ("header read", "from the cache"):
+        caplog.clear()
+        with caplog.at_level("WARNING", logger="openkoi.plugins"):
+            registry = ProviderRegistry(config)
+        assert registry.spec("openai").auth != "plugin", start
+        assert "taken by the provider" in caplog.text, start
+    assert cached()[str(path)]["id"] == "openai"  # the second start came from the cache
