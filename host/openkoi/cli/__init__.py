@@ -79,13 +79,7 @@ def _run(argv: list[str] | None) -> int:
     from openkoi.cli._guard import run_guarded
 
     def prompt() -> int:
-        try:
-            ask(asked)
-        except KeyboardInterrupt:  # said as click says it for a prompt it parsed
-            from openkoi.cli._out import fail
-
-            sys.stderr.write("\n")
-            return fail("aborted", 130)
+        ask(asked)
         return 0
 
     return run_guarded(prompt)

@@ -7,6 +7,7 @@ failure reads the same whichever way the prompt was parsed.
 from __future__ import annotations
 
 import os
+import sys
 from collections.abc import Callable
 
 from openkoi._errors import OpenKoiError
@@ -26,8 +27,9 @@ def run_guarded(command: Callable[[], int]) -> int:
         return command()
     except OpenKoiError as exc:
         return fail(str(exc))
-    except KeyboardInterrupt:
-        return fail("interrupted", 130)
+    except KeyboardInterrupt:  # as click says it of a Ctrl-C: a new line, then "aborted"
+        sys.stderr.write("\n")
+        return fail("aborted", 130)
     except (BrokenPipeError, ReaderGone):
         return reader_gone()
     except Exception as exc:  # the last line of defence: say what happened, in one line
