@@ -794,6 +794,29 @@ async def test_unknown_events_are_ignored(serve: Any) -> None:
     assert response.content == "ab" and response.usage.output_tokens == 4
 
 
+async def test_events_with_fields_of_the_wrong_type_are_ignored(serve: Any) -> None:
+    # A server (or a proxy) sending a field as another JSON type than the API's: the event
+    # carries nothing readable, and the stream goes on.
+    parts = text_stream("a", "b")
+    odd = [
+        event("contentBlockDelta", {"contentBlockIndex": 0, "delta": "text"}),
+        event("contentBlockDelta", {"contentBlockIndex": 0, "delta": ["text"]}),
+        event("contentBlockDelta", {"contentBlockIndex": 0, "delta": {"text": 7}}),
+        event("contentBlockDelta", {"contentBlockIndex": "0", "delta": {"text": "c"}}),
+        event("contentBlockStart", {"contentBlockIndex": 1, "start": "toolUse"}),
+        event("contentBlockStart", {"contentBlockIndex": 1, "start": {"toolUse": [1]}}),
+        encode_message({":event-type": "contentBlockDelta", ":message-type": "event"}, b"[1, 2]"),
+    ]
+    server = start(serve, signed(lambda r: stream_reply([parts[0], *odd, *parts[1:]], size=7)))
+    provider = _provider(server.url)
+    try:
+        response = await collect(provider.chat_stream(_ask()))
+    finally:
+        await provider.aclose()
+    # A block index that is not a number counts as block 0, as Converse numbers a lone block.
+    assert response.content == "cab" and response.tool_calls == []
+
+
 async def test_tool_calls_in_a_stream_and_bad_arguments(serve: Any) -> None:
     parts = [
         event("messageStart", {"role": "assistant"}),

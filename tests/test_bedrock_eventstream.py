@@ -128,10 +128,12 @@ def test_every_header_type() -> None:
         assert _decode([body[i : i + size] for i in range(0, len(body), size)])[0] == messages
 
 
-def test_headers_are_the_callers_own() -> None:
+def test_shared_headers_are_read_only() -> None:
+    # Messages that repeat a header block share one parsed mapping, so no caller may change it.
     decoder = EventStreamDecoder("bedrock")
     (first, _), (second, _) = decoder.feed(_frame(EVERY_TYPE) * 2)
-    first["yes"] = False  # a caller's change reaches no other message's headers
+    with pytest.raises(TypeError):
+        first["yes"] = False  # type: ignore[index]
     assert second["yes"] is True and decoder.feed(_frame(EVERY_TYPE))[0][0]["yes"] is True
 
 
@@ -195,6 +197,19 @@ def test_oversized_lengths_are_refused_from_the_prelude() -> None:
 def test_lengths_that_do_not_add_up() -> None:
     for total, headers_length in ((0, 0), (15, 0), (20, 5)):
         _corrupt([_prelude(total, headers_length) + b"\x00" * 32], "do not add up")
+
+
+def test_a_bad_prelude_after_a_good_message_is_refused_in_the_same_read() -> None:
+    # The decoder reads a message's checksum and the prelude after it together: that prelude is
+    # checked then, not left for the next read.
+    _corrupt([GOOD + _prelude(0, 0)], "do not add up")
+    _corrupt([GOOD + _prelude(MAX_MESSAGE_LENGTH + 1, 0)], "over the limit")
+    broken = bytearray(GOOD + _prelude(100, 10))
+    broken[-1] ^= 0x01
+    _corrupt([bytes(broken)], "prelude checksum")
+    # A whole prelude after the last message waits, checked, for the rest of its message.
+    decoder = EventStreamDecoder("bedrock")
+    assert len(decoder.feed(GOOD + _prelude(100, 10))) == 6 and decoder.pending == 12
 
 
 @pytest.mark.parametrize(

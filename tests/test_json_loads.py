@@ -10,7 +10,7 @@ import pytest
 from _json_same import same
 from hypothesis import given, settings
 from hypothesis import strategies as st
-from openkoi._json import loads
+from openkoi._json import loads, loads_utf8
 
 _VALUES = st.recursive(
     st.none()
@@ -29,6 +29,7 @@ def test_any_json_text_gives_the_standard_library_s_value(value: Any, ascii_only
     text = json.dumps(value, ensure_ascii=ascii_only)
     assert same(loads(text), json.loads(text))
     assert same(loads(text.encode()), json.loads(text.encode()))
+    assert same(loads_utf8(text.encode()), json.loads(text))
 
 
 @pytest.mark.parametrize(
@@ -48,6 +49,7 @@ def test_any_json_text_gives_the_standard_library_s_value(value: Any, ascii_only
 )
 def test_edge_cases_give_the_standard_library_s_value(text: str) -> None:
     assert same(loads(text), json.loads(text))
+    assert same(loads_utf8(text.encode()), json.loads(text))
 
 
 @pytest.mark.parametrize(
@@ -58,5 +60,27 @@ def test_what_json_loads_refuses_is_refused_the_same_way(text: str) -> None:
         json.loads(text)
     with pytest.raises(ValueError) as got:
         loads(text)
+    assert type(got.value) is type(expected.value)
+    assert str(got.value) == str(expected.value)
+
+
+@pytest.mark.parametrize(
+    "data",
+    [
+        b'{"a": "\xff"}',  # not UTF-8
+        b'{"a": "\xed\xa0\x80"}',  # an encoded surrogate is not UTF-8 either
+        '{"a": 1}'.encode("utf-16"),  # json.loads(bytes) would sniff this and take it
+        '{"a": 1}'.encode("utf-32-le"),
+        b"\xef\xbb\xbf{}",  # a byte-order mark, which json.loads(str) refuses
+        b"{",
+    ],
+)
+def test_loads_utf8_is_json_loads_of_the_decoded_text(data: bytes) -> None:
+    """`loads_utf8(data)` takes exactly what `json.loads(data.decode())` takes: bytes that are
+    not UTF-8 are refused rather than sniffed for another encoding."""
+    with pytest.raises(ValueError) as expected:
+        json.loads(data.decode())
+    with pytest.raises(ValueError) as got:
+        loads_utf8(data)
     assert type(got.value) is type(expected.value)
     assert str(got.value) == str(expected.value)

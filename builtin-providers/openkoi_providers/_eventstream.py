@@ -11,12 +11,16 @@ from __future__ import annotations
 
 import struct
 import zlib
+from collections.abc import Mapping
+from types import MappingProxyType
 from typing import Final
 
 from openkoi._errors import MalformedResponseError
 
 HeaderValue = bool | int | bytes | str
-Message = tuple[dict[str, HeaderValue], bytes]
+# A message's headers are read-only: one parsed header block is shared by every message that
+# repeats it.
+Message = tuple[Mapping[str, HeaderValue], bytes]
 
 PRELUDE_LENGTH: Final = 12
 MAX_HEADERS_LENGTH: Final = 128 * 1024  # the service's limit on one message's headers
@@ -25,6 +29,8 @@ MAX_MESSAGE_LENGTH: Final = PRELUDE_LENGTH + MAX_HEADERS_LENGTH + MAX_PAYLOAD_LE
 
 _PRELUDE = struct.Struct(">III")
 _CRC = struct.Struct(">I")
+_CRC_AND_PRELUDE = struct.Struct(">IIII")  # a checksum, then the prelude after it
+_crc32 = zlib.crc32
 # value type -> width of a fixed-size signed integer (2 byte, 3 short, 4 int, 5 long, 8 timestamp)
 _INTEGERS: Final = {2: 1, 3: 2, 4: 4, 5: 8, 8: 8}
 _CACHE_LIMIT: Final = 64  # distinct header blocks remembered; a stream repeats a handful
@@ -39,15 +45,17 @@ class EventStreamDecoder:
     complete and keeps the rest. `pending` is the number of bytes held that are not yet a whole
     message, so a stream that ends with `pending > 0` ended inside one."""
 
-    __slots__ = ("_headers_seen", "_held", "_need", "_parts", "_provider")
+    __slots__ = ("_headers_seen", "_held", "_last", "_need", "_parts", "_provider")
 
     def __init__(self, provider: str) -> None:
         self._provider = provider
         self._parts: list[bytes] = []  # bytes received after the last whole message
         self._held = 0  # their total length
         self._need = PRELUDE_LENGTH  # bytes needed before parsing is worth trying again
-        # Bedrock sends the same few header blocks over and over: parse each once.
-        self._headers_seen: dict[bytes, dict[str, HeaderValue]] = {}
+        # Bedrock sends the same few header blocks over and over: parse each once. A run of
+        # deltas repeats the last block, which is compared in place without slicing it out.
+        self._headers_seen: dict[bytes, Mapping[str, HeaderValue]] = {}
+        self._last: tuple[bytes, Mapping[str, HeaderValue]] = (b"", MappingProxyType({}))
 
     @property
     def pending(self) -> int:
@@ -70,11 +78,13 @@ class EventStreamDecoder:
         need = PRELUDE_LENGTH
         messages: list[Message] = []
         seen = self._headers_seen
+        last_block, last_headers = self._last
+        last_length = len(last_block)
         try:
-            with memoryview(data) as view:
-                while size - start >= PRELUDE_LENGTH:
-                    total, headers_length, prelude_crc = _PRELUDE.unpack_from(data, start)
-                    if zlib.crc32(view[start : start + 8]) != prelude_crc:
+            if size >= PRELUDE_LENGTH:
+                total, headers_length, prelude_crc = _PRELUDE.unpack_from(data, 0)
+                while True:  # at `start` is a prelude: `total`, `headers_length`, `prelude_crc`
+                    if _crc32(data[start : start + 8]) != prelude_crc:
                         raise _Corrupt("prelude checksum mismatch")
                     if total > MAX_MESSAGE_LENGTH or headers_length > MAX_HEADERS_LENGTH:
                         raise _Corrupt(f"a {total}-byte message is over the limit")
@@ -85,24 +95,39 @@ class EventStreamDecoder:
                         need = total
                         break
                     payload_end = end - 4
-                    if (
-                        zlib.crc32(view[start:payload_end])
-                        != _CRC.unpack_from(data, payload_end)[0]
-                    ):
+                    # A message's checksum and the next message's prelude are read in one go.
+                    if end + PRELUDE_LENGTH <= size:
+                        crc, total, next_headers_length, prelude_crc = _CRC_AND_PRELUDE.unpack_from(
+                            data, payload_end
+                        )
+                    else:
+                        crc = _CRC.unpack_from(data, payload_end)[0]
+                        total = next_headers_length = -1
+                    if _crc32(data[start:payload_end]) != crc:
                         raise _Corrupt("message checksum mismatch")
-                    headers_end = start + PRELUDE_LENGTH + headers_length
-                    block = data[start + PRELUDE_LENGTH : headers_end]
-                    headers = seen.get(block)
-                    if headers is None:
-                        headers = _parse_headers(block)
-                        if len(seen) < _CACHE_LIMIT:
-                            seen[block] = headers
-                    messages.append((dict(headers), data[headers_end:payload_end]))
+                    headers_start = start + PRELUDE_LENGTH
+                    headers_end = headers_start + headers_length
+                    if headers_length != last_length or not data.startswith(
+                        last_block, headers_start
+                    ):
+                        block = data[headers_start:headers_end]
+                        found = seen.get(block)
+                        if found is None:
+                            found = MappingProxyType(_parse_headers(block))
+                            if len(seen) < _CACHE_LIMIT:
+                                seen[block] = found
+                        last_block, last_headers, last_length = block, found, headers_length
+                    messages.append((last_headers, data[headers_end:payload_end]))
                     start = end
+                    if total < 0:  # fewer than a prelude's bytes are left
+                        break
+                    headers_length = next_headers_length
         except _Corrupt as exc:
             raise MalformedResponseError(
                 f"the event stream is corrupt ({exc})", provider=self._provider
             ) from None
+        finally:
+            self._last = (last_block, last_headers)
         rest = data[start:] if start else data
         self._parts = [rest] if rest else []
         self._held = len(rest)

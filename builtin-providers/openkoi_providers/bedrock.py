@@ -47,7 +47,7 @@ from openkoi._features import (
     thinking_budget,
 )
 from openkoi._http import error_from_response, parse_retry_after
-from openkoi._json import loads
+from openkoi._json import loads_utf8
 from openkoi._provider import HTTPProvider, ProviderSettings, frames
 from openkoi._structured import SCHEMA_TOOL, as_forced_tool, from_forced_tool
 from openkoi._types import (
@@ -490,9 +490,24 @@ class _StreamState:
     # With a schema sent as a forced tool, that tool's input streams as the answer's text.
     schema_tool: bool = False
     as_text: set[int] = field(default_factory=set)
+    # The text pieces of the block the last text delta was in: a run of deltas appends here.
+    text_index: int | None = None
+    text: list[str] = field(default_factory=list)
 
     def grow(self, index: int, key: str, piece: str) -> None:
-        self.pieces.setdefault((index, key), []).append(piece)
+        pieces = self.pieces.get((index, key))
+        if pieces is None:
+            self.pieces[index, key] = [piece]
+        else:
+            pieces.append(piece)
+
+    def text_of(self, index: int) -> list[str]:
+        """The text pieces of block `index`, remembered as the block deltas go to next."""
+        pieces = self.pieces.get((index, "text"))
+        if pieces is None:
+            pieces = self.pieces[index, "text"] = []
+        self.text_index, self.text = index, pieces
+        return pieces
 
     def native(self) -> NativeTurn | None:
         out: list[dict[str, Any]] = []
@@ -522,39 +537,34 @@ class _StreamState:
 
 
 def _parse_stream_event(
-    headers: Mapping[str, Any], payload: bytes, provider: str, state: _StreamState
+    kind: Any,
+    event: Any,
+    headers: Mapping[str, Any],
+    payload: bytes,
+    provider: str,
+    state: _StreamState,
 ) -> ChatChunk | None:
-    """One event-stream message to a neutral chunk; exceptions raise; unknown events are None."""
-    kind = headers.get(":message-type")
-    if kind == "exception":
-        raise _stream_exception(str(headers.get(":exception-type") or ""), payload, provider, state)
-    if kind == "error":
-        code = str(headers.get(":error-code") or "")
-        message = str(headers.get(":error-message") or "the stream reported an error")
-        error = _aws_error(code, message, provider=provider, status=None) or ServerError(
-            message, provider=provider, code=code or None
-        )
-        error.partial_usage = state.usage
-        raise error
+    """One event-stream message (`kind` and `event` are its `:message-type` and `:event-type`
+    headers) to a neutral chunk; exceptions raise; unknown events are None."""
     if kind != "event":
+        _raise_stream_failure(kind, headers, payload, provider, state)
         return None
-    event = headers.get(":event-type")
     try:
-        # Event payloads are UTF-8 JSON: decoded as such (json.loads on bytes sniffs first).
-        data = loads(payload.decode()) if payload else {}
+        data = loads_utf8(payload) if payload else {}  # event payloads are UTF-8 JSON
     except ValueError:  # not UTF-8, or not JSON
         raise MalformedResponseError(f"the {event} event is not JSON", provider=provider) from None
-    if not isinstance(data, dict):
+    if type(data) is not dict:
         return None
     raw_index = data.get("contentBlockIndex")
     index = raw_index if isinstance(raw_index, int) else 0
-    if index in state.server_blocks and event in ("contentBlockDelta", "contentBlockStop"):
-        return None
     if event == "contentBlockDelta":
-        delta = data.get("delta") or {}
-        if isinstance(delta.get("text"), str) and delta["text"]:
-            state.grow(index, "text", delta["text"])
-            return text_chunk(delta["text"])
+        delta = data.get("delta")
+        if type(delta) is not dict or index in state.server_blocks:
+            return None
+        text = delta.get("text")
+        if text and type(text) is str:  # the common event: checked first
+            (state.text if index == state.text_index else state.text_of(index)).append(text)
+            return text_chunk(text)
         if isinstance(delta.get("toolUse"), dict):
             fragment = str(delta["toolUse"].get("input") or "")
             state.grow(index, "input", fragment)
@@ -572,7 +582,8 @@ def _parse_stream_event(
                 return ChatChunk(reasoning_delta=reasoning["text"]) if reasoning["text"] else None
         return None
     if event == "contentBlockStart":
-        use = (data.get("start") or {}).get("toolUse")
+        start = data.get("start")
+        use = start.get("toolUse") if type(start) is dict else None
         if isinstance(use, dict):
             if _server_side(use):
                 state.server_blocks.add(index)
@@ -606,6 +617,23 @@ def _parse_stream_event(
         state.usage = usage
         return ChatChunk(usage=usage)
     return None  # messageStart, contentBlockStop, and events added after this was written
+
+
+def _raise_stream_failure(
+    kind: Any, headers: Mapping[str, Any], payload: bytes, provider: str, state: _StreamState
+) -> None:
+    """Raise the typed error an `exception` or `error` message reports; other kinds of message
+    than these and `event` are ignored."""
+    if kind == "exception":
+        raise _stream_exception(str(headers.get(":exception-type") or ""), payload, provider, state)
+    if kind == "error":
+        code = str(headers.get(":error-code") or "")
+        message = str(headers.get(":error-message") or "the stream reported an error")
+        error = _aws_error(code, message, provider=provider, status=None) or ServerError(
+            message, provider=provider, code=code or None
+        )
+        error.partial_usage = state.usage
+        raise error
 
 
 def _stream_exception(
@@ -771,9 +799,15 @@ class BedrockProvider(HTTPProvider):
         headers = await self._signed(path, body, EVENT_STREAM)
         decoder = EventStreamDecoder(self.id)
         state = _StreamState(schema_tool=shaped is not request)
+        kind: Any = None
+        event: Any = None
+        seen: Mapping[str, Any] | None = None
         async with self._open_stream(path, body, headers=headers, expect=EVENT_STREAM) as response:
             async for message_headers, payload in frames(response, decoder.feed):
-                chunk = _parse_stream_event(message_headers, payload, self.id, state)
+                if message_headers is not seen:  # a run of deltas shares one parsed header block
+                    seen = message_headers
+                    kind, event = seen.get(":message-type"), seen.get(":event-type")
+                chunk = _parse_stream_event(kind, event, message_headers, payload, self.id, state)
                 if chunk is not None:
                     yield chunk
         if decoder.pending:

@@ -25,3 +25,12 @@ def loads(text: str | bytes) -> Any:
         return from_json(text, cache_strings="keys")
     except (ValueError, TypeError):
         return _stdlib_loads(text)
+
+
+def loads_utf8(data: bytes) -> Any:
+    """`json.loads(data.decode())`, faster: UTF-8 bytes parsed without decoding them first, and
+    never sniffed for another encoding as `json.loads(bytes)` would."""
+    try:
+        return from_json(data, cache_strings="keys")
+    except ValueError:  # bad UTF-8 or JSON jiter refuses: the standard library decides
+        return _stdlib_loads(data.decode())
