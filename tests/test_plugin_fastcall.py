@@ -79,6 +79,14 @@ async def test_fast_lifting_matches_wasmtime_py(tmp_path: Path) -> None:
         await provider.aclose()
 
 
+def _by_pointer(convert_to_c: Any) -> Any:
+    """wasmtime-py's `convert_to_c(store, value, pointer)` in the plans' form, which fill the C
+    value itself (`_lower.Lower`)."""
+    import ctypes
+
+    return lambda store, value, out: convert_to_c(store, value, ctypes.pointer(out))
+
+
 def _lowered(store: object, lower: object, value: object) -> object:
     """`value` lowered by `lower` into a C value, lifted back (and the C value freed)."""
     import ctypes
@@ -87,7 +95,7 @@ def _lowered(store: object, lower: object, value: object) -> object:
     from wasmtime import _ffi as ffi
 
     raw = ffi.wasmtime_component_val_t()
-    lower(store, value, ctypes.pointer(raw))  # type: ignore[operator]
+    lower(store, value, raw)  # type: ignore[operator]
     try:
         return lift(raw)
     finally:
@@ -126,7 +134,7 @@ async def test_planned_lowering_matches_wasmtime_py() -> None:
             ),
         ):
             value = request_to_wit(request)
-            slow = _lowered(store, request_type.convert_to_c, value)
+            slow = _lowered(store, _by_pointer(request_type.convert_to_c), value)
             assert _lowered(store, plan(request_type), value) == slow
             assert slow.model == request.model  # type: ignore[attr-defined]
 
@@ -139,13 +147,13 @@ async def test_planned_lowering_matches_wasmtime_py() -> None:
             answers = [fast(store, request_to_wit(ChatRequest(model=m))) for m in ("echo", "x")]
         for value in [*answers, Variant("other", None), 42, None]:
             assert _outcome(store, plan(result_type), value) == _outcome(
-                store, result_type.convert_to_c, value
+                store, _by_pointer(result_type.convert_to_c), value
             )
         bad = request_to_wit(ChatRequest(model="m"))
         bad.messages = "not a list"
         for value in (object(), bad):
             assert _outcome(store, plan(request_type), value) == _outcome(
-                store, request_type.convert_to_c, value
+                store, _by_pointer(request_type.convert_to_c), value
             )
             assert _outcome(store, plan(request_type), value)[0] == "raise"
     finally:
@@ -311,7 +319,7 @@ async def test_planned_lowering_of_a_host_response_matches_wasmtime_py() -> None
             record(status=200, headers=[("a", 1)], body=""),
         ):
             fast = _outcome(store, plan(result_type), value)
-            assert fast == _outcome(store, result_type.convert_to_c, value)
+            assert fast == _outcome(store, _by_pointer(result_type.convert_to_c), value)
         _, planned = _outcome(store, plan(result_type), record(status=1, headers=headers, body=""))
         assert planned.headers == headers  # type: ignore[union-attr]
     finally:

@@ -172,7 +172,7 @@ class FastCall:
         lowered = 0
         try:
             for lower, arg in zip(self._lowers, args, strict=True):
-                lower(store, arg, ctypes.pointer(params[lowered]))
+                lower(store, arg, params[lowered])
                 lowered += 1
             result = ffi.wasmtime_component_val_t()
             func = self._func._func

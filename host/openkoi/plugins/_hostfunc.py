@@ -60,7 +60,7 @@ def _host_call(
                 with FuncType._from_ptr(ty_raw, owner=store) as fty:
                     result_ty = fty.result
                     assert result_ty is not None
-                    _result_plan((idx or 0, address), result_ty)(store, result, results)
+                    _result_plan((idx or 0, address), result_ty)(store, result, results[0])
         except WasmtimeError:
             raise
         except Exception as exc:  # never park an exception in wasmtime-py's global

@@ -24,8 +24,20 @@ from wasmtime import _ffi as ffi
 from wasmtime.component import Variant
 from wasmtime.component import _types as types
 
-# lower(store, value, pointer to a wasmtime_component_val_t)
+# lower(store, value, the wasmtime_component_val_t to fill): the value itself, not a pointer to
+# it, so that no level makes a pointer object and reads it back through `.contents`.
 Lower = Callable[[Any, Any, Any], None]
+
+_STRING = ffi.WASMTIME_COMPONENT_STRING.value
+_ENUM = ffi.WASMTIME_COMPONENT_ENUM.value
+_RECORD = ffi.WASMTIME_COMPONENT_RECORD.value
+_LIST = ffi.WASMTIME_COMPONENT_LIST.value
+_TUPLE = ffi.WASMTIME_COMPONENT_TUPLE.value
+_OPTION = ffi.WASMTIME_COMPONENT_OPTION.value
+_RESULT = ffi.WASMTIME_COMPONENT_RESULT.value
+_VARIANT = ffi.WASMTIME_COMPONENT_VARIANT.value
+_BOOL = ffi.WASMTIME_COMPONENT_BOOL.value
+_Val = ffi.wasmtime_component_val_t
 
 
 def _held(name: str, restype: Any, *argtypes: Any) -> Any:
@@ -77,27 +89,36 @@ def plan(ty: types.ValType) -> Lower:
         return _lower_enum
     if isinstance(ty, types.VariantLikeType):
         return _variant_like(ty)
-    return ty.convert_to_c
+    return _delegated(ty)
 
 
-def _lower_string(store: Any, val: Any, ptr: Any) -> None:
+def _delegated(ty: types.ValType) -> Lower:
+    convert = ty.convert_to_c
+
+    def lower(store: Any, val: Any, out: Any) -> None:
+        convert(store, val, ctypes.pointer(out))
+
+    return lower
+
+
+def _lower_string(store: Any, val: Any, out: Any) -> None:
     if not isinstance(val, str):
         raise TypeError("expected string type")
-    ptr.contents.kind = ffi.WASMTIME_COMPONENT_STRING
-    ptr.contents.of.string = _vec(val.encode("utf-8"))
+    out.kind = _STRING
+    out.of.string = _vec(val.encode("utf-8"))
 
 
-def _lower_enum(store: Any, val: Any, ptr: Any) -> None:
+def _lower_enum(store: Any, val: Any, out: Any) -> None:
     if not isinstance(val, str):
         raise TypeError("expected str type")
-    ptr.contents.kind = ffi.WASMTIME_COMPONENT_ENUM
-    ptr.contents.of.enumeration = _vec(val.encode("utf-8"))
+    out.kind = _ENUM
+    out.of.enumeration = _vec(val.encode("utf-8"))
 
 
 def _record(fields: list[tuple[str, bytes, Lower]]) -> Lower:
     count = len(fields)
 
-    def lower(store: Any, val: Any, ptr: Any) -> None:
+    def lower(store: Any, val: Any, out: Any) -> None:
         raw = ffi.wasmtime_component_valrecord_t()
         _record_new(raw, count)
         i = 0
@@ -105,17 +126,17 @@ def _record(fields: list[tuple[str, bytes, Lower]]) -> Lower:
             data = raw.data
             for name, encoded, lower_field in fields:
                 entry = data[i]
-                lower_field(store, getattr(val, name), ctypes.pointer(entry.val))
+                lower_field(store, getattr(val, name), entry.val)
                 entry.name = _vec(encoded)
                 i += 1
         except BaseException:
             for j in range(i, count):
-                raw.data[j].val.kind = ffi.WASMTIME_COMPONENT_BOOL
+                raw.data[j].val.kind = _BOOL
                 raw.data[j].val.of.boolean = False
             ffi.wasmtime_component_valrecord_delete(ctypes.byref(raw))
             raise
-        ptr.contents.kind = ffi.WASMTIME_COMPONENT_RECORD
-        ptr.contents.of.record = raw
+        out.kind = _RECORD
+        out.of.record = raw
 
     return lower
 
@@ -128,18 +149,18 @@ def _fill(
     try:
         data = raw.data
         for lower_element, element in items:
-            lower_element(store, element, ctypes.pointer(data[i]))
+            lower_element(store, element, data[i])
             i += 1
     except BaseException:
         for j in range(i, count):
-            raw.data[j].kind = ffi.WASMTIME_COMPONENT_BOOL
+            raw.data[j].kind = _BOOL
             raw.data[j].of.boolean = False
         delete(ctypes.byref(raw))
         raise
 
 
 def _list(lower_element: Lower) -> Lower:
-    def lower(store: Any, val: Any, ptr: Any) -> None:
+    def lower(store: Any, val: Any, out: Any) -> None:
         if not isinstance(val, list):
             raise TypeError("expected list value")
         count = len(val)
@@ -147,8 +168,8 @@ def _list(lower_element: Lower) -> Lower:
         _list_new(raw, count)
         items = zip(itertools.repeat(lower_element), val)
         _fill(store, raw, count, items, ffi.wasmtime_component_vallist_delete)
-        ptr.contents.kind = ffi.WASMTIME_COMPONENT_LIST
-        ptr.contents.of.list = raw
+        out.kind = _LIST
+        out.of.list = raw
 
     return lower
 
@@ -157,7 +178,7 @@ def _tuple(lower_elements: list[Lower]) -> Lower:
     """Tuples (a header's name and value): wasmtime-py asks for the element types per value."""
     count = len(lower_elements)
 
-    def lower(store: Any, val: Any, ptr: Any) -> None:
+    def lower(store: Any, val: Any, out: Any) -> None:
         if not isinstance(val, tuple):
             raise TypeError("expected tuple type")
         if len(val) != count:
@@ -166,8 +187,8 @@ def _tuple(lower_elements: list[Lower]) -> Lower:
         _tuple_new(raw, count)
         items = zip(lower_elements, val, strict=True)
         _fill(store, raw, count, items, ffi.wasmtime_component_valtuple_delete)
-        ptr.contents.kind = ffi.WASMTIME_COMPONENT_TUPLE
-        ptr.contents.of.tuple = raw
+        out.kind = _TUPLE
+        out.of.tuple = raw
 
     return lower
 
@@ -200,33 +221,35 @@ def _variant_like(ty: types.VariantLikeType) -> Lower:
                 continue
             if lower_payload is None:
                 return name, None
-            raw = ffi.wasmtime_component_val_t()
-            lower_payload(store, val.payload if tagged else val, ctypes.pointer(raw))
+            raw = _Val()
+            lower_payload(store, val.payload if tagged else val, raw)
             return name, _val_new(ctypes.byref(raw))
         raise ValueError("value not valid for this variant")
 
     if isinstance(ty, types.OptionType):
 
-        def lower_option(store: Any, val: Any, ptr: Any) -> None:
+        def lower_option(store: Any, val: Any, out: Any) -> None:
             _, raw = choose(store, val)
-            ptr.contents.kind = ffi.WASMTIME_COMPONENT_OPTION
-            ptr.contents.of.option = raw
+            out.kind = _OPTION
+            out.of.option = raw
 
         return lower_option
     if isinstance(ty, types.ResultType):
 
-        def lower_result(store: Any, val: Any, ptr: Any) -> None:
+        def lower_result(store: Any, val: Any, out: Any) -> None:
             name, raw = choose(store, val)
-            ptr.contents.kind = ffi.WASMTIME_COMPONENT_RESULT
-            ptr.contents.of.result.is_ok = name == "ok"
-            ptr.contents.of.result.val = raw
+            out.kind = _RESULT
+            result = out.of.result
+            result.is_ok = name == "ok"
+            result.val = raw
 
         return lower_result
 
-    def lower_variant(store: Any, val: Any, ptr: Any) -> None:
+    def lower_variant(store: Any, val: Any, out: Any) -> None:
         name, raw = choose(store, val)
-        ptr.contents.kind = ffi.WASMTIME_COMPONENT_VARIANT
-        ptr.contents.of.variant.discriminant = _vec(name.encode("utf-8"))
-        ptr.contents.of.variant.val = raw
+        out.kind = _VARIANT
+        variant = out.of.variant
+        variant.discriminant = _vec(name.encode("utf-8"))
+        variant.val = raw
 
     return lower_variant
