@@ -10,11 +10,10 @@ the call.
 from __future__ import annotations
 
 import asyncio
-import concurrent.futures
 import threading
 import time
 from collections.abc import Awaitable, Callable, Mapping
-from typing import TYPE_CHECKING, Any, Protocol, TypeVar
+from typing import TYPE_CHECKING, Any, Generic, Protocol, TypeVar
 
 if TYPE_CHECKING:
     from openkoi.plugins._guarded_http import GuardedClient, HttpError
@@ -106,21 +105,31 @@ class CallContext:
         if remaining <= 0:
             raise TimeoutError
 
-        async def wrapped() -> T:
-            return await make()
+        crossing: _Crossing[T] = _Crossing()
 
-        future = asyncio.run_coroutine_threadsafe(wrapped(), loop)
-        waiter = _cancel_waiter(self)
+        async def wrapped() -> None:
+            try:
+                crossing.result = await make()
+            except BaseException as exc:  # the coroutine's own error, raised in the worker
+                crossing.error = exc
+            finally:
+                crossing.done = True
+                crossing.wake()
+
+        task: list[asyncio.Task[None]] = []
+        loop.call_soon_threadsafe(lambda: task.append(loop.create_task(wrapped())))
+        _add_waiter(self, crossing)
         try:
-            pending: list[concurrent.futures.Future[Any]] = [future, waiter]
-            done, _ = concurrent.futures.wait(
-                pending, timeout=remaining, return_when=concurrent.futures.FIRST_COMPLETED
-            )
+            crossing.wait(remaining)
         finally:
-            _forget_waiter(self, waiter)
-        if future in done:
-            return future.result()
-        future.cancel()
+            _forget_waiter(self, crossing)
+        if crossing.done:
+            if crossing.error is not None:
+                raise crossing.error
+            return crossing.result  # type: ignore[return-value]
+        # Cancelled or out of time: the coroutine is cancelled on the loop (after it started,
+        # as the loop runs callbacks in order) and its end is not waited for.
+        loop.call_soon_threadsafe(lambda: task and task[0].cancel())
         if self.cancelled.is_set():
             raise Cancelled
         raise TimeoutError
@@ -135,8 +144,7 @@ class CallContext:
             waiters = list(_WAITERS.get(id(self), ()))
         bodies = list(self.bodies.values())
         for waiter in waiters:
-            if not waiter.done():
-                waiter.set_result(None)
+            waiter.wake()
         for body in bodies:
             body.wake()
 
@@ -152,20 +160,45 @@ class CallContext:
         return sum(1 for body in self.bodies.values() if not body.closed)
 
 
-_WAITERS: dict[int, set[concurrent.futures.Future[None]]] = {}
+class _Crossing(Generic[T]):
+    """The worker's wait for one coroutine on the loop: a lock that the coroutine's end, or a
+    cancel of the call, releases. (A lock is one wake-up each way; `run_coroutine_threadsafe`
+    with `concurrent.futures.wait` on it and a cancel future takes several.)"""
+
+    __slots__ = ("_lock", "_woken", "done", "error", "result")
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._lock.acquire()
+        self._woken = False
+        self.done = False
+        self.result: T | None = None
+        self.error: BaseException | None = None
+
+    def wake(self) -> None:
+        with _WAITERS_LOCK:
+            if self._woken:
+                return
+            self._woken = True
+        self._lock.release()
+
+    def wait(self, timeout: float) -> bool:
+        return self._lock.acquire(timeout=min(max(0.0, timeout), threading.TIMEOUT_MAX))
+
+
+_WAITERS: dict[int, set[_Crossing[Any]]] = {}
 _WAITERS_LOCK = threading.Lock()
 
 
-def _cancel_waiter(ctx: CallContext) -> concurrent.futures.Future[None]:
-    waiter: concurrent.futures.Future[None] = concurrent.futures.Future()
+def _add_waiter(ctx: CallContext, waiter: _Crossing[Any]) -> None:
+    """Let `ctx.cancel()` wake `waiter`; one added after the cancel is woken at once."""
     with _WAITERS_LOCK:
         _WAITERS.setdefault(id(ctx), set()).add(waiter)
     if ctx.cancelled.is_set():
-        waiter.set_result(None)
-    return waiter
+        waiter.wake()
 
 
-def _forget_waiter(ctx: CallContext, waiter: concurrent.futures.Future[None]) -> None:
+def _forget_waiter(ctx: CallContext, waiter: _Crossing[Any]) -> None:
     with _WAITERS_LOCK:
         waiters = _WAITERS.get(id(ctx))
         if waiters is not None:
