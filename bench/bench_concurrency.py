@@ -116,7 +116,9 @@ async def measure(url: str, levels: list[int], events: int, rounds: int) -> None
                     f"{percentile(firsts[name], 0.99) * 1000:,.0f} ms",
                 )
             ratio = statistics.median(rates["openkoi"]) / statistics.median(rates["bare httpx"])
-            row("events/s ratio (openkoi / bare)", f"{ratio:.3f}")
+            row("events/s ratio (openkoi / bare)", f"{ratio:.3f}", "target >= 0.8")
+            p99 = percentile(firsts["openkoi"], 0.99) / percentile(firsts["bare httpx"], 0.99)
+            row("first chunk p99 ratio (openkoi / bare)", f"{p99:.2f}x", "target <= 1.5x")
     finally:
         await bare.aclose()
         await provider.aclose()

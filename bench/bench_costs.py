@@ -162,7 +162,11 @@ def main() -> None:
             first = median(samples[(base, window)])
             for size in sizes:
                 wall = median(samples[(size, window)])
-                note = f"{wall / first:.2f}x the {base:,}-row time" if size != base else ""
+                note = (
+                    f"{wall / first:.2f}x the {base:,}-row time, target <= 1.3x"
+                    if size != base
+                    else ""
+                )
                 row(f"--since {window}, {size:,} rows", f"{wall * 1000:.0f} ms", note)
         print(f"in process, {sizes[-1]:,} rows")
         in_process(homes[sizes[-1]] / "usage.db", now)

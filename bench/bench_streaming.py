@@ -81,10 +81,11 @@ def main() -> None:
     for module, rate in zip(modules, rates, strict=True):
         ratio = median([r / b for r, b in zip(rate, baseline, strict=True)])
         per_event = 1e6 / median(rate)
+        target = getattr(module, "TARGET", "")
         row(
             module.NAME,
             f"{median(rate):,.0f} events/s ({per_event:.1f} us/event)",
-            f"{ratio:.2f}x of openai-compatible",
+            f"{ratio:.2f}x of openai-compatible" + (f", target {target}" if target else ""),
         )
 
 

@@ -11,6 +11,7 @@ from openkoi._provider import ProviderSettings
 
 NAME = "bedrock (event stream)"
 CONTENT_TYPE = "application/vnd.amazon.eventstream"
+TARGET = ">= 0.85x"  # issue 13: botocore's parser made it 0.50x
 
 
 def _message(event_type: str, data: object) -> bytes:
