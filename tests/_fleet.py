@@ -292,7 +292,11 @@ def fleet_config(
     usage: str | None = None,
     budgets: dict[str, dict[str, int]] | None = None,
     fallback: dict[str, object] | None = None,
+    state_timeout: float = 5.0,
 ) -> str:
+    """A config.toml for machines sharing `state` and `usage`. The state store's deadline is
+    long: these tests check what machines share, and a machine that falls back to local state
+    because a loaded test machine was slow past the default 0.25 s would share nothing."""
     lines = ["[models]", f'executor = "{executor}"']
     if fallbacks:
         lines += [
@@ -302,7 +306,7 @@ def fleet_config(
     for name, url in providers.items():
         lines += [f"[providers.{name}]", f'base_url = "{url}"']
     if state:
-        lines += ["[state]", f'url = "{state}"']
+        lines += ["[state]", f'url = "{state}"', f"timeout = {state_timeout}"]
     if usage:
         lines += ["[usage]", f'database = "{usage}"']
     for ref, limits in (budgets or {}).items():

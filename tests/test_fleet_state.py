@@ -184,7 +184,9 @@ async def test_an_rpm_budget_admits_exactly_n_across_processes(
         start_machine(machine_home(tmp_path, f"m{i}", config), "12", str(go)) for i in range(4)
     ]
     go.touch()
-    outputs = [out for out, _ in finish_machines(procs)]
+    finished = finish_machines(procs)
+    assert all("warning" not in err for _, err in finished)  # every machine used the shared store
+    outputs = [out for out, _ in finished]
     answers = sum(out.count("answer: ok") for out in outputs)
     refused = [line for out in outputs for line in out.splitlines() if line.startswith("exhausted")]
     assert answers == 25 and len(refused) == 48 - 25
