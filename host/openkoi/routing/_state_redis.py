@@ -15,6 +15,7 @@ the caller falls back to local state instead.
 from __future__ import annotations
 
 import math
+import time
 from collections.abc import Iterable
 from typing import Any
 
@@ -204,8 +205,12 @@ class RedisState:
         refs = list(refs)
         if not refs:
             return {}
+        started = time.monotonic()
         reply = await self._run("get", [self._key(r) for r in refs], [])
-        local = now
+        # The server's times are mapped from the caller's clock as the reply arrived, which is
+        # never before the server read its own: a cooldown read back never ends earlier than
+        # Redis has it (at most the round trip later).
+        local = now + (time.monotonic() - started)
         server_now = int(reply[0])
         found = {}
         for ref, fields in zip(refs, reply[1:], strict=True):
@@ -231,8 +236,6 @@ class RedisState:
                 if len(keys) >= 10_000:  # a bounded report, however many models there are
                     break
         refs = [k.removeprefix(f"{self.prefix}cooldown:") for k in keys]
-        import time
-
         found = await self.get(refs, now=time.time())
         return sorted(found.values(), key=lambda c: c.ref)
 
@@ -243,6 +246,7 @@ class RedisState:
         after = error.retry_after
         if after is not None and math.isfinite(after) and after >= 0:
             retry = round(min(after, policy.max_cooldown) * 1000)
+        started = time.monotonic()
         left, failures = await self._run(
             "fail",
             [self._key(ref)],
@@ -256,9 +260,11 @@ class RedisState:
                 "" if error.status is None else error.status,
             ],
         )
+        # `left` counts from the server's moment, mapped as `get` maps it (from the reply).
+        replied = now + (time.monotonic() - started)
         return Cooldown(
             ref=ref,
-            until=now + int(left) / 1000,
+            until=replied + int(left) / 1000,
             failures=int(failures),
             kind=error.kind,
             message=error.message,
