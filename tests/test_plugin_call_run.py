@@ -40,6 +40,19 @@ async def _in_worker(ctx: CallContext, make: Callable[[], Any]) -> tuple[str, An
     return await asyncio.to_thread(wait)
 
 
+def _hanging() -> tuple[Callable[[], Any], asyncio.Event]:
+    """A coroutine function that never ends by itself, and the event its cancel sets."""
+    ended = asyncio.Event()
+
+    async def hangs() -> None:
+        try:
+            await asyncio.sleep(30)
+        finally:
+            ended.set()
+
+    return hangs, ended
+
+
 async def test_the_coroutine_s_value_and_its_error_reach_the_worker() -> None:
     ctx = _context(5)
 
@@ -58,14 +71,7 @@ async def test_the_coroutine_s_value_and_its_error_reach_the_worker() -> None:
 
 async def test_a_hung_coroutine_ends_at_the_deadline_and_is_cancelled_on_the_loop() -> None:
     ctx = _context(0.2)
-    ended = asyncio.Event()
-
-    async def hangs() -> None:
-        try:
-            await asyncio.sleep(30)
-        finally:
-            ended.set()
-
+    hangs, ended = _hanging()
     outcome, error, took = await _in_worker(ctx, hangs)
     assert outcome == "raise" and isinstance(error, TimeoutError)
     assert 0.15 <= took < 1.0
@@ -74,14 +80,7 @@ async def test_a_hung_coroutine_ends_at_the_deadline_and_is_cancelled_on_the_loo
 
 async def test_a_cancel_wakes_the_wait_at_once() -> None:
     ctx = _context(30)
-    ended = asyncio.Event()
-
-    async def hangs() -> None:
-        try:
-            await asyncio.sleep(30)
-        finally:
-            ended.set()
-
+    hangs, ended = _hanging()
     waiting = asyncio.ensure_future(_in_worker(ctx, hangs))
     await asyncio.sleep(0.1)
     ctx.cancel()

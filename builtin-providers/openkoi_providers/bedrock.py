@@ -495,19 +495,12 @@ class _StreamState:
     text: list[str] = field(default_factory=list)
 
     def grow(self, index: int, key: str, piece: str) -> None:
-        pieces = self.pieces.get((index, key))
-        if pieces is None:
-            self.pieces[index, key] = [piece]
-        else:
-            pieces.append(piece)
+        self.pieces.setdefault((index, key), []).append(piece)
 
     def text_of(self, index: int) -> list[str]:
         """The text pieces of block `index`, remembered as the block deltas go to next."""
-        pieces = self.pieces.get((index, "text"))
-        if pieces is None:
-            pieces = self.pieces[index, "text"] = []
-        self.text_index, self.text = index, pieces
-        return pieces
+        self.text_index, self.text = index, self.pieces.setdefault((index, "text"), [])
+        return self.text
 
     def native(self) -> NativeTurn | None:
         out: list[dict[str, Any]] = []
