@@ -129,6 +129,8 @@ def new_client(
         max_keepalive_connections=min(max_connections, idle_connections),
         keepalive_expiry=KEEPALIVE_EXPIRY,
     )
+    from openkoi._idle_check import http_transport, quicken_client
+
     trust_env = proxy != ""
     transport: httpx.AsyncBaseTransport | None = None
     try:
@@ -137,14 +139,14 @@ def new_client(
             # it is one that trusts no certificate, so that it could not weaken anything.
             verify = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
             transport = _TLSWhenNeeded(
-                httpx.AsyncHTTPTransport(verify=verify, limits=limits, trust_env=trust_env),
-                lambda: httpx.AsyncHTTPTransport(
+                http_transport(verify=verify, limits=limits, trust_env=trust_env),
+                lambda: http_transport(
                     verify=tls_context(ca_bundle), limits=limits, trust_env=trust_env
                 ),
             )
         else:
             verify = tls_context(ca_bundle)
-        return httpx.AsyncClient(
+        client = httpx.AsyncClient(
             base_url=base_url.rstrip("/"),
             headers=dict(headers or {}),
             timeout=httpx_timeout(deadlines),
@@ -164,3 +166,4 @@ def new_client(
             else "its URL is not an http://, https:// or socks5:// proxy URL"
         )
         raise ConfigError(f"cannot use {where}: {why}") from None
+    return quicken_client(client)

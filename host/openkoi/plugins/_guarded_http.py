@@ -37,6 +37,7 @@ import anyio
 import httpx
 
 from openkoi._errors import OpenKoiError
+from openkoi._idle_check import http_transport
 from openkoi.plugins._egress import (
     AllowedOrigin,
     Decision,
@@ -311,7 +312,7 @@ class TransportPool:
         key = (target.scheme, target.host, target.port)
         transport = self._transports.get(key)
         if transport is None:
-            transport = httpx.AsyncHTTPTransport(
+            transport = http_transport(
                 verify=self._ssl_context or _ssl_context(),
                 limits=self._limits,
                 trust_env=False,
