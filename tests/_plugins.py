@@ -4,6 +4,7 @@ wasmtime cache, so a suite run compiles each component at most once (and a rerun
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import hashlib
 import os
@@ -211,3 +212,33 @@ async def cohere_provider(
         yield provider, server
     finally:
         await provider.aclose()
+
+
+async def drip_sse(
+    reader: asyncio.StreamReader,
+    writer: asyncio.StreamWriter,
+    *,
+    interval: float,
+    count: int,
+    sent: Callable[[], None] | None = None,
+) -> bool:
+    """Answer one request with a chunked SSE stream of `data: <i>` events, one per `interval`
+    (calling `sent` after each); True when the client hung up before the last."""
+    while (await reader.readline()) not in (b"\r\n", b""):
+        pass
+    writer.write(
+        b"HTTP/1.1 200 OK\r\ncontent-type: text/event-stream\r\ntransfer-encoding: chunked\r\n\r\n"
+    )
+    try:
+        for i in range(count):
+            data = f"data: {i}\n\n".encode()
+            writer.write(f"{len(data):x}\r\n".encode() + data + b"\r\n")
+            await writer.drain()
+            if sent is not None:
+                sent()
+            await asyncio.sleep(interval)
+    except (ConnectionError, OSError):
+        return True
+    finally:
+        writer.close()
+    return False

@@ -356,25 +356,14 @@ async def test_closing_a_stream_closes_upstream_and_frees_the_instance(
     sent = 0
 
     async def serve_slow(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        nonlocal sent
-        while (await reader.readline()) not in (b"\r\n", b""):
-            pass
-        writer.write(
-            b"HTTP/1.1 200 OK\r\ncontent-type: text/event-stream\r\n"
-            b"transfer-encoding: chunked\r\n\r\n"
-        )
+        def count() -> None:
+            nonlocal sent
+            sent += 1
+
         try:
-            for i in range(10_000):
-                data = f"data: {i}\n\n".encode()
-                writer.write(f"{len(data):x}\r\n".encode() + data + b"\r\n")
-                await writer.drain()
-                sent += 1
-                await asyncio.sleep(0.01)
-        except (ConnectionError, OSError):
-            pass
+            await _plugins.drip_sse(reader, writer, interval=0.01, count=10_000, sent=count)
         finally:
             disconnected.set()
-            writer.close()
 
     server = await asyncio.start_server(serve_slow, "127.0.0.1", 0)
     url = f"http://127.0.0.1:{server.sockets[0].getsockname()[1]}"

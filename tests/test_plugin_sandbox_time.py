@@ -20,8 +20,10 @@ from typing import Any
 
 import _plugins
 import pytest
+from openkoi._errors import ProviderTimeoutError
+from openkoi._timeouts import Timeouts
 from openkoi._types import ChatRequest, Message
-from openkoi.plugins._errors import PluginLimitError
+from openkoi.plugins._errors import PluginError, PluginLimitError
 from openkoi.plugins._loader import load_plugin_file
 from openkoi.plugins._provider import WasmProvider
 
@@ -126,6 +128,88 @@ async def test_closing_a_sleeping_stream_frees_its_instance(sleeper: WasmProvide
     started = time.monotonic()
     assert await _chat(sleeper, "echo", "next") == "echo: next"
     assert time.monotonic() - started < 1.0
+
+
+async def test_a_call_ends_at_its_total_deadline_when_that_comes_first(
+    hostile_wasm: Path,
+) -> None:
+    provider = _load(hostile_wasm, timeout_ms=10_000)
+    request = ChatRequest(model="sleep", messages=[Message.user("6")], timeouts=Timeouts(total=0.8))
+    try:
+        started = time.monotonic()
+        with pytest.raises(ProviderTimeoutError) as caught:
+            await provider.chat(request)
+        elapsed = time.monotonic() - started
+        assert caught.value.deadline == "total"
+        assert "0.8 s (total deadline)" in str(caught.value)
+        assert 0.75 <= elapsed < 0.8 + 0.5, elapsed
+        started = time.monotonic()  # pool of one: the sleeper's instance (or slot) is free
+        assert await _chat(provider, "echo", "after") == "echo: after"
+        assert time.monotonic() - started < 2.0
+    finally:
+        await provider.aclose()
+
+
+async def test_a_stream_that_never_ends_ends_at_its_total_deadline(hostile_wasm: Path) -> None:
+    """Each event comes well within the event limit, for ever: only the total ends it."""
+    hung_up = asyncio.Event()
+
+    async def serve_forever(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        if await _plugins.drip_sse(reader, writer, interval=0.05, count=100_000):
+            hung_up.set()
+
+    server = await asyncio.start_server(serve_forever, "127.0.0.1", 0)
+    url = f"http://127.0.0.1:{server.sockets[0].getsockname()[1]}"
+    provider = load_plugin_file(
+        hostile_wasm,
+        {
+            "config": {"base": url},
+            "network": {"extend": [url]},
+            "limits": {"timeout_ms": 10_000, "event_timeout_ms": 1000},
+            "pool_size": 1,
+        },
+    )
+    request = ChatRequest(model="slow-stream", timeouts=Timeouts(total=1.5))
+    deltas: list[str] = []
+    try:
+        started = time.monotonic()
+
+        async def read_all() -> None:
+            async for chunk in provider.chat_stream(request):
+                deltas.append(chunk.delta)
+
+        with pytest.raises(ProviderTimeoutError) as caught:
+            await asyncio.wait_for(read_all(), 10.0)  # the test's own bound
+        elapsed = time.monotonic() - started
+        assert caught.value.deadline == "total"
+        assert 1.45 <= elapsed < 1.5 + 0.5, elapsed
+        assert len(deltas) >= 5 and deltas[:3] == ["0", "1", "2"]
+        await asyncio.wait_for(hung_up.wait(), 3.0)  # the upstream response was closed
+        started = time.monotonic()  # the stream's instance was freed for the next call
+        assert await _chat(provider, "echo", "after") == "echo: after"
+        assert time.monotonic() - started < 2.0
+    finally:
+        await provider.aclose()
+        server.close()
+        await server.wait_closed()
+
+
+async def test_calls_waiting_for_an_instance_when_the_plugin_closes_are_told_it_closed(
+    hostile_wasm: Path,
+) -> None:
+    provider = _load(hostile_wasm, timeout_ms=10_000)
+    busy = asyncio.ensure_future(_chat(provider, "sleep", "5"))
+    await asyncio.sleep(0.3)  # it holds the one instance
+    queued = [asyncio.ensure_future(_chat(provider, "echo", str(i))) for i in range(5)]
+    await asyncio.sleep(0.1)
+    started = time.monotonic()
+    await provider.aclose()
+    outcomes = await asyncio.gather(busy, *queued, return_exceptions=True)
+    assert time.monotonic() - started < 2.0
+    for outcome in outcomes[1:]:
+        assert type(outcome) is PluginError, repr(outcome)
+        assert str(outcome).endswith("plugin hostile is closed")
+    assert isinstance(outcomes[0], PluginError)  # the running call was cancelled
 
 
 _EXIT_SCRIPT = textwrap.dedent(

@@ -22,6 +22,7 @@ from __future__ import annotations
 import asyncio
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
+from dataclasses import dataclass
 from typing import Any, TypeVar
 
 import anyio
@@ -40,6 +41,34 @@ CLOCK_KEY = "openkoi.clock"
 USE_LOOP_TIMER = True
 
 _SENT_EVENTS = ("http11.send_request_headers.started", "http2.send_request_headers.started")
+
+
+def total_error(seconds: float, provider: str) -> ProviderTimeoutError:
+    """The error of a call whose total deadline passed."""
+    return ProviderTimeoutError(
+        f"the call took longer than {seconds:g} s (total deadline)",
+        deadline="total",
+        provider=provider,
+    )
+
+
+@dataclass(frozen=True, slots=True)
+class CallTotal:
+    """The total deadline of a call that makes no request of its own (a plugin's: the guest
+    makes them): its length, and the loop time it ends at."""
+
+    seconds: float
+    at: float
+
+    @classmethod
+    def from_now(cls, seconds: float, loop: asyncio.AbstractEventLoop) -> CallTotal:
+        return cls(seconds, loop.time() + seconds)
+
+    def left(self, loop: asyncio.AbstractEventLoop) -> float:
+        return self.at - loop.time()
+
+    def error(self, provider: str) -> ProviderTimeoutError:
+        return total_error(self.seconds, provider)
 
 
 def _loop_clock(task: asyncio.Task[Any]) -> Callable[[], float]:
@@ -229,8 +258,9 @@ class CallClock:
             "first_token": f"no answer within {d.first_token:g} s of sending the request "
             "(first_token deadline)",
             "idle": f"the stream went silent for {d.idle:g} s (idle deadline)",
-            "total": f"the call took longer than {d.total:g} s (total deadline)",
-        }[deadline]
+        }.get(deadline)
+        if message is None:
+            return total_error(d.total, self.provider)
         return ProviderTimeoutError(message, deadline=deadline, provider=self.provider)
 
 

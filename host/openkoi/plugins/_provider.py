@@ -5,12 +5,15 @@ tell it from a built-in provider. Errors the plugin reports arrive as the founda
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator, Sequence
 from typing import TYPE_CHECKING, Any
 
 from openkoi._attachments import fetch_for, has_url_attachments
+from openkoi._deadline import CallTotal
 from openkoi._errors import ProviderError
 from openkoi._structured import parse_output
+from openkoi._timeouts import Timeouts, resolve_timeouts
 from openkoi._types import ChatChunk, ChatRequest, ChatResponse, ModelInfo, TokenUsage, text_chunk
 from openkoi.plugins._convert import (
     adapt_to_legacy,
@@ -75,21 +78,28 @@ class WasmProvider:
             return request, request_to_wit(adapt_to_legacy(request, self.id), legacy=True)
         return request, request_to_wit(request)
 
+    def _total(self, timeouts: Timeouts | None = None) -> CallTotal:
+        """The call's total deadline, from now: the call's, the provider's, `[timeouts]`."""
+        seconds = resolve_timeouts(timeouts, self.settings.timeouts).total
+        return CallTotal.from_now(seconds, asyncio.get_running_loop())
+
     async def models(self) -> list[ModelInfo]:
         return await self.runtime.call(
-            "models", convert=lambda value: [model_from_wit(m) for m in value]
+            "models", convert=lambda value: [model_from_wit(m) for m in value], total=self._total()
         )
 
     async def chat(self, request: ChatRequest) -> ChatResponse:
+        total = self._total(request.timeouts)
         request, value = await self._ready(request)
-        response = await self.runtime.call("chat", value, convert=response_from_wit)
+        response = await self.runtime.call("chat", value, convert=response_from_wit, total=total)
         return parse_output(request, response)
 
     async def chat_stream(self, request: ChatRequest) -> AsyncIterator[ChatChunk]:
         """Yield chunks; on failure, the error carries the usage seen so far."""
+        total = self._total(request.timeouts)
         _, value = await self._ready(request)
         usage: TokenUsage | None = None  # the latest (usage is cumulative): all an error needs
-        batches = self.runtime.stream(value)
+        batches = self.runtime.stream(value, total)
         try:
             async for batch in batches:
                 for event in batch:
@@ -109,9 +119,13 @@ class WasmProvider:
     async def embed(self, texts: Sequence[str], model: str | None = None) -> list[list[float]]:
         if not texts:
             return []
+        total = self._total()
         model = model or await self._default_model(embeddings=True) or ""
         vectors, _usage = await self.runtime.call(
-            "embed", embed_request_to_wit(model, list(texts)), convert=embeddings_from_wit
+            "embed",
+            embed_request_to_wit(model, list(texts)),
+            convert=embeddings_from_wit,
+            total=total,
         )
         return vectors
 

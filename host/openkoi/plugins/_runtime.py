@@ -28,6 +28,7 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, TypeVar
 
+from openkoi._deadline import CallTotal
 from openkoi._errors import CredentialsMissingError, ProviderError
 from openkoi._types import ChatChunk
 from openkoi.plugins import _guest_log
@@ -384,12 +385,17 @@ class PluginRuntime:
             provider=self.id,
         )
 
+    def closed_error(self) -> PluginError:
+        return PluginError(f"plugin {self.id} is closed", provider=self.id)
+
     async def _acquire(self) -> _Instance:
         if self._closed:
-            raise PluginError(f"plugin {self.id} is closed", provider=self.id)
+            raise self.closed_error()
         loop = asyncio.get_running_loop()
         waiter: _Waiter | None = None
         with self._lock:
+            if self._closed:  # closed by another thread since
+                raise self.closed_error()
             if self._idle:
                 return self._idle.pop()
             if self._count < self.pool_size:
@@ -417,6 +423,8 @@ class PluginRuntime:
             self._hand_back(None)
             if isinstance(exc, ProviderError | asyncio.CancelledError):
                 raise
+            if self._closed:  # closed while this call waited: its executor takes no more work
+                raise self.closed_error() from None
             raise PluginTrapError(
                 f"plugin {self.id} could not be instantiated: {_first_line(exc)}", provider=self.id
             ) from None
@@ -465,22 +473,33 @@ class PluginRuntime:
             self._hand_back(await self._acquire())
         return self._info
 
-    async def call(self, export: str, *args: Any, convert: Callable[[Any], T]) -> T:
-        """Run one export to completion; `convert` maps its ok value (in the worker thread)."""
+    async def call(
+        self,
+        export: str,
+        *args: Any,
+        convert: Callable[[Any], T],
+        total: CallTotal | None = None,
+    ) -> T:
+        """Run one export to completion; `convert` maps its ok value (in the worker thread).
+        With `total`, the call also ends when the provider call's total deadline passes."""
+        loop = asyncio.get_running_loop()
         inst = await self._acquire()
-        ctx = self._context(asyncio.get_running_loop())
+        ctx = self._context(loop)
         future = self._executor.submit(self._job, inst, ctx, export, args, convert)
         wrapped = asyncio.wrap_future(future)
         try:
             # The guest is ended at its deadline by the host (`_interrupt`, `_wasi`); this bound
             # is the host's own, should anything in between ever fail to end. (`wait` neither
             # cancels `wrapped` nor takes the extra loop turns `wait_for(shield(...))` takes.)
-            done, _ = await asyncio.wait(
-                (wrapped,), timeout=self.limits.call_seconds + _HOST_GRACE_SECONDS
-            )
+            bound = self.limits.call_seconds + _HOST_GRACE_SECONDS
+            ends_total = total is not None and total.left(loop) < bound
+            timeout = total.left(loop) if total is not None and ends_total else bound
+            done, _ = await asyncio.wait((wrapped,), timeout=max(0.0, timeout))
             if not done:
                 ctx.cancel()
                 wrapped.add_done_callback(_consume)
+                if total is not None and ends_total:
+                    raise total.error(self.id)
                 raise self.limit_error("time")
             return wrapped.result()
         except asyncio.CancelledError:
@@ -523,11 +542,14 @@ class PluginRuntime:
         finally:
             self._hand_back(inst)
 
-    async def stream(self, request: Any) -> AsyncIterator[list[ChatChunk | str]]:
+    async def stream(
+        self, request: Any, total: CallTotal | None = None
+    ) -> AsyncIterator[list[ChatChunk | str]]:
         """Batches of events from `stream-chat` and `next`, each a chunk or, for a text delta,
-        its text (`_stream_lift`); close the generator to cancel."""
-        inst = await self._acquire()
+        its text (`_stream_lift`); close the generator to cancel. With `total`, the stream also
+        ends when the provider call's total deadline passes, however often the guest yields."""
         loop = asyncio.get_running_loop()
+        inst = await self._acquire()
         ctx = self._context(loop)
         channel = _Channel(loop)
         self._executor.submit(self._stream_job, inst, ctx, request, channel)
@@ -536,9 +558,14 @@ class PluginRuntime:
         bound = max(self.limits.call_seconds, self.limits.event_seconds) + _HOST_GRACE_SECONDS
         try:
             while True:
+                left = bound if total is None else min(bound, total.left(loop))
                 try:
-                    item, size = await channel.get(bound)
+                    if left <= 0:
+                        raise TimeoutError
+                    item, size = await channel.get(left)
                 except TimeoutError:
+                    if total is not None and left < bound:
+                        raise total.error(self.id) from None
                     raise self.limit_error("event-time") from None
                 if item is _Channel._END:
                     finished = True
@@ -690,7 +717,11 @@ class PluginRuntime:
             self._closed = True
             idle, self._idle = self._idle, []
             self._count -= len(idle)
+            waiters, self._waiters = self._waiters, collections.deque()
         del idle
+        for waiter in waiters:  # calls still waiting for an instance: none will come
+            with contextlib.suppress(RuntimeError):  # that loop is closed
+                waiter.loop.call_soon_threadsafe(_refuse, waiter, self.closed_error())
         self.cancel_all()
         _LIVE.discard(self)
         self._executor.shutdown(wait=False, cancel_futures=False)
@@ -714,6 +745,11 @@ def _resolve(waiter: _Waiter, inst: _Instance | None, runtime: PluginRuntime) ->
         runtime._hand_back(inst)
     else:
         waiter.future.set_result(inst)
+
+
+def _refuse(waiter: _Waiter, error: BaseException) -> None:
+    if not waiter.future.done():
+        waiter.future.set_exception(error)
 
 
 def _trap_reason(exc: BaseException) -> str:
