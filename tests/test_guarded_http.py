@@ -32,6 +32,7 @@ from openkoi.plugins._guarded_http import (
     SecretScrubber,
     TransportPool,
 )
+from openkoi.plugins._limits import REQUEST_HEADER_BYTES, REQUEST_HEADERS, REQUEST_URL_CHARS
 
 pytestmark = pytest.mark.anyio
 
@@ -566,6 +567,46 @@ async def test_forbidden_headers_are_refused(
     server = serve(ok())
     async with client([f"http://localhost:{server.port}"]) as c:
         await denied(c.send("GET", f"http://localhost:{server.port}/", [header], None), kind)
+    assert server.connections == 0
+
+
+@pytest.mark.parametrize(
+    ("headers", "says"),
+    [
+        ([("x-a", "b")] * (REQUEST_HEADERS + 1), f"at most {REQUEST_HEADERS} headers"),
+        ([("x-a", "b")] * 300_000, f"at most {REQUEST_HEADERS} headers"),
+        ([("x-big", "v" * REQUEST_HEADER_BYTES)], "headers may be at most"),
+        ([(f"x-{i}", "v" * 1000) for i in range(70)], "headers may be at most"),
+    ],
+)
+async def test_a_request_head_past_the_host_s_caps_is_refused_before_it_goes_out(
+    serve: Serve, headers: list[tuple[str, str]], says: str
+) -> None:
+    server = serve(ok())
+    async with client([f"http://localhost:{server.port}"]) as c:
+        error = await denied(
+            c.send("GET", f"http://localhost:{server.port}/", headers, None), "invalid-request"
+        )
+    assert says in str(error)
+    assert server.connections == 0
+
+
+async def test_a_head_just_within_the_caps_goes_out(serve: Serve) -> None:
+    server = serve(ok())
+    value = "v" * (REQUEST_HEADER_BYTES // REQUEST_HEADERS - 10)
+    headers = [(f"x-{i:03}", value) for i in range(REQUEST_HEADERS)]
+    async with client([f"http://localhost:{server.port}"]) as c:
+        response = await c.send("GET", f"http://localhost:{server.port}/", headers, None)
+        assert await response.text() == "ok"
+    assert server.requests[0].headers["x-127"] == value
+
+
+async def test_a_url_past_the_host_s_cap_is_the_guest_s_error(serve: Serve) -> None:
+    server = serve(ok())
+    url = f"http://localhost:{server.port}/?q=" + "a" * REQUEST_URL_CHARS
+    async with client([f"http://localhost:{server.port}"]) as c:
+        error = await denied(c.send("GET", url, [], None), "invalid-request")
+    assert "longer than" in str(error)
     assert server.connections == 0
 
 

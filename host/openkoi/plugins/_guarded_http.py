@@ -46,6 +46,7 @@ from openkoi.plugins._egress import (
     RequestTarget,
     address_allowed,
 )
+from openkoi.plugins._limits import REQUEST_HEADER_BYTES, REQUEST_HEADERS, REQUEST_URL_CHARS
 
 if TYPE_CHECKING:
     from openkoi._secrets import Secret
@@ -577,6 +578,10 @@ class GuardedClient:
         first_origin: tuple[str, str, int] | None = None
         redirects = 0
         while True:
+            if isinstance(current_url, str) and len(current_url) > REQUEST_URL_CHARS:
+                raise self._error(
+                    "invalid-request", f"the URL is longer than {REQUEST_URL_CHARS:,} characters"
+                )
             self._count_request()
             decision = self._policy.check(current_url)
             if not decision.allowed or decision.target is None or decision.origin is None:
@@ -635,10 +640,22 @@ class GuardedClient:
             )
 
     def _check_headers(self, headers: list[tuple[str, str]]) -> list[_Header]:
+        if len(headers) > REQUEST_HEADERS:
+            raise self._error(
+                "invalid-request",
+                f"a request may carry at most {REQUEST_HEADERS} headers ({len(headers)} given)",
+            )
         checked: list[_Header] = []
+        size = 0
         for name, value in headers:
             if not isinstance(name, str) or not isinstance(value, str):
                 raise self._error("invalid-request", "header names and values must be strings")
+            size += len(name) + len(value)
+            if size > REQUEST_HEADER_BYTES:
+                raise self._error(
+                    "invalid-request",
+                    f"a request's headers may be at most {REQUEST_HEADER_BYTES:,} characters",
+                )
             if not _TOKEN.fullmatch(name):
                 if SECRET_PLACEHOLDER.search(name):
                     raise self._error(

@@ -55,6 +55,13 @@ INSTANCES = 64  # core instances
 TABLES = 16
 MEMORIES = 4
 
+# What one HTTP request of a guest may carry: more than any API asks for (servers commonly
+# refuse request heads over 8-64 KiB), and little enough that checking and writing it never
+# holds up the event loop the host's HTTP runs on (300,000 headers once held it for 4 s).
+REQUEST_HEADERS = 128
+REQUEST_HEADER_BYTES = 64 * 1024  # names and values together
+REQUEST_URL_CHARS = 65_536  # httpx's own maximum, refused here as the guest's error
+
 # What values crossing from the guest may cost the host (`_fastcall.Budget`, estimated bytes of
 # Python objects), checked before the host builds them.
 STREAM_BATCH_BYTES = 4 * MIB  # one `next` of a stream
