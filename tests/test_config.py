@@ -43,6 +43,15 @@ def test_malformed_toml_names_the_file() -> None:
         ('[modles]\nexecutor = "a/b"\n', "modles", "unknown key"),
         ('[models.fallback]\nexecutor = "a/b"\n', "models.fallback.executor", "list"),
         ('[plugins]\nwsm = ["a.wasm"]\n', "plugins.wsm", "dictionary"),
+        ('[providers.x]\nbase_url = "http://127.0.0.1:99999/v1"\n', "providers.x.base_url", "port"),
+        ('[providers.x]\nbase_url = "http://[::1"\n', "providers.x.base_url", "ipv6"),
+        ('[providers.x]\nbase_url = "https://"\n', "providers.x.base_url", "no host"),
+        ('[providers.x]\nbase_url = "http://h:abc/v1"\n', "providers.x.base_url", "port"),
+        (
+            '[providers.x]\nproxy = "http://user:pw@h:99999"\n',
+            "providers.x.proxy",
+            "not a valid proxy",
+        ),
     ],
 )
 def test_bad_values_name_their_key(text: str, key: str, fragment: str) -> None:
@@ -127,3 +136,79 @@ def test_builtin_base_url_overrides(monkeypatch: pytest.MonkeyPatch) -> None:
     write('[providers.openai]\nbase_url = "http://127.0.0.1:6/v1"\n')
     registry = ProviderRegistry(load_config())
     assert registry.settings("openai").base_url == "http://127.0.0.1:6/v1"  # config wins
+
+
+def test_a_proxy_url_s_error_never_shows_it() -> None:
+    write('[providers.x]\nproxy = "http://user:hunter2-secret@h:99999"\n')
+    with pytest.raises(ConfigError) as info:
+        load_config()
+    assert "hunter2" not in str(info.value)
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "x = " + "[" * 100_000 + "]" * 100_000 + "\n",
+        "x = " + "{a=" * 5000 + "1" + "}" * 5000 + "\n",
+    ],
+)
+def test_toml_nested_thousands_deep_is_a_config_error(text: str) -> None:
+    path = write(text)
+    with pytest.raises(ConfigError) as info:
+        load_config()
+    assert str(path) in str(info.value) and "nested too deeply" in str(info.value)
+
+
+def test_a_byte_order_mark_is_not_part_of_the_config() -> None:
+    path = config_path()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_bytes(b'\xef\xbb\xbf[models]\nexecutor = "openai/gpt-x"\n')
+    assert load_config().models.executor == "openai/gpt-x"
+
+
+def _load_within(seconds: float) -> BaseException | None:
+    """`load_config()`'s error, from a thread the test waits on for at most `seconds`."""
+    import threading
+
+    outcome: list[BaseException | None] = []
+
+    def run() -> None:
+        try:
+            load_config()
+            outcome.append(None)
+        except BaseException as exc:
+            outcome.append(exc)
+
+    thread = threading.Thread(target=run, daemon=True)
+    thread.start()
+    thread.join(seconds)
+    assert outcome, f"reading the config did not end within {seconds} s"
+    return outcome[0]
+
+
+def test_a_fifo_in_place_of_the_config_is_refused_not_waited_on() -> None:
+    path = config_path()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    os.mkfifo(path)
+    error = _load_within(5.0)
+    assert isinstance(error, ConfigError)
+    assert "a FIFO, not a file" in str(error) and str(path) in str(error)
+
+
+def test_a_device_in_place_of_the_config_is_refused_not_read() -> None:
+    path = config_path()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.symlink_to("/dev/zero")
+    error = _load_within(5.0)
+    assert isinstance(error, ConfigError)
+    assert "a device or socket, not a file" in str(error)
+
+
+def test_a_config_file_of_absurd_size_is_refused(monkeypatch: pytest.MonkeyPatch) -> None:
+    import openkoi._fileio
+
+    monkeypatch.setattr(openkoi._fileio, "MAX_STATE_FILE_BYTES", 1024)
+    write("# " + "x" * 2000 + "\n")
+    with pytest.raises(ConfigError) as info:
+        load_config()
+    assert "larger than" in str(info.value)

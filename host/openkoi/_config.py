@@ -26,6 +26,7 @@ import os
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
@@ -62,6 +63,9 @@ class ProviderEntry(_Section):
     def _check_proxy(cls, value: str | None) -> str | None:
         if value and not value.startswith(("http://", "https://", "socks5://", "socks5h://")):
             raise ValueError('expected an http://, https:// or socks5:// proxy URL, or ""')
+        if value and _url_problem(value) is not None:
+            # Never the URL or the parser's words about it: a proxy URL may carry a password.
+            raise ValueError("not a valid proxy URL (its host or port cannot be read)")
         return value
 
     @field_validator("base_url")
@@ -71,7 +75,24 @@ class ProviderEntry(_Section):
             return value
         if not value.startswith(("http://", "https://")):
             raise ValueError("expected an http:// or https:// URL")
+        problem = _url_problem(value)
+        if problem is not None:
+            raise ValueError(f"not a valid URL: {problem}")
         return value.rstrip("/")
+
+
+def _url_problem(url: str) -> str | None:
+    """Why `url` cannot be connected to (no host, a port out of range, a broken IPv6
+    literal), or None: found here, it is a config error, not a failed call later."""
+    try:
+        parts = urlsplit(url)
+        parts.port  # noqa: B018  (reading it checks it: a number from 0 to 65535)
+    except ValueError as exc:
+        text = str(exc).rstrip(".")
+        return text[:1].lower() + text[1:]
+    if not parts.hostname:
+        return "it has no host"
+    return None
 
 
 class ModelsSection(_Section):
@@ -197,9 +218,11 @@ class ConfigFile:
                 data = tomllib.loads(self._text)
             except tomllib.TOMLDecodeError as exc:
                 raise self._not_toml(exc) from None
+            except RecursionError:  # arrays or tables nested thousands deep
+                raise self._not_toml("nested too deeply") from None
         self.config = validate_config(data, self.path)
 
-    def _not_toml(self, exc: Exception) -> ConfigError:
+    def _not_toml(self, exc: Exception | str) -> ConfigError:
         return ConfigError(f"config file {self.path} is not valid TOML: {exc}", path=str(self.path))
 
     @property
@@ -215,6 +238,8 @@ class ConfigFile:
                     self._edited = tomlkit.parse(self._text)
                 except tomlkit.exceptions.ParseError as exc:
                     raise self._not_toml(exc) from None
+                except RecursionError:
+                    raise self._not_toml("nested too deeply") from None
         return self._edited
 
     def set(self, dotted_key: str, value: Any) -> None:

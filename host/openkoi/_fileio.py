@@ -12,6 +12,7 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import stat
 import tempfile
 import time
 from pathlib import Path
@@ -62,24 +63,58 @@ def atomic_write_text(path: Path, text: str, *, mode: int = 0o644) -> None:
     atomic_write_bytes(path, text.encode("utf-8"), mode=mode)
 
 
+MAX_STATE_FILE_BYTES = 16 * 1024 * 1024  # a config or credential file is a few kilobytes
+
+
 def read_state_text(path: Path, what: str, error: type[ConfigError] = ConfigError) -> str | None:
     """The text of one of openkoi's own files, or None when it does not exist.
 
-    Anything else (bytes that are not UTF-8, no permission, a folder in its place) raises `error`
-    with one line that names the file and leaves the file as it is, for the user to look at.
+    Anything else (bytes that are not UTF-8, no permission, a folder, a FIFO or a device in its
+    place, a file over `MAX_STATE_FILE_BYTES`) raises `error` with one line that names the file
+    and leaves the file as it is, for the user to look at. A UTF-8 byte order mark, which some
+    editors write, is not part of the text.
     """
     try:
-        return path.read_text(encoding="utf-8")
+        data = _read_regular_file(path, MAX_STATE_FILE_BYTES)
     except (FileNotFoundError, NotADirectoryError):
         return None
+    except _NotAFile as exc:
+        raise error(
+            f"{what} {path} is {exc}; openkoi left it untouched: move it away",
+            path=str(path),
+        ) from None
+    except OSError as exc:
+        raise error(f"cannot read {what} {path}: {exc.strerror or exc}", path=str(path)) from None
+    try:
+        text = data.decode("utf-8")
     except UnicodeDecodeError as exc:
         raise error(
             f"{what} {path} is not valid UTF-8 (byte 0x{exc.object[exc.start]:02x} at offset "
             f"{exc.start}); openkoi left it untouched: fix it, or move it away",
             path=str(path),
         ) from None
-    except OSError as exc:
-        raise error(f"cannot read {what} {path}: {exc.strerror or exc}", path=str(path)) from None
+    return text.removeprefix("\ufeff")
+
+
+class _NotAFile(Exception):
+    """What stands at a path instead of a regular file (the text says what)."""
+
+
+def _read_regular_file(path: Path, max_bytes: int) -> bytes:
+    """The bytes of the regular file at `path`. Opened without blocking, so a FIFO (which would
+    wait for a writer) or a device (which may never end) is refused rather than read."""
+    fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | getattr(os, "O_CLOEXEC", 0))
+    with os.fdopen(fd, "rb") as handle:
+        mode = os.fstat(fd).st_mode
+        if stat.S_ISDIR(mode):
+            raise IsADirectoryError(21, "Is a directory")
+        if not stat.S_ISREG(mode):
+            kind = "a FIFO" if stat.S_ISFIFO(mode) else "a device or socket"
+            raise _NotAFile(f"{kind}, not a file")
+        data = handle.read(max_bytes + 1)
+    if len(data) > max_bytes:
+        raise _NotAFile(f"larger than {max_bytes:,} bytes")
+    return data
 
 
 def read_small_json(path: Path, max_bytes: int) -> Any:
