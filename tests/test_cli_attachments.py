@@ -141,3 +141,26 @@ def test_bad_flags_are_one_line_errors(args: list[str], message: str) -> None:
     result = run_cli("-m", "openai/gpt-4o", *args, "hi", env={"OPENAI_API_KEY": "sk-x-0123456789"})
     assert result.returncode != 0
     assert message in result.stderr and "Traceback" not in result.stderr
+
+
+@pytest.mark.parametrize("url", ["http://", "http:///photo.png", "http://exa mple.com/a.png"])
+def test_a_malformed_attachment_url_is_the_callers_error(url: str, serve: Any) -> None:
+    """Not "openai: could not reach the server" (transient, cooling the model down): a
+    permanent error naming the attachment, and the model still answers the next prompt."""
+    bodies: list[dict[str, Any]] = []
+
+    def handler(request: Recorded) -> Reply:
+        bodies.append(request.json())
+        return sse_answer(["hello"])
+
+    server = serve(handler)
+    env = {"OPENAI_API_KEY": "sk-cli-0123456789", "OPENAI_BASE_URL": f"{server.url}/v1"}
+    result = run_cli("-a", url, "-m", "openai/gpt-x", "hello there", env=env)
+    assert result.returncode != 0
+    assert "attachment" in result.stderr and "not a URL" in result.stderr, result.stderr
+    assert "could not reach" not in result.stderr and "cooling" not in result.stderr
+    assert "Traceback" not in result.stderr
+    assert bodies == []
+    again = run_cli("-m", "openai/gpt-x", "hello there", env=env)
+    assert again.returncode == 0, again.stderr
+    assert again.stdout.strip() == "hello"

@@ -17,6 +17,7 @@ from openkoi import (
     ChatRequest,
     InvalidRequestError,
     Message,
+    NetworkError,
     OutputValidationError,
     ToolDef,
     UnsupportedError,
@@ -212,6 +213,62 @@ async def test_a_fetched_url_over_the_limit_is_refused(
             await provider.chat(_ask(Attachment.of(f"{files.url}/big.png"), model=wire.model))
     finally:
         await provider.aclose()
+
+
+@pytest.mark.parametrize(
+    "url",
+    [
+        "http://",
+        "https:///photo.png",
+        "http://exa mple.com/photo.png",
+        "http://files.test:99999/photo.png",
+        "https://[::1/photo.png",
+        "ftp://files.test/photo.png",
+    ],
+)
+@pytest.mark.parametrize("name", ["ollama", "openai", "anthropic"])
+async def test_a_malformed_attachment_url_is_permanent(name: str, url: str, serve: Any) -> None:
+    """Fetched by the host (Ollama) or by the service (OpenAI and Anthropic images), a URL
+    that names no file is the caller's mistake: it names the attachment and is not sent."""
+    wire = WIRES[name]
+    server = serve(lambda r: Reply.json(wire.answer))
+    provider = wire.make(server.url)
+    try:
+        with pytest.raises(InvalidRequestError) as info:
+            await provider.chat(_ask(Attachment.from_url(url, "image/png"), model=wire.model))
+    finally:
+        await provider.aclose()
+    assert not info.value.transient
+    assert "attachment" in info.value.message and "not a URL" in info.value.message
+    assert server.requests == []
+
+
+async def test_an_attachment_server_status_is_named_and_classified(serve: Any) -> None:
+    """A file the server does not have is permanent; a server that fails may recover."""
+    files = serve(lambda r: Reply(status=404 if r.path.endswith("gone.png") else 503))
+    wire = WIRES["ollama"]
+    provider = wire.make(files.url)
+    try:
+        for path, kind in (("gone.png", InvalidRequestError), ("busy.png", NetworkError)):
+            url = f"{files.url}/{path}?token=sig-secret"
+            with pytest.raises(kind) as info:
+                await provider.chat(_ask(Attachment.of(url), model=wire.model))
+            assert info.value.transient is (kind is NetworkError)
+            assert path in info.value.message and "sig-secret" not in info.value.message
+    finally:
+        await provider.aclose()
+
+
+async def test_an_attachment_server_that_is_down_stays_transient(serve: Any) -> None:
+    wire = WIRES["ollama"]
+    provider = wire.make(serve(lambda r: Reply()).url)
+    try:
+        with pytest.raises(NetworkError) as info:
+            await provider.chat(_ask(Attachment.of("http://127.0.0.1:9/photo.png"), model="m"))
+    finally:
+        await provider.aclose()
+    assert info.value.transient
+    assert info.value.message.startswith("attachment 'http://127.0.0.1:9/photo.png'")
 
 
 def test_media_types_are_sniffed_and_paths_read(tmp_path: Any) -> None:

@@ -480,6 +480,52 @@ async def test_a_request_json_cannot_hold_is_the_callers_error(serve: Any) -> No
     assert server.requests == []
 
 
+NON_FINITE = (float("nan"), float("inf"), float("-inf"))
+
+
+@pytest.mark.parametrize("value", NON_FINITE, ids=repr)
+def test_a_request_refuses_non_finite_floats(value: float) -> None:
+    """`json.dumps` would send `NaN` / `Infinity`, which is not JSON."""
+    from pydantic import ValidationError
+
+    with pytest.raises(ValidationError, match="finite"):
+        ChatRequest(messages=[Message.user("hi")], temperature=value)
+
+
+@pytest.mark.parametrize("call", ["chat", "stream"])
+@pytest.mark.parametrize("name", sorted(WIRES))
+async def test_non_finite_numbers_are_refused_before_sending(
+    serve: Any, name: str, call: str
+) -> None:
+    """NaN or infinity anywhere in the body (here `extra` and a tool's schema) is the caller's
+    permanent error, and nothing reaches the server."""
+    from openkoi._errors import InvalidRequestError
+    from openkoi._types import ToolDef
+
+    wire = WIRES[name]
+    server = serve(lambda request: Reply.json(wire.answer))
+    provider = (_streaming(wire.make) if call == "stream" else wire.make)(server.url)
+    number = {"type": "number", "maximum": float("inf")}
+    tool = ToolDef(name="f", parameters={"type": "object", "properties": {"n": number}})
+    requests = [
+        ChatRequest(model=wire.model, messages=[Message.user("hi")], extra={"seed": value})
+        for value in NON_FINITE
+    ]
+    requests.append(ChatRequest(model=wire.model, messages=[Message.user("hi")], tools=[tool]))
+    try:
+        for request in requests:
+            with pytest.raises(InvalidRequestError, match="cannot be sent as JSON") as info:
+                if call == "chat":
+                    await provider.chat(request)
+                else:
+                    await collect(provider.chat_stream(request))
+            assert not info.value.transient
+            _check(info.value, provider)
+    finally:
+        await provider.aclose()
+    assert server.requests == []
+
+
 async def test_a_wrong_shape_moves_the_chain_on(serve: Any) -> None:
     """Before, a raw ValidationError left the router and stopped the chain."""
     from _routing_support import FakeClock, completion, make_config, make_router

@@ -29,7 +29,7 @@ from openkoi._errors import (
     UnsupportedError,
 )
 from openkoi._features import check_attachments, chosen_tool, thinking_budget
-from openkoi._http import classify, error_from_response
+from openkoi._http import classify, error_from_response, error_text
 from openkoi._provider import HTTPProvider, ProviderSettings, sse_json_events
 from openkoi._structured import (
     SCHEMA_TOOL,
@@ -425,8 +425,8 @@ def _error_event(
     error = _classify(
         None,
         provider=provider,
-        message=str(err.get("message") or "the response reported an error"),
-        etype=str(err["type"]) if err.get("type") else None,
+        message=error_text(err.get("message")) or "the response reported an error",
+        etype=error_text(err.get("type")),
         secrets=secrets,
     )
     error.partial_usage = usage

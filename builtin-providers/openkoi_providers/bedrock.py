@@ -728,8 +728,10 @@ class BedrockProvider(HTTPProvider):
         return self.settings.base_url.rstrip("/") + path
 
     async def _signed(self, path: str, body: Mapping[str, Any], accept: str) -> dict[str, str]:
-        """Headers for POSTing `json.dumps(body)` to `path`: what `_post_json`/`_open_stream`
-        send is byte-for-byte the body signed here (the same dict, dumped the same way)."""
+        """Headers for POSTing `body` to `path`: what `_post_json`/`_open_stream` send is
+        byte-for-byte the body signed here (the same dict, encoded by the same `_encode`, which
+        also refuses a body that is not JSON before any credential is loaded)."""
+        data = self._encode(body).encode()
         headers = {"content-type": "application/json", "accept": accept}
         bearer = self._bearer()
         if bearer is not None:
@@ -738,9 +740,7 @@ class BedrockProvider(HTTPProvider):
         from botocore.awsrequest import AWSRequest
 
         credentials = await self._credentials()
-        request = AWSRequest(
-            method="POST", url=self._url(path), data=json.dumps(body).encode(), headers=headers
-        )
+        request = AWSRequest(method="POST", url=self._url(path), data=data, headers=headers)
         SigV4Auth(credentials, SIGNING_NAME, self.region).add_auth(request)
         return {name.lower(): str(value) for name, value in request.headers.items()}
 

@@ -263,6 +263,7 @@ class _StreamState:
     tools: dict[int, int] = field(default_factory=dict)
     with_arguments: set[int] = field(default_factory=set)
     finished: bool = False
+    refused: bool = False  # a refusal delta arrived: the end is a refusal, as in a whole answer
     items: dict[int, dict[str, Any]] = field(default_factory=dict)  # finished output items
 
     def tool_index(self, output_index: int) -> int:
@@ -279,7 +280,10 @@ def _parse_stream_event(
     if kind in ("response.reasoning_summary_text.delta", "response.reasoning_text.delta"):
         return ChatChunk(reasoning_delta=data.get("delta") or "") if data.get("delta") else None
     if kind == "response.refusal.delta":
-        return ChatChunk(refusal_delta=data.get("delta") or "") if data.get("delta") else None
+        if not data.get("delta"):
+            return None
+        state.refused = True
+        return ChatChunk(refusal_delta=data["delta"])
     output_index = int(data.get("output_index") or 0)
     if kind in ("response.output_item.added", "response.output_item.done"):
         item = data.get("item") or {}
@@ -316,9 +320,12 @@ def _parse_stream_event(
         state.finished = True
         response = data.get("response") or {}
         items = [state.items[i] for i in sorted(state.items)]
+        stop = _stop_reason(response, bool(state.tools))
+        if state.refused and stop == "end_turn":
+            stop = "refusal"
         return ChatChunk(
             usage=_map_usage(response.get("usage")) or TokenUsage(),
-            stop_reason=_stop_reason(response, bool(state.tools)),
+            stop_reason=stop,
             model=response.get("model"),
             native=_native(items),
         )

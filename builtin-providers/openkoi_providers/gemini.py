@@ -45,6 +45,7 @@ from openkoi._features import (
 from openkoi._http import (
     classify,
     error_from_response,
+    error_text,
     json_body,
     parse_retry_after,
 )
@@ -310,8 +311,8 @@ def _google_error(
     err = body.get("error") if isinstance(body, dict) else None
     if not isinstance(err, dict):
         return None
-    message = str(err.get("message") or "the request failed")
-    rpc_status = str(err["status"]) if err.get("status") else None
+    message = error_text(err.get("message")) or "the request failed"
+    rpc_status = error_text(err.get("status"))
     if status is None and isinstance(err.get("code"), int):
         status = int(err["code"])
     reason = None
@@ -319,7 +320,7 @@ def _google_error(
     for detail in err.get("details") or ():
         if not isinstance(detail, dict):
             continue
-        reason = reason or detail.get("reason")
+        reason = reason or error_text(detail.get("reason"))
         delay = detail.get("retryDelay")
         if retry_after is None and isinstance(delay, str) and delay.endswith("s"):
             with contextlib.suppress(ValueError):
@@ -329,12 +330,12 @@ def _google_error(
         status,
         provider=provider,
         message=message,
-        code=str(reason) if reason else None,
+        code=reason,
         etype=rpc_status,
         retry_after=retry_after,
         secrets=secrets,
     )
-    if (reason and str(reason).startswith("API_KEY")) or rpc_status in (
+    if (reason and reason.startswith("API_KEY")) or rpc_status in (
         "UNAUTHENTICATED",
         "PERMISSION_DENIED",
     ):

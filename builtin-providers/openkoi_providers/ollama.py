@@ -29,7 +29,7 @@ from openkoi._errors import (
     UnsupportedError,
 )
 from openkoi._features import check_attachments, effort_of
-from openkoi._http import error_from_response
+from openkoi._http import error_from_response, error_text
 from openkoi._json import loads
 from openkoi._provider import HTTPProvider, ProviderSettings, ndjson_lines
 from openkoi._structured import schema_of
@@ -300,9 +300,17 @@ def _texts(data: Mapping[str, Any]) -> tuple[str, str, Mapping[str, Any]]:
 
 def _in_body_error(data: Mapping[str, Any], provider: str, status: int | None) -> ProviderError:
     """Ollama's errors carry no code: an error inside a successful answer is a server fault."""
-    message = data.get("error")
-    text = message if isinstance(message, str) else json.dumps(message)
-    return ServerError(text or "the server reported an error", provider=provider, status=status)
+    text = error_text(data.get("error")) or "the server reported an error that is not text"
+    return ServerError(text, provider=provider, status=status)
+
+
+def _error_body(body_text: str) -> bool:
+    """Whether a body is Ollama's error shape, `{"error": "..."}`."""
+    try:
+        data = json.loads(body_text)
+    except json.JSONDecodeError:
+        return False
+    return isinstance(data, dict) and error_text(data.get("error")) is not None
 
 
 def _parse_response(data: Any, provider: str) -> ChatResponse:
@@ -447,7 +455,9 @@ class OllamaProvider(HTTPProvider):
                 error.code = "endpoint_not_found"
             elif "not found" in error.message and "ollama pull" not in error.message:
                 error.message += " (pull it with `ollama pull <model>`)"
-        elif response.status_code < 400 and type(error) is ProviderError:
+        elif response.status_code < 400 and type(error) is ProviderError and _error_body(body_text):
+            # Ollama's in-body error; any other answer (a whole one where a stream was asked
+            # for) stays a ProviderError, which `_open_stream` reports as the wrong content type.
             return ServerError(error.message, provider=self.id, status=response.status_code)
         return error
 

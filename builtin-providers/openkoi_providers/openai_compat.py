@@ -60,6 +60,15 @@ def _map_stop_reason(reason: str | None) -> StopReason | None:
     return _STOP_REASONS.get(reason, "other")
 
 
+def _refusal_stop(chunk: ChatChunk, refused: bool) -> bool:
+    """Whether the stream has refused so far, and mark its end as a refusal if so: OpenAI ends
+    a refusal with finish_reason "stop", and the whole answer calls that a refusal too."""
+    refused = refused or bool(chunk.refusal_delta)
+    if refused and chunk.stop_reason == "end_turn":
+        chunk.stop_reason = "refusal"
+    return refused
+
+
 def _map_messages(request: ChatRequest) -> list[dict[str, Any]]:
     out: list[dict[str, Any]] = []
     if request.system:
@@ -422,6 +431,7 @@ class OpenAICompatibleProvider(HTTPProvider):
         body = self._body(request, stream=True)
         provider = self.id
         parse = _parse_stream_event
+        refused = False
         async with self._open_stream("/chat/completions", body) as response:
             async for item in sse_events(response):
                 name, payload = ("message", item) if isinstance(item, str) else item[:2]
@@ -441,6 +451,7 @@ class OpenAICompatibleProvider(HTTPProvider):
                     data = {"error": data}
                 chunk = parse(data, provider)
                 if chunk is not None:
+                    refused = _refusal_stop(chunk, refused)
                     yield chunk
         raise MalformedResponseError(
             "the stream ended before its final [DONE] event", provider=provider

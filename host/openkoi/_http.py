@@ -124,25 +124,34 @@ def _looks_like_html(text: str) -> bool:
     return head.startswith("<!doctype html") or head.startswith("<html") or "<body" in head
 
 
+def error_text(value: Any) -> str | None:
+    """A field's text when it is a non-empty string, else None: an error message is never built
+    from a dict or a list (that would print a Python repr of whatever the server sent)."""
+    return value if isinstance(value, str) and value.strip() else None
+
+
+def _error_label(value: Any) -> str | None:
+    """An error code or type: a string, or an integer code (Gemini and some gateways send one)."""
+    if isinstance(value, int) and not isinstance(value, bool):
+        return str(value)
+    return error_text(value)
+
+
 def extract_error(body: Any) -> tuple[str | None, str | None, str | None]:
-    """(message, code, type) from the common JSON error shapes, or Nones."""
+    """(message, code, type) from the common JSON error shapes, or Nones; each comes from a
+    string (or integer code) field only."""
     if not isinstance(body, dict):
         return None, None, None
     err = body.get("error", body)
     if isinstance(err, str):
-        return err, None, None
+        return error_text(err), None, None
     if isinstance(err, list) and err and isinstance(err[0], dict):
         err = err[0].get("error", err[0])
     if not isinstance(err, dict):
         return None, None, None
-    message = err.get("message") or body.get("message")
-    code = err.get("code")
-    etype = err.get("type") or err.get("status")
-    return (
-        str(message) if message is not None else None,
-        str(code) if code is not None else None,
-        str(etype) if etype is not None else None,
-    )
+    message = error_text(err.get("message")) or error_text(body.get("message"))
+    etype = _error_label(err.get("type")) or _error_label(err.get("status"))
+    return message, _error_label(err.get("code")), etype
 
 
 def classify(

@@ -392,12 +392,14 @@ class HTTPProvider:
         return json_body(text, provider=self.id, status=response.status_code)
 
     def _encode(self, body: Mapping[str, Any]) -> str:
-        """The request as JSON; a value JSON cannot hold (from `extra`) is the caller's error."""
+        """The request as strict JSON. A value JSON cannot hold (from `extra`, a schema, a tool's
+        parameters) is the caller's error, found before anything is sent: NaN and infinity
+        included, which `json.dumps` would otherwise write as the non-JSON `NaN`/`Infinity`."""
         try:
-            return json.dumps(body)
-        except (TypeError, ValueError) as exc:
+            return json.dumps(body, allow_nan=False)
+        except (TypeError, ValueError, RecursionError) as exc:
             raise InvalidRequestError(
-                f"the request cannot be sent as JSON ({exc})", provider=self.id
+                f"the request cannot be sent as JSON ({_short(str(exc), 160)})", provider=self.id
             ) from None
 
     def _with_model(self, request: ChatRequest) -> ChatRequest:

@@ -239,14 +239,15 @@ class ChatRequest(_Model):
     the provider's).
     """
 
-    model_config = ConfigDict(extra="forbid", populate_by_name=True)
+    # No NaN or infinity in any float field: JSON cannot carry them, so no request may hold one.
+    model_config = ConfigDict(extra="forbid", populate_by_name=True, allow_inf_nan=False)
 
     model: str = ""
     system: str | None = None
     messages: list[Message] = Field(default_factory=list)
     tools: list[ToolDef] = Field(default_factory=list)
     max_tokens: int | None = Field(default=None, gt=0)
-    temperature: float | None = Field(default=None, ge=0)
+    temperature: float | None = Field(default=None, ge=0, allow_inf_nan=False)
     stop: list[str] = Field(default_factory=list)
     extra: dict[str, Any] = Field(default_factory=dict)
     timeouts: Timeouts | None = None
