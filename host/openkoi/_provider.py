@@ -42,6 +42,7 @@ from openkoi._errors import (
 )
 from openkoi._http import _short, error_from_response, json_body, map_transport_errors
 from openkoi._json import loads
+from openkoi._pieces import pieces
 from openkoi._secrets import Secret
 from openkoi._sse import LineSplitter, SSEItem, SSESplitter
 from openkoi._stream import StreamAccumulator
@@ -493,7 +494,7 @@ def sse_events(response: httpx.Response) -> AsyncIterator[SSEItem]:
     alone (see `SSEItem`)."""
     clock = clock_of(response)
     splitter = SSESplitter(clock.provider if clock is not None else "")
-    reads = response.aiter_text()
+    reads = pieces(response.aiter_text())
     return hold_reader(response, paced_batches(reads, splitter.feed, clock, splitter.flush), reads)
 
 
@@ -505,7 +506,7 @@ def ndjson_lines(response: httpx.Response) -> AsyncIterator[str]:
     def nonblank(lines: list[str]) -> list[str]:
         return [line for line in lines if line.strip()]
 
-    reads = response.aiter_text()
+    reads = pieces(response.aiter_text())
     batches = paced_batches(
         reads,
         lambda text: nonblank(splitter.lines(text)),
@@ -518,7 +519,7 @@ def ndjson_lines(response: httpx.Response) -> AsyncIterator[str]:
 def frames(response: httpx.Response, feed: Callable[[bytes], list[Any]]) -> AsyncIterator[Any]:
     """Frames of a binary stream: `feed(bytes)` returns the frames those bytes complete; each
     frame is an event, within its deadline."""
-    reads = response.aiter_bytes()
+    reads = pieces(response.aiter_bytes())
     return hold_reader(response, paced_batches(reads, feed, clock_of(response)), reads)
 
 
