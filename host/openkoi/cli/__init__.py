@@ -61,8 +61,11 @@ def main(argv: list[str] | None = None) -> None:
         sys.stdout.flush()
     except BrokenPipeError:
         code = _reader_gone()
+    except OSError as exc:  # a full disk: the answer is not all there
+        code = _cannot_write(exc, code)
     if argv is None:
         _exit_now(code)
+    _settle()
     sys.exit(code)
 
 
@@ -89,6 +92,19 @@ def _reader_gone() -> int:
     from openkoi.cli._out import reader_gone
 
     return reader_gone()
+
+
+def _cannot_write(error: OSError, code: int) -> int:
+    from openkoi.cli._out import cannot_write
+
+    return cannot_write(error, code or 1)
+
+
+def _settle() -> None:
+    """A caller of `main(argv)` goes on: Ctrl-C works again after an interrupted command."""
+    settle = getattr(sys.modules.get("openkoi.cli._sigint"), "settle", None)
+    if settle is not None:
+        settle()
 
 
 def _exit_now(code: int) -> NoReturn:

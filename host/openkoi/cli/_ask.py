@@ -16,10 +16,12 @@ from typing import TYPE_CHECKING, Any
 
 import anyio
 
-from openkoi._errors import ConfigError
+from openkoi._errors import ConfigError, ModelRefError
 from openkoi._timefmt import utc_moment
 from openkoi.cli._gc import resume_collector
+from openkoi.cli._out import OutputError, write_out
 from openkoi.cli._out import note as _note
+from openkoi.cli._sigint import first_interrupt_only
 from openkoi.cli._warm import warm_chain
 
 if TYPE_CHECKING:
@@ -86,6 +88,21 @@ def _as_json(response: ChatResponse) -> str:
     return json.dumps(data, ensure_ascii=False, indent=2)
 
 
+def _refuse_empty_refs(asked: Ask) -> None:
+    """`-m ""` is a bad model reference like `-m nope`, not "the default model" (the router
+    reads an empty override as none given)."""
+    given = {"--model": asked.model, **{f"--{r}": asked.roles.get(r) for r in ROLE_OPTIONS}}
+    for option, value in given.items():
+        if value is not None and not value.strip():
+            from openkoi._registry import ProviderRegistry
+
+            try:
+                ProviderRegistry().parse_ref(value)
+            except ModelRefError as exc:
+                raise ModelRefError(f"{option}: {exc}", key=option) from None
+            raise ModelRefError(f"{option}: a model reference is provider/model", key=option)
+
+
 def ask(asked: Ask) -> None:
     """Send the prompt and print the answer: streamed, or whole for `--schema` / `--json`."""
     from openkoi._config import ConfigFile
@@ -93,6 +110,7 @@ def ask(asked: Ask) -> None:
     from openkoi._types import ChatRequest, Message
     from openkoi.routing import Router
 
+    _refuse_empty_refs(asked)
     config = ConfigFile().config
     failures: list[CandidateFailure] = []
 
@@ -113,11 +131,7 @@ def ask(asked: Ask) -> None:
         if not chosen:
             raise ConfigError(NO_PROVIDER)
         router = build(chosen)
-    resume_collector()  # start-up is over: a plugin's compile and the call run with it on
-    warm_chain(
-        router.registry, router.chain("executor")
-    )  # a plugin's first compile, shown on stderr
-    request = ChatRequest(
+    request = ChatRequest(  # its model classes' first use: start-up's, like the rest
         system=asked.system,
         messages=[Message.user(asked.text, asked.attachments)],
         max_tokens=asked.max_tokens,
@@ -126,6 +140,10 @@ def ask(asked: Ask) -> None:
         schema=asked.schema,
         reasoning=asked.reasoning,
     )
+    resume_collector()  # start-up is over: a plugin's compile and the call run with it on
+    warm_chain(
+        router.registry, router.chain("executor")
+    )  # a plugin's first compile, shown on stderr
     if asked.as_json or asked.schema is not None:
         anyio.run(_whole, router, request, asked.as_json)
     else:
@@ -136,40 +154,49 @@ async def _whole(router: Router, request: ChatRequest, as_json: bool) -> None:
     """--schema / --json: the answer is printed once, complete and checked."""
     from openkoi._provider import collect
 
-    try:
-        async with contextlib.aclosing(router.chat_stream("executor", request)) as chunks:
-            response = await collect(chunks, request)
-    finally:
-        await router.aclose()
+    with first_interrupt_only():
+        try:
+            async with contextlib.aclosing(router.chat_stream("executor", request)) as chunks:
+                response = await collect(chunks, request)
+        finally:
+            await router.aclose()
     if as_json:
-        print(_as_json(response))
+        write_out(_as_json(response) + "\n")
     else:
-        print(json.dumps(response.parsed, ensure_ascii=False, indent=2))
+        write_out(json.dumps(response.parsed, ensure_ascii=False, indent=2) + "\n")
 
 
 async def _stream(router: Router, request: ChatRequest, failures: list[CandidateFailure]) -> None:
-    out = sys.stdout
+    """The answer as it comes; a second Ctrl-C cannot cut the call's wind-down (its ledger
+    row), and an answer cut short still ends its line, so the error that follows has its own."""
     started = False
-    try:
-        # aclosing: a reader that went away (BrokenPipeError) still closes the stream here,
-        # not in a finalizer after the event loop is gone.
-        async with contextlib.aclosing(router.chat_stream("executor", request)) as chunks:
-            async for chunk in chunks:
-                if not started:
-                    started = True
-                    if failures:
-                        tried = {f.ref for f in failures}
-                        answering = next(r for r in router.chain("executor") if r not in tried)
-                        skipped = "; ".join(_describe(f) for f in failures)
-                        _note(f"note: answered by {answering} ({skipped})")
-                if chunk.delta:
-                    out.write(chunk.delta)
-                    out.flush()
-    finally:
+    with first_interrupt_only():
         try:
+            # aclosing: a reader that went away (BrokenPipeError) still closes the stream here,
+            # not in a finalizer after the event loop is gone.
+            async with contextlib.aclosing(router.chat_stream("executor", request)) as chunks:
+                async for chunk in chunks:
+                    if not started:
+                        started = True
+                        if failures:
+                            _note(f"note: answered by {_answering(router, failures)}")
+                    if chunk.delta:
+                        write_out(chunk.delta)
+        except BaseException:
+            if started:
+                with contextlib.suppress(BrokenPipeError, OutputError):
+                    write_out("\n")
+            raise
+        else:
             if started:
                 with contextlib.suppress(BrokenPipeError):
-                    out.write("\n")
-                    out.flush()
+                    write_out("\n")
         finally:
             await router.aclose()
+
+
+def _answering(router: Router, failures: list[CandidateFailure]) -> str:
+    """The model that answered, and what was skipped on the way to it."""
+    tried = {f.ref for f in failures}
+    answering = next(r for r in router.chain("executor") if r not in tried)
+    return f"{answering} ({'; '.join(_describe(f) for f in failures)})"

@@ -90,18 +90,18 @@ def connect_oauth(target: Target, *, open_browser: bool = True) -> None:
 
 
 def _read_key(target: Target, key_stdin: bool) -> str:
-    from openkoi.credentials._flows import clean_key
+    from openkoi.cli._keys import checked_key, stdin_key
 
     if key_stdin or not _interactive():
         if sys.stdin.isatty():
             raise click.UsageError(
                 f"pipe the key on stdin: echo $KEY | openkoi connect {target.name} --key-stdin"
             )
-        return clean_key(sys.stdin.readline(), target.title)
+        return stdin_key(target.title)
     import questionary
 
     raw = _ask(questionary.password(f"Paste your {target.title} API key:"))
-    return clean_key(str(raw), target.title)
+    return checked_key(str(raw), target.title)
 
 
 def connect_key(target: Target, registry: ProviderRegistry, *, key_stdin: bool = False) -> None:

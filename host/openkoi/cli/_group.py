@@ -67,6 +67,19 @@ class _LazyDefaultGroup(click.Group):
                 formatter.write_dl(rows)
         super().format_options(ctx, formatter)
 
+    def make_context(
+        self,
+        info_name: str | None,
+        args: list[str],
+        parent: click.Context | None = None,
+        **extra: Any,
+    ) -> click.Context:
+        """`openkoi --help | head -c1`: the help is printed while the context is made."""
+        try:
+            return super().make_context(info_name, args, parent, **extra)
+        except BrokenPipeError:
+            raise ReaderGone() from None
+
     def invoke(self, ctx: click.Context) -> Any:
         try:
             return super().invoke(ctx)
@@ -97,14 +110,14 @@ def cli() -> None:
 def run_group(argv: list[str] | None) -> int:
     """Run the command line; every failure becomes one clear line and an exit code, never a
     traceback (`openkoi.cli._guard`)."""
-    from openkoi.cli._out import fail
+    from openkoi.cli._sigint import aborted
 
     def click_main() -> int:
         try:
             result: Any = cli.main(args=argv, prog_name="openkoi", standalone_mode=False)
             return result if isinstance(result, int) else 0
-        except click.exceptions.Abort:
-            return fail("aborted", 130)
+        except click.exceptions.Abort:  # click already ended the `^C` line
+            return aborted()
         except click.ClickException as exc:
             exc.show()
             return exc.exit_code

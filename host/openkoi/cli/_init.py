@@ -121,7 +121,7 @@ def _check(base_url: str, key: str | None) -> list[str]:
 def scripted(
     base_url: str, name: str | None, model: str | None, key_stdin: bool, check: bool
 ) -> None:
-    from openkoi.credentials._flows import clean_key
+    from openkoi.cli._keys import stdin_key
 
     url = normalize_url(base_url)
     provider = check_id(name) if name else provider_id_for(url)
@@ -131,7 +131,7 @@ def scripted(
     if key_stdin:
         if sys.stdin.isatty():
             raise click.UsageError(f"pipe the key on stdin: echo $KEY | {SCRIPT_USAGE}")
-        key = clean_key(sys.stdin.readline(), provider)
+        key = stdin_key(provider)
     listed = _check(url, key) if check else []
     if not check and not model:
         raise click.UsageError("with --no-check, name the default model with --model")
@@ -200,9 +200,9 @@ def _ask_endpoint(config: ConfigFile, registry: ProviderRegistry) -> Endpoint:
     )
     raw_key = str(_ask(questionary.password("API key (leave empty if it needs none):"))).strip()
     if raw_key:
-        from openkoi.credentials._flows import clean_key
+        from openkoi.cli._keys import checked_key
 
-        raw_key = clean_key(raw_key, url)
+        raw_key = checked_key(raw_key, url)
     listed = _check(url, raw_key or None)
     if listed and len(listed) <= _MAX_CHOICES:
         model = str(_ask(questionary.select("Default model:", listed)))

@@ -153,7 +153,9 @@ def models(provider: str | None, as_json: bool, refresh: bool) -> None:
         if outcome.listing is None:
             failed = failed or not outcome.quiet
             if not outcome.quiet and outcome.error is not None:
-                out.fail(f"{outcome.provider}: {outcome.error}")
+                text = str(outcome.error)  # a ProviderError names its provider itself
+                named = text.startswith(f"{outcome.provider}: ")
+                out.fail(text if named else f"{outcome.provider}: {text}")
             continue
         listed = sorted(outcome.listing.models, key=lambda m: m.id)
         models_ = merged(outcome.provider, listed, prices)

@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import json
+import math
 import sys
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -27,6 +28,26 @@ def _read_prompt(words: tuple[str, ...]) -> str:
     raise click.UsageError('give a prompt: openkoi "your question" (or pipe it on stdin)')
 
 
+class FiniteFloat(click.FloatRange):
+    """A FloatRange that also refuses `nan` and `inf`, which FloatRange lets through (`nan`
+    compares false with every bound) and which no request can carry."""
+
+    def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> Any:
+        number = super().convert(value, param, ctx)
+        if not math.isfinite(number):
+            self.fail(f"{value!r} is not a finite number.", param, ctx)
+        return number
+
+
+def _finite(text: str) -> float:
+    """A JSON number of `-o`; Python's JSON reader takes `NaN`, `Infinity` and `1e999`, which
+    no request can be sent with."""
+    number = float(text)
+    if not math.isfinite(number):
+        raise ValueError(text)
+    return number
+
+
 def _options(pairs: tuple[str, ...]) -> dict[str, Any]:
     """`-o key=value` pairs as request fields; a value that reads as JSON is taken as JSON."""
     out: dict[str, Any] = {}
@@ -35,9 +56,14 @@ def _options(pairs: tuple[str, ...]) -> dict[str, Any]:
         if not sep or not key.strip():
             raise click.BadParameter(f"{pair!r} is not key=value", param_hint="-o")
         try:
-            out[key.strip()] = json.loads(value)
+            out[key.strip()] = json.loads(value, parse_float=_finite, parse_constant=_finite)
         except json.JSONDecodeError:
             out[key.strip()] = value
+        except ValueError:
+            raise click.BadParameter(
+                f"{pair!r}: not a number a request can carry (NaN, Infinity, 1e999)",
+                param_hint="-o",
+            ) from None
     return out
 
 
@@ -68,7 +94,7 @@ def _reasoning(value: str | None) -> ReasoningEffort | int | None:
     efforts: dict[str, ReasoningEffort] = {"low": "low", "medium": "medium", "high": "high"}
     if value in efforts:
         return efforts[value]
-    if value.isdigit() and int(value) > 0:
+    if value.isascii() and value.isdigit() and len(value) <= 18 and int(value) > 0:
         return int(value)
     raise click.BadParameter(
         f"{value!r}: give low, medium, high or a token budget", param_hint="--reasoning"
@@ -84,7 +110,7 @@ def _reasoning(value: str | None) -> ReasoningEffort | int | None:
 @click.option("--embedder", metavar="PROVIDER/MODEL", help="the embeddings model")
 @click.option("-s", "--system", help="a system prompt")
 @click.option("--max-tokens", type=click.IntRange(min=1), help="limit the answer's length")
-@click.option("--temperature", type=click.FloatRange(min=0), help="sampling temperature")
+@click.option("--temperature", type=FiniteFloat(min=0), help="sampling temperature")
 @click.option(
     "-a", "--attach", "attach", multiple=True, metavar="FILE_OR_URL", help="attach a file or URL"
 )

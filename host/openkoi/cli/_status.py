@@ -25,12 +25,16 @@ _UNITS = {"m": 60, "h": 3600, "d": 86_400, "w": 604_800}
 
 
 def parse_since(text: str, now: float | None = None) -> float:
-    """`7d`, `12h`, `30m`, `2w`, a date (`2026-11-01`, UTC) or an ISO datetime -> unix seconds."""
+    """`7d`, `12h`, `30m`, `2w`, a date (`2026-11-01`, UTC) or an ISO datetime -> unix seconds.
+
+    A duration longer than the time since 1970 means everything: it starts at the epoch, as
+    no ledger row is older. A datetime outside the UTC years 1 to 9999 is a usage error.
+    """
     now = time.time() if now is None else now
     value = text.strip()
     match = re.fullmatch(r"(\d+(?:\.\d+)?)\s*([mhdw])", value)
     if match:
-        return now - float(match.group(1)) * _UNITS[match.group(2)]
+        return max(now - float(match.group(1)) * _UNITS[match.group(2)], 0.0)
     try:
         when = datetime.fromisoformat(value)
     except ValueError:
@@ -40,6 +44,12 @@ def parse_since(text: str, now: float | None = None) -> float:
         ) from None
     if when.tzinfo is None:
         when = when.replace(tzinfo=UTC)
+    try:
+        when.astimezone(UTC)
+    except OverflowError:  # 9999-12-31T23:00-05:00 is in the year 10000 in UTC
+        raise click.BadParameter(
+            f"{text!r} is out of range (UTC years 1 to 9999)", param_hint="--since"
+        ) from None
     return when.timestamp()
 
 
