@@ -1,7 +1,8 @@
 """Reading a vendor's model list: one bounded GET, and the fields vendors use for limits.
 
 A listing is read under a cap (`MAX_LISTING_BYTES`, `openkoi._body`), so a server cannot grow
-the answer without bound; pages are followed at most `MAX_PAGES` times.
+the answer without bound, and within the call's deadlines (a `CallClock`), so it cannot take
+forever either; pages are followed at most `MAX_PAGES` times.
 """
 
 from __future__ import annotations
@@ -10,9 +11,11 @@ from collections.abc import Callable, Iterable, Mapping
 from typing import Any
 
 import httpx
-from openkoi._body import read_answer
+from openkoi._body import read_timed
+from openkoi._deadline import CallClock
 from openkoi._errors import MalformedResponseError
 from openkoi._http import json_body, map_transport_errors
+from openkoi._transport import httpx_timeout
 
 MAX_LISTING_BYTES = 16 * 1024 * 1024
 MAX_PAGES = 20
@@ -31,12 +34,35 @@ async def get_listing(
     on_error: ErrorMapper,
     params: Mapping[str, str] | None = None,
     limit: int = MAX_LISTING_BYTES,
+    clock: CallClock | None = None,
 ) -> Any:
-    """GET `path` and parse its JSON; error statuses go through the vendor's `on_error`."""
+    """GET `path` and parse its JSON; error statuses go through the vendor's `on_error`.
+
+    With a `clock` (a provider's `_clock()`), the request keeps to its deadlines as a chat
+    does: `first_token` to the headers, then `idle` and `total` for the body. Without one, only
+    the client's own timeouts bound it, and a server dripping its listing holds the caller.
+    """
     hidden = tuple(secrets)
-    with map_transport_errors(provider, hidden):
-        async with client.stream("GET", path, params=params, headers=dict(headers)) as response:
-            body = await read_answer(response, limit, provider=provider, what="the model list")
+    try:
+        with map_transport_errors(provider, hidden):
+            request = client.build_request(
+                "GET",
+                path,
+                params=params,
+                headers=dict(headers),
+                timeout=httpx_timeout(clock.deadlines) if clock else httpx.USE_CLIENT_DEFAULT,
+                extensions=clock.extensions() if clock else None,
+            )
+            sent = client.send(request, stream=True)
+            response = await (clock.wait(sent) if clock else sent)
+        try:
+            with map_transport_errors(provider, hidden, receiving=True):
+                body = await read_timed(response, limit, provider=provider, what="the model list")
+        finally:
+            await response.aclose()
+    finally:
+        if clock is not None:
+            clock.close()
     text = body.decode("utf-8", "replace")
     if response.status_code >= 400:
         raise on_error(response, text)

@@ -467,7 +467,7 @@ class _StreamState:
                 raw = "".join(self.pieces.get((index, "input"), ()))
                 try:
                     block["input"] = json.loads(raw) if raw else block.get("input") or {}
-                except json.JSONDecodeError:
+                except (ValueError, RecursionError):
                     return None  # the call's bad JSON surfaces from parsed_arguments()
             blocks.append(block)
         return _native(blocks)
@@ -731,6 +731,7 @@ class AnthropicProvider(HTTPProvider):
                 secrets=self._secrets(),
                 on_error=self._error,
                 params=params,
+                clock=self._clock(),
             )
             for item in listed_items(data, "data", self.id):
                 info = _model_info(item)

@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import json
 import os
-from collections.abc import AsyncIterator, Mapping
+from collections.abc import AsyncIterator, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
@@ -46,7 +46,7 @@ from openkoi._features import (
     refuse_serial_tools,
     thinking_budget,
 )
-from openkoi._http import error_from_response, parse_retry_after
+from openkoi._http import error_from_response, error_json, parse_retry_after
 from openkoi._json import loads_utf8
 from openkoi._provider import HTTPProvider, ProviderSettings, frames
 from openkoi._structured import SCHEMA_TOOL, as_forced_tool, from_forced_tool
@@ -383,11 +383,34 @@ def _aws_error(
     provider: str,
     status: int | None,
     retry_after: float | None = None,
+    secrets: Sequence[str] = (),
 ) -> ProviderError | None:
+    """The error class an AWS error code names, or None; `secrets` are scrubbed from the message
+    and the code (a server may echo a credential in either)."""
     cls = _error_class(code, message)
     if cls is None:
         return None
-    return cls(message, provider=provider, status=status, code=code, retry_after=retry_after)
+    return cls(
+        redact(message, secrets),
+        provider=provider,
+        status=status,
+        code=redact(code, secrets) if code else code,
+        retry_after=retry_after,
+    )
+
+
+def _stream_failure(
+    code: str, message: str, provider: str, state: _StreamState, secrets: Sequence[str]
+) -> ProviderError:
+    """An exception or error message of a stream: the class its code names, else a server
+    fault; scrubbed of `secrets`, carrying the usage so far."""
+    error = _aws_error(code, message, provider=provider, status=None, secrets=secrets)
+    if error is None:
+        error = ServerError(
+            redact(message, secrets), provider=provider, code=redact(code, secrets) or None
+        )
+    error.partial_usage = state.usage
+    return error
 
 
 def _error_code(headers: Mapping[str, str], body: Any) -> str | None:
@@ -411,21 +434,22 @@ def _error_message(body: Any) -> str | None:
     return None
 
 
-def _parse_response(data: Any, provider: str) -> ChatResponse:
+def _parse_response(data: Any, provider: str, secrets: Sequence[str] = ()) -> ChatResponse:
     if not isinstance(data, dict):
         raise MalformedResponseError("expected a JSON object", provider=provider)
     output = data.get("output")
     message = output.get("message") if isinstance(output, dict) else None
     if not isinstance(message, dict):
+        said = _error_message(data)
         error = _aws_error(
             _error_code({}, data),
-            _error_message(data) or "the answer has no output",
+            said or "the answer has no output",
             provider=provider,
             status=200,
+            secrets=secrets,
         )
         raise error or MalformedResponseError(
-            "the answer has no output message"
-            + (f": {_error_message(data)}" if _error_message(data) else ""),
+            "the answer has no output message" + (f": {redact(said, secrets)}" if said else ""),
             provider=provider,
             status=200,
         )
@@ -514,7 +538,7 @@ class _StreamState:
                 raw = joined.get("input", "")
                 try:
                     tool_input = json.loads(raw) if raw else {}
-                except json.JSONDecodeError:
+                except (ValueError, RecursionError):
                     return None
                 out.append({"toolUse": {**start, "input": tool_input}})
             elif "redacted" in joined:
@@ -536,15 +560,17 @@ def _parse_stream_event(
     payload: bytes,
     provider: str,
     state: _StreamState,
+    secrets: Sequence[str] = (),
 ) -> ChatChunk | None:
     """One event-stream message (`kind` and `event` are its `:message-type` and `:event-type`
-    headers) to a neutral chunk; exceptions raise; unknown events are None."""
+    headers) to a neutral chunk; exceptions raise (scrubbed of `secrets`); unknown events are
+    None."""
     if kind != "event":
-        _raise_stream_failure(kind, headers, payload, provider, state)
+        _raise_stream_failure(kind, headers, payload, provider, state, secrets)
         return None
     try:
         data = loads_utf8(payload) if payload else {}  # event payloads are UTF-8 JSON
-    except ValueError:  # not UTF-8, or not JSON
+    except (ValueError, RecursionError):  # not UTF-8, not JSON, or nested past the parser
         raise MalformedResponseError(f"the {event} event is not JSON", provider=provider) from None
     if type(data) is not dict:
         return None
@@ -613,35 +639,37 @@ def _parse_stream_event(
 
 
 def _raise_stream_failure(
-    kind: Any, headers: Mapping[str, Any], payload: bytes, provider: str, state: _StreamState
+    kind: Any,
+    headers: Mapping[str, Any],
+    payload: bytes,
+    provider: str,
+    state: _StreamState,
+    secrets: Sequence[str] = (),
 ) -> None:
     """Raise the typed error an `exception` or `error` message reports; other kinds of message
     than these and `event` are ignored."""
     if kind == "exception":
-        raise _stream_exception(str(headers.get(":exception-type") or ""), payload, provider, state)
+        name = str(headers.get(":exception-type") or "")
+        raise _stream_exception(name, payload, provider, state, secrets)
     if kind == "error":
         code = str(headers.get(":error-code") or "")
         message = str(headers.get(":error-message") or "the stream reported an error")
-        error = _aws_error(code, message, provider=provider, status=None) or ServerError(
-            message, provider=provider, code=code or None
-        )
-        error.partial_usage = state.usage
-        raise error
+        raise _stream_failure(code, message, provider, state, secrets)
 
 
 def _stream_exception(
-    name: str, payload: bytes, provider: str, state: _StreamState
+    name: str,
+    payload: bytes,
+    provider: str,
+    state: _StreamState,
+    secrets: Sequence[str] = (),
 ) -> ProviderError:
     try:
         body = json.loads(payload) if payload else {}
-    except json.JSONDecodeError:
+    except (ValueError, RecursionError):  # not JSON (or UTF-8), or nested past the parser
         body = {}
     message = _error_message(body) or f"the stream reported {name or 'an exception'}"
-    error = _aws_error(name, message, provider=provider, status=None) or ServerError(
-        message, provider=provider, code=name or None
-    )
-    error.partial_usage = state.usage
-    return error
+    return _stream_failure(name, message, provider, state, secrets)
 
 
 # -- the provider ------------------------------------------------------------------------------
@@ -747,18 +775,16 @@ class BedrockProvider(HTTPProvider):
     # -- errors ---------------------------------------------------------------------------
 
     def _error(self, response: httpx.Response, body_text: str) -> ProviderError:
-        try:
-            body: Any = json.loads(body_text) if body_text.strip() else None
-        except json.JSONDecodeError:
-            body = None
+        body = error_json(body_text)
         code = _error_code(response.headers, body)
-        message = redact(_error_message(body) or "", self._secrets())
+        message = _error_message(body) or ""
         error = _aws_error(
             code,
             message or f"{code} (HTTP {response.status_code})",
             provider=self.id,
             status=response.status_code,
             retry_after=parse_retry_after(response.headers),
+            secrets=self._secrets(),
         )
         if error is not None:
             return error
@@ -781,7 +807,7 @@ class BedrockProvider(HTTPProvider):
         body = _converse_body(shaped, self.id)
         headers = await self._signed(path, body, "application/json")
         data = await self._post_json(path, body, headers=headers)
-        response = _parse_response(data, self.id)
+        response = _parse_response(data, self.id, self._secrets())
         response.model = request.model
         return from_forced_tool(response) if shaped is not request else response
 
@@ -792,6 +818,7 @@ class BedrockProvider(HTTPProvider):
         headers = await self._signed(path, body, EVENT_STREAM)
         decoder = EventStreamDecoder(self.id)
         state = _StreamState(schema_tool=shaped is not request)
+        secrets = self._secrets()
         kind: Any = None
         event: Any = None
         seen: Mapping[str, Any] | None = None
@@ -800,7 +827,9 @@ class BedrockProvider(HTTPProvider):
                 if message_headers is not seen:  # a run of deltas shares one parsed header block
                     seen = message_headers
                     kind, event = seen.get(":message-type"), seen.get(":event-type")
-                chunk = _parse_stream_event(kind, event, message_headers, payload, self.id, state)
+                chunk = _parse_stream_event(
+                    kind, event, message_headers, payload, self.id, state, secrets
+                )
                 if chunk is not None:
                     yield chunk
         if decoder.pending:

@@ -14,7 +14,7 @@ from __future__ import annotations
 import json
 import time
 import uuid
-from collections.abc import AsyncIterator, Mapping
+from collections.abc import AsyncIterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -199,7 +199,14 @@ def _stop_reason(response: Mapping[str, Any], has_tool_calls: bool) -> StopReaso
     return _STOP_REASONS.get(status, "other")
 
 
-def _response_error(error: Any, provider: str, usage: TokenUsage | None = None) -> ProviderError:
+def _response_error(
+    error: Any,
+    provider: str,
+    usage: TokenUsage | None = None,
+    secrets: Sequence[str] = (),
+) -> ProviderError:
+    """The typed error of a failed response; `secrets` (the OAuth token) are scrubbed from it,
+    since a server may echo the token in its message."""
     message, code, etype = extract_error({"error": error})
     failure = classify(
         _CODE_STATUS.get(code or ""),
@@ -207,18 +214,19 @@ def _response_error(error: Any, provider: str, usage: TokenUsage | None = None) 
         message=message or "the response failed",
         code=code,
         etype=etype,
+        secrets=secrets,
     )
     failure.partial_usage = usage
     return failure
 
 
-def _parse_response(data: Any, provider: str) -> ChatResponse:
+def _parse_response(data: Any, provider: str, secrets: Sequence[str] = ()) -> ChatResponse:
     if not isinstance(data, dict) or not isinstance(data.get("output"), list):
         if isinstance(data, dict) and data.get("error"):
-            raise _response_error(data["error"], provider)
+            raise _response_error(data["error"], provider, secrets=secrets)
         raise MalformedResponseError("response has no output list", provider=provider)
     if data.get("status") == "failed" and data.get("error"):
-        raise _response_error(data["error"], provider, _map_usage(data.get("usage")))
+        raise _response_error(data["error"], provider, _map_usage(data.get("usage")), secrets)
     text: list[str] = []
     reasoning: list[str] = []
     refusal: list[str] = []
@@ -271,9 +279,10 @@ class _StreamState:
 
 
 def _parse_stream_event(
-    data: Mapping[str, Any], provider: str, state: _StreamState
+    data: Mapping[str, Any], provider: str, state: _StreamState, secrets: Sequence[str] = ()
 ) -> ChatChunk | None:
-    """One Responses stream event to a neutral chunk; None when it carries nothing."""
+    """One Responses stream event to a neutral chunk; None when it carries nothing. `secrets`
+    are scrubbed from a failure it reports."""
     kind = data.get("type")
     if kind == "response.output_text.delta":
         return ChatChunk(delta=data.get("delta") or "") if data.get("delta") else None
@@ -332,10 +341,10 @@ def _parse_stream_event(
     if kind == "response.failed":
         response = data.get("response") or {}
         raise _response_error(
-            response.get("error") or {}, provider, _map_usage(response.get("usage"))
+            response.get("error") or {}, provider, _map_usage(response.get("usage")), secrets
         )
     if kind == "error":
-        raise _response_error(data.get("error") or data, provider)
+        raise _response_error(data.get("error") or data, provider, secrets=secrets)
     return None
 
 
@@ -440,7 +449,7 @@ class ChatGPTProvider(HTTPProvider):
                 data = json.loads(body_text)
                 resets = data["error"]["resets_in_seconds"]
                 error.retry_after = float(resets)
-            except (ValueError, KeyError, TypeError):
+            except (ValueError, KeyError, TypeError, RecursionError):  # any body maps by status
                 pass
         return error
 
@@ -482,7 +491,7 @@ class ChatGPTProvider(HTTPProvider):
                 raise self._refused(exc) from None
             await self._ensure_token(failed=self._token)
             data = await self._post_json("/responses", self._body(request, stream=False))
-        return _parse_response(data, self.id)
+        return _parse_response(data, self.id, self._secrets())
 
     async def _stream(self, request: ChatRequest) -> AsyncIterator[ChatChunk]:
         await self._ensure_token()
@@ -506,9 +515,10 @@ class ChatGPTProvider(HTTPProvider):
                 "/responses", self._body(request, stream=True)
             ) as response:
                 state = _StreamState()
+                secrets = self._secrets()
                 async for name, data in sse_json_events(response, self.id):
                     data.setdefault("type", name)
-                    chunk = _parse_stream_event(data, self.id, state)
+                    chunk = _parse_stream_event(data, self.id, state, secrets)
                     if chunk is not None:
                         started = True
                         yield chunk

@@ -27,7 +27,7 @@ from typing import Any
 from urllib.parse import quote, urlsplit
 
 import httpx
-from openkoi._body import read_capped
+from openkoi._body import read_timed
 from openkoi._errors import (
     AuthenticationError,
     ContentPolicyError,
@@ -45,6 +45,7 @@ from openkoi._features import (
 from openkoi._http import (
     classify,
     error_from_response,
+    error_json,
     error_text,
     json_body,
     parse_retry_after,
@@ -144,7 +145,7 @@ def _function_response(message: Message, names: Mapping[str, str], provider: str
     text = message.text
     try:
         parsed = json.loads(text)
-    except json.JSONDecodeError:
+    except (ValueError, RecursionError):  # not JSON, or nested past the parser: plain text
         parsed = None
     # Gemini wants an object; "output" is its documented key for a plain result.
     response = parsed if isinstance(parsed, dict) else {"output": text}
@@ -562,13 +563,9 @@ class GeminiProvider(HTTPProvider):
         return f"{self._prefix()}/models/{quote(model, safe='-._~')}"
 
     def _error(self, response: httpx.Response, body_text: str) -> ProviderError:
-        try:
-            parsed: Any = json.loads(body_text) if body_text.strip() else None
-        except json.JSONDecodeError:
-            parsed = None
         error = _google_error(
             response.status_code,
-            parsed,
+            error_json(body_text),
             provider=self.id,
             headers=response.headers,
             secrets=self._secrets(),
@@ -668,8 +665,9 @@ class GeminiProvider(HTTPProvider):
         self, response: httpx.Response, state: _StreamState
     ) -> AsyncIterator[Mapping[str, Any]]:
         """`streamGenerateContent` without `alt=sse` (e.g. a proxy dropped the query): one JSON
-        array of responses, read whole."""
-        raw = await read_capped(response, self.settings.max_response_bytes, provider=self.id)
+        array of responses, read whole under the call's clock, as a whole answer is (the
+        headers were its first event; `idle` bounds the rest of the body)."""
+        raw = await read_timed(response, self.settings.max_response_bytes, provider=self.id)
         text = raw.decode("utf-8", "replace")
         data = json_body(text, provider=self.id, status=response.status_code)
         for item in data if isinstance(data, list) else [data]:

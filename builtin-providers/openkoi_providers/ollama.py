@@ -13,7 +13,7 @@ import ipaddress
 import json
 import os
 import uuid
-from collections.abc import AsyncIterator, Iterator, Mapping
+from collections.abc import AsyncIterator, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field, replace
 from typing import Any
@@ -27,9 +27,10 @@ from openkoi._errors import (
     ProviderError,
     ServerError,
     UnsupportedError,
+    redact,
 )
 from openkoi._features import check_attachments, effort_of
-from openkoi._http import error_from_response, error_text
+from openkoi._http import error_from_response, error_json, error_text
 from openkoi._json import loads
 from openkoi._provider import HTTPProvider, ProviderSettings, ndjson_lines
 from openkoi._structured import schema_of
@@ -160,7 +161,7 @@ async def probe(base_url: str | None = None, timeout: float = 0.5) -> OllamaProb
         return OllamaProbe(url, False, [])
     try:
         names = _model_names(json.loads(payload))
-    except (ValueError, MalformedResponseError):
+    except (ValueError, RecursionError, MalformedResponseError):
         return OllamaProbe(url, False, [])
     return OllamaProbe(url, True, names)
 
@@ -298,26 +299,26 @@ def _texts(data: Mapping[str, Any]) -> tuple[str, str, Mapping[str, Any]]:
     )
 
 
-def _in_body_error(data: Mapping[str, Any], provider: str, status: int | None) -> ProviderError:
-    """Ollama's errors carry no code: an error inside a successful answer is a server fault."""
+def _in_body_error(
+    data: Mapping[str, Any], provider: str, status: int | None, secrets: Sequence[str] = ()
+) -> ProviderError:
+    """Ollama's errors carry no code: an error inside a successful answer is a server fault.
+    `secrets` are scrubbed from it, as from an error status's body."""
     text = error_text(data.get("error")) or "the server reported an error that is not text"
-    return ServerError(text, provider=provider, status=status)
+    return ServerError(redact(text, secrets), provider=provider, status=status)
 
 
 def _error_body(body_text: str) -> bool:
     """Whether a body is Ollama's error shape, `{"error": "..."}`."""
-    try:
-        data = json.loads(body_text)
-    except json.JSONDecodeError:
-        return False
+    data = error_json(body_text)
     return isinstance(data, dict) and error_text(data.get("error")) is not None
 
 
-def _parse_response(data: Any, provider: str) -> ChatResponse:
+def _parse_response(data: Any, provider: str, secrets: Sequence[str] = ()) -> ChatResponse:
     if not isinstance(data, dict):
         raise MalformedResponseError("expected a JSON object", provider=provider)
     if data.get("error"):
-        raise _in_body_error(data, provider, 200)
+        raise _in_body_error(data, provider, 200, secrets)
     if "message" not in data and "response" not in data:
         raise MalformedResponseError("the answer has no message", provider=provider)
     text, thinking, message = _texts(data)
@@ -339,11 +340,11 @@ class _StreamState:
 
 
 def _parse_stream_event(
-    data: Mapping[str, Any], provider: str, state: _StreamState
+    data: Mapping[str, Any], provider: str, state: _StreamState, secrets: Sequence[str] = ()
 ) -> ChatChunk | None:
     """One NDJSON line to a neutral chunk; None for lines that carry nothing we know."""
     if data.get("error"):
-        raise _in_body_error(data, provider, None)
+        raise _in_body_error(data, provider, None, secrets)
     text, thinking, message = _texts(data)
     deltas: list[ToolCallDelta] = []
     for call in _tool_calls(message):
@@ -374,7 +375,7 @@ def _parse_stream_event(
 def _decode_line(line: str, provider: str) -> dict[str, Any]:
     try:
         data = loads(line)
-    except json.JSONDecodeError:
+    except (ValueError, RecursionError):  # not JSON, or nested past the parser
         raise MalformedResponseError(
             "the stream sent a line that is not JSON", provider=provider
         ) from None
@@ -443,14 +444,14 @@ class OllamaProvider(HTTPProvider):
 
     def _error(self, response: httpx.Response, body_text: str) -> ProviderError:
         error = error_from_response(
-            response.status_code, response.headers, body_text, provider=self.id
+            response.status_code,
+            response.headers,
+            body_text,
+            provider=self.id,
+            secrets=self._secrets(),
         )
         if response.status_code == 404:
-            try:
-                is_json = isinstance(json.loads(body_text), dict)
-            except json.JSONDecodeError:
-                is_json = False
-            if not is_json:
+            if not isinstance(error_json(body_text), dict):
                 # Go's plain "404 page not found": this server lacks the endpoint (an old Ollama).
                 error.code = "endpoint_not_found"
             elif "not found" in error.message and "ollama pull" not in error.message:
@@ -516,7 +517,7 @@ class OllamaProvider(HTTPProvider):
         request = await self._resolve_model(request)
         with self._reachable():
             data = await self._post_json("/api/chat", self._body(request, stream=False))
-        return _parse_response(data, self.id)
+        return _parse_response(data, self.id, self._secrets())
 
     async def _stream(self, request: ChatRequest) -> AsyncIterator[ChatChunk]:
         request = await self._resolve_model(request)
@@ -525,10 +526,12 @@ class OllamaProvider(HTTPProvider):
 
     async def _ndjson(self, path: str, body: Mapping[str, Any]) -> AsyncIterator[ChatChunk]:
         state = _StreamState()
+        secrets = self._secrets()
         with self._reachable():
             async with self._open_stream(path, body, expect=NDJSON) as response:
                 async for line in ndjson_lines(response):
-                    chunk = _parse_stream_event(_decode_line(line, self.id), self.id, state)
+                    data = _decode_line(line, self.id)
+                    chunk = _parse_stream_event(data, self.id, state, secrets)
                     if chunk is not None:
                         yield chunk
                     if state.done:
@@ -556,7 +559,7 @@ class OllamaProvider(HTTPProvider):
             data = await self._post_json(
                 "/api/generate", self._generate_body(prompt, request.model, system, False)
             )
-        return _parse_response(data, self.id)
+        return _parse_response(data, self.id, self._secrets())
 
     async def generate_stream(
         self, prompt: str, *, model: str | None = None, system: str | None = None

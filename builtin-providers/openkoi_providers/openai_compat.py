@@ -11,11 +11,10 @@ Mapping names (the same in every vendor module): `_map_messages`, `_map_tools` g
 from __future__ import annotations
 
 import base64
-import json
 import math
 import sys
 from array import array
-from collections.abc import AsyncIterator, Mapping
+from collections.abc import AsyncIterator, Mapping, Sequence
 from typing import Any
 
 from openkoi._errors import MalformedResponseError, ProviderError
@@ -270,34 +269,70 @@ def _parse_response(data: Any, provider: str) -> ChatResponse:
     )
 
 
-def _stream_error(data: Mapping[str, Any], provider: str) -> ProviderError:
+# What an error's code (else its type) implies, for an error with no HTTP status of its own:
+# an in-stream error event, or an error body that came with a 200.
+_CODE_STATUS = {
+    "invalid_api_key": 401,
+    "invalid_authentication": 401,
+    "authentication_error": 401,
+    "unauthorized": 401,
+    "permission_error": 403,
+    "permission_denied": 403,
+    "unsupported_country_region_territory": 403,
+    "insufficient_quota": 429,
+    "rate_limit_exceeded": 429,
+    "rate_limit_error": 429,
+    "overloaded_error": 529,
+    "server_is_overloaded": 503,
+    "engine_overloaded": 503,
+    "server_error": 500,
+    "api_error": 500,
+    "internal_error": 500,
+    "model_not_found": 404,
+    "not_found_error": 404,
+    "invalid_request_error": 400,
+}
+
+
+def _stream_error(
+    data: Mapping[str, Any], provider: str, secrets: Sequence[str] = ()
+) -> ProviderError:
+    """The typed error an error event (or a 200 error body) reports: a status the error names
+    decides, else the one its code or type implies, as the HTTP status would have; the error
+    keeps the status it really came with (none)."""
     message, code, etype = extract_error(data)
     status = None
     raw = data.get("error")
     if isinstance(raw, dict):
         for key in ("status_code", "code", "status"):
             value = raw.get(key)
-            if isinstance(value, int):
+            if isinstance(value, int) and not isinstance(value, bool):
                 status = value
                 break
+    implied = status or _CODE_STATUS.get(code or "") or _CODE_STATUS.get(etype or "")
     error = classify(
-        status,
+        implied,
         provider=provider,
         message=message or "the stream reported an error",
         code=code,
         etype=etype,
+        secrets=secrets,
     )
+    error.status = status
     error.partial_usage = _map_usage(data.get("usage"))
     return error
 
 
-def _parse_stream_event(data: Mapping[str, Any], provider: str) -> ChatChunk | None:
-    """One `chat.completion.chunk` to a neutral chunk; None when it carries nothing.
+def _parse_stream_event(
+    data: Mapping[str, Any], provider: str, secrets: Sequence[str] = ()
+) -> ChatChunk | None:
+    """One `chat.completion.chunk` to a neutral chunk; None when it carries nothing. `secrets`
+    are scrubbed from an error event (a server may echo the key in it).
 
     This runs once per streamed token, so it only builds the fields that are present.
     """
     if data.get("error"):
-        raise _stream_error(data, provider)
+        raise _stream_error(data, provider, secrets)
     choices = data.get("choices")
     if choices and len(choices) == 1 and not data.get("usage"):
         # Fast path: most chunks are one choice carrying one text delta.
@@ -424,12 +459,13 @@ class OpenAICompatibleProvider(HTTPProvider):
     async def _chat(self, request: ChatRequest) -> ChatResponse:
         data = await self._post_json("/chat/completions", self._body(request, stream=False))
         if isinstance(data, dict) and data.get("error") and not data.get("choices"):
-            raise _stream_error(data, self.id)
+            raise _stream_error(data, self.id, self._secrets())
         return _parse_response(data, self.id)
 
     async def _stream(self, request: ChatRequest) -> AsyncIterator[ChatChunk]:
         body = self._body(request, stream=True)
         provider = self.id
+        secrets = self._secrets()
         parse = _parse_stream_event
         refused = False
         async with self._open_stream("/chat/completions", body) as response:
@@ -441,7 +477,7 @@ class OpenAICompatibleProvider(HTTPProvider):
                     continue
                 try:
                     data = loads(payload)
-                except json.JSONDecodeError:
+                except (ValueError, RecursionError):  # not JSON, or nested past the parser
                     raise MalformedResponseError(
                         "the stream sent an event that is not JSON", provider=provider
                     ) from None
@@ -449,7 +485,7 @@ class OpenAICompatibleProvider(HTTPProvider):
                     continue
                 if name == "error" and not data.get("error"):
                     data = {"error": data}
-                chunk = parse(data, provider)
+                chunk = parse(data, provider, secrets)
                 if chunk is not None:
                     refused = _refusal_stop(chunk, refused)
                     yield chunk
@@ -485,6 +521,7 @@ class OpenAICompatibleProvider(HTTPProvider):
                 headers=self._auth_headers(),
                 secrets=self._secrets(),
                 on_error=self._error,
+                clock=self._clock(),
             )
         except ProviderError as exc:
             if exc.status in (404, 405):

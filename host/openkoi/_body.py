@@ -24,6 +24,7 @@ from typing import Any, TypeVar
 import anyio
 import httpx
 
+from openkoi._deadline import clock_of
 from openkoi._errors import MalformedResponseError
 
 # The largest answers are embeddings of big batches (2,048 inputs of 3,072 floats: ~130 MB of
@@ -62,6 +63,20 @@ async def read_answer(
     if response.status_code >= 400:
         return await read_start(response)
     return await read_capped(response, limit, provider=provider, what=what)
+
+
+async def read_timed(
+    response: httpx.Response, limit: int, *, provider: str, what: str = "the answer"
+) -> bytes:
+    """`read_answer` within the deadlines of the request's clock (`clock_of`), when it was sent
+    with one: its headers were the answer's one event, so `idle` (and `total`) bound the rest
+    of the body, as for any call that does not stream. Without this a server dripping a byte
+    now and then holds the call for as long as it likes."""
+    clock = clock_of(response)
+    if clock is None:
+        return await read_answer(response, limit, provider=provider, what=what)
+    clock.event()
+    return await clock.wait(read_answer(response, limit, provider=provider, what=what))
 
 
 async def read_start(response: httpx.Response, limit: int = MAX_ERROR_BODY_BYTES) -> bytes:

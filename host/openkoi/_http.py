@@ -165,8 +165,11 @@ def classify(
     secrets: Iterable[str | None] = (),
 ) -> ProviderError:
     """Pick the error class from status and the provider's code/type; never from free text."""
+    secrets = tuple(secrets)
     message = redact(message, secrets)
     code_or_type = code if code and not code.isdigit() else etype
+    if code_or_type:  # a server may echo the key anywhere, its error code included
+        code_or_type = redact(code_or_type, secrets)
     markers = {m for m in (code, etype) if m}
     kwargs: dict[str, Any] = {
         "provider": provider,
@@ -206,11 +209,7 @@ def error_from_response(
     """Turn an HTTP error response into the right `ProviderError` with a one-line cause."""
     secrets = tuple(secrets)
     retry_after = parse_retry_after(headers)
-    try:
-        parsed: Any = json.loads(body_text) if body_text.strip() else None
-    except json.JSONDecodeError:
-        parsed = None
-    message, code, etype = extract_error(parsed)
+    message, code, etype = extract_error(error_json(body_text))
     if message is None:
         if _looks_like_html(body_text):
             message = "the server answered with an HTML page instead of an API response"
@@ -231,10 +230,27 @@ def error_from_response(
     )
 
 
+def error_json(body_text: str) -> Any:
+    """An error body's JSON, or None when it has none the parser can read (not JSON, or nested
+    deeper than the parser recurses): such a body must still map by its status."""
+    if not body_text.strip():
+        return None
+    try:
+        return loads(body_text)
+    except (ValueError, RecursionError):
+        return None
+
+
 def json_body(response_text: str, *, provider: str, status: int | None = None) -> Any:
     """Parse a successful JSON body; anything else is a `MalformedResponseError`."""
     try:
         return loads(response_text)
+    except RecursionError:
+        raise MalformedResponseError(
+            "expected JSON but got a body nested deeper than the parser allows",
+            provider=provider,
+            status=status,
+        ) from None
     except json.JSONDecodeError as exc:
         what = (
             "an HTML page"
