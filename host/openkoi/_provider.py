@@ -42,6 +42,7 @@ from openkoi._errors import (
 )
 from openkoi._http import _short, error_from_response, json_body, map_transport_errors
 from openkoi._json import loads
+from openkoi._log_scrub import keep_out_of_logs
 from openkoi._pieces import pieces
 from openkoi._secrets import Secret
 from openkoi._sse import LineSplitter, SSEItem, SSESplitter
@@ -105,7 +106,10 @@ def typed_error(exc: Exception, provider: str, secrets: Iterable[str | None] = (
 
 @contextmanager
 def typed_failures(provider: str, secrets: Iterable[str | None] = ()) -> Iterator[None]:
-    """Let only `OpenKoiError`s out (see `typed_error`)."""
+    """Let only `OpenKoiError`s out (see `typed_error`); the call's secrets stay out of the
+    HTTP stack's log lines too (`_log_scrub`)."""
+    secrets = tuple(secrets)
+    keep_out_of_logs(secrets)
     try:
         yield
     except OpenKoiError:

@@ -38,6 +38,7 @@ import httpx
 
 from openkoi._errors import OpenKoiError
 from openkoi._idle_check import http_transport
+from openkoi._log_scrub import keep_out_of_logs
 from openkoi.plugins._egress import (
     AllowedOrigin,
     Decision,
@@ -523,6 +524,7 @@ class GuardedClient:
     ) -> None:
         self._policy = policy
         self._secrets = dict(secrets)
+        keep_out_of_logs(secret.reveal() for secret in self._secrets.values())
         self._secret_origins = dict(secret_origins or {})
         self._scrubber = scrubber_for(tuple(s.reveal() for s in self._secrets.values()))
         self.max_response_bytes = max_response_bytes
