@@ -6,8 +6,10 @@ from __future__ import annotations
 import struct
 import zlib
 
+import anyio
+import pytest
 from openkoi._errors import REDACT_PREFIX, ProviderError
-from openkoi._provider import HTTPProvider, ProviderSettings
+from openkoi._provider import HTTPProvider, ProviderSettings, collect
 from openkoi._secrets import Secret
 from openkoi._timeouts import Timeouts
 from openkoi._types import ChatRequest, Message
@@ -18,66 +20,47 @@ FAMILIES = ("openai", "anthropic", "google", "ollama", "bedrock")
 REQUEST = ChatRequest(messages=[Message.user("hi")])
 
 
+# family -> (module, provider id, name, default model)
+_FAMILIES = {
+    "openai": (openai_compat, "openai", "OpenAI", "m"),
+    "anthropic": (anthropic, "anthropic", "Anthropic", "claude-sonnet-4-5"),
+    "google": (gemini, "google", "Gemini", "gemini-2.5-flash"),
+    "ollama": (ollama, "ollama", "Ollama", "llama3"),
+    "bedrock": (bedrock, "bedrock", "AWS Bedrock", "amazon.nova-pro-v1:0"),
+}
+
+
 def make(family: str, url: str, **timeouts: float) -> HTTPProvider:
     """The built-in provider of `family` at `url`, holding `KEY`, with these deadlines."""
-    limits = Timeouts(**timeouts)
-    if family == "openai":
-        return openai_compat.create(
-            ProviderSettings(
-                id="openai",
-                name="OpenAI",
-                base_url=url + "/v1",
-                api_key=Secret(KEY),
-                default_model="m",
-                timeouts=limits,
-            )
-        )
-    if family == "anthropic":
-        return anthropic.create(
-            ProviderSettings(
-                id="anthropic",
-                name="Anthropic",
-                base_url=url,
-                api_key=Secret(KEY),
-                default_model="claude-sonnet-4-5",
-                timeouts=limits,
-            )
-        )
-    if family == "google":
-        return gemini.create(
-            ProviderSettings(
-                id="google",
-                name="Gemini",
-                base_url=url,
-                api_key=Secret(KEY),
-                default_model="gemini-2.5-flash",
-                timeouts=limits,
-            )
-        )
-    if family == "ollama":
-        return ollama.create(
-            ProviderSettings(
-                id="ollama",
-                name="Ollama",
-                base_url=url,
-                api_key=Secret(KEY),
-                default_model="llama3",
-                timeouts=limits,
-            )
-        )
+    module, provider_id, name, model = _FAMILIES[family]
+    settings = ProviderSettings(
+        id=provider_id,
+        name=name,
+        base_url=url + "/v1" if family == "openai" else url,
+        api_key=Secret(KEY),
+        default_model=model,
+        timeouts=Timeouts(**timeouts),
+    )
     if family == "bedrock":
-        return bedrock.create(
-            ProviderSettings(
-                id="bedrock",
-                name="AWS Bedrock",
-                base_url=url,
-                api_key=Secret(KEY, kind="api-key"),
-                default_model="amazon.nova-pro-v1:0",
-                timeouts=limits,
-            ),
-            region="us-east-1",
-        )
-    raise ValueError(family)
+        return bedrock.create(settings, region="us-east-1")
+    provider: HTTPProvider = module.create(settings)
+    return provider
+
+
+async def failure(provider: HTTPProvider, mode: str = "stream") -> ProviderError:
+    """The error a `mode` call ("stream", "chat" or "models") to `provider` ends with, the
+    provider closed; bounded, so a regression fails rather than hangs."""
+    try:
+        with pytest.raises(ProviderError) as info, anyio.fail_after(10):
+            if mode == "stream":
+                await collect(provider.chat_stream(REQUEST))
+            elif mode == "chat":
+                await provider.chat(REQUEST)
+            else:
+                await provider.models()
+    finally:
+        await provider.aclose()
+    return info.value
 
 
 def event_frame(headers: dict[str, str], payload: bytes = b"") -> bytes:

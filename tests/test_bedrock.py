@@ -9,10 +9,8 @@ import hmac
 import json
 import os
 import re
-import struct
 import subprocess
 import sys
-import zlib
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -20,6 +18,7 @@ from urllib.parse import unquote
 
 import pytest
 from _corpus import Case, corpus_params, load_case
+from _fault_providers import event_frame
 from _server import Recorded, Reply, split_bytes
 from openkoi import (
     AuthenticationError,
@@ -153,26 +152,15 @@ def start(serve: Any, handler: Callable[[Recorded], Reply]) -> Any:
     return server
 
 
-def encode_message(headers: dict[str, str], payload: bytes) -> bytes:
-    """One event-stream message: prelude (lengths + CRC), string headers, payload, message CRC."""
-    head = b""
-    for name, value in headers.items():
-        raw = value.encode()
-        head += bytes([len(name)]) + name.encode() + b"\x07" + struct.pack(">H", len(raw)) + raw
-    prelude = struct.pack(">II", 12 + len(head) + len(payload) + 4, len(head))
-    message = prelude + struct.pack(">I", zlib.crc32(prelude)) + head + payload
-    return message + struct.pack(">I", zlib.crc32(message))
-
-
 def event(kind: str, data: dict[str, Any]) -> bytes:
-    return encode_message(
+    return event_frame(
         {":event-type": kind, ":content-type": "application/json", ":message-type": "event"},
         json.dumps(data).encode(),
     )
 
 
 def exception(kind: str, message: str) -> bytes:
-    return encode_message(
+    return event_frame(
         {
             ":exception-type": kind,
             ":content-type": "application/json",
@@ -714,7 +702,7 @@ async def test_exception_event_inside_a_200_stream(
 
 
 async def test_error_message_type_inside_a_stream(serve: Any) -> None:
-    bad = encode_message(
+    bad = event_frame(
         {
             ":message-type": "error",
             ":error-code": "ThrottlingException",
@@ -783,7 +771,7 @@ async def test_unknown_events_are_ignored(serve: Any) -> None:
     odd = [
         event("somethingNew", {"contentBlockIndex": 0, "whatever": True}),
         event("contentBlockDelta", {"contentBlockIndex": 0, "delta": {"citation": {"x": 1}}}),
-        encode_message({":message-type": "mystery"}, b"\x00\x01"),
+        event_frame({":message-type": "mystery"}, b"\x00\x01"),
     ]
     server = start(serve, signed(lambda r: stream_reply([parts[0], *odd, *parts[1:]], size=5)))
     provider = _provider(server.url)
@@ -805,7 +793,7 @@ async def test_events_with_fields_of_the_wrong_type_are_ignored(serve: Any) -> N
         event("contentBlockDelta", {"contentBlockIndex": "0", "delta": {"text": "c"}}),
         event("contentBlockStart", {"contentBlockIndex": 1, "start": "toolUse"}),
         event("contentBlockStart", {"contentBlockIndex": 1, "start": {"toolUse": [1]}}),
-        encode_message({":event-type": "contentBlockDelta", ":message-type": "event"}, b"[1, 2]"),
+        event_frame({":event-type": "contentBlockDelta", ":message-type": "event"}, b"[1, 2]"),
     ]
     server = start(serve, signed(lambda r: stream_reply([parts[0], *odd, *parts[1:]], size=7)))
     provider = _provider(server.url)

@@ -8,21 +8,18 @@ import sys
 from collections.abc import Callable
 from pathlib import Path
 
-import anyio
 import pytest
 
 sys.path.insert(0, str(Path(__file__).parent))
 
-from _fault_providers import REQUEST, make
+from _fault_providers import failure, make
 from _server import LoopbackServer, Recorded, Reply
 from openkoi._errors import (
     AuthenticationError,
     MalformedResponseError,
-    ProviderError,
     RateLimitedError,
 )
 from openkoi._http import error_from_response, json_body
-from openkoi._provider import collect
 
 pytestmark = pytest.mark.anyio
 
@@ -30,21 +27,6 @@ Serve = Callable[[Callable[[Recorded], Reply]], LoopbackServer]
 DEEP = "[" * 100_000 + "]" * 100_000
 DEEP_OBJECT = '{"error": ' * 100_000 + "1" + "}" * 100_000
 HTTP_FAMILIES = ("openai", "anthropic", "google", "bedrock", "ollama")
-
-
-async def failure(family: str, url: str, mode: str) -> ProviderError:
-    provider = make(family, url)
-    try:
-        with pytest.raises(ProviderError) as info, anyio.fail_after(10):
-            if mode == "stream":
-                await collect(provider.chat_stream(REQUEST))
-            elif mode == "chat":
-                await provider.chat(REQUEST)
-            else:
-                await provider.models()
-    finally:
-        await provider.aclose()
-    return info.value
 
 
 def test_an_unparseable_error_body_still_maps_by_status() -> None:
@@ -69,9 +51,9 @@ async def test_deep_error_body_keeps_its_status(
     limiting = serve(
         lambda r: Reply(status=429, body=body, headers={**headers, "retry-after": "30"})
     )
-    refused = await failure(family, refusing.url, mode)
+    refused = await failure(make(family, refusing.url), mode)
     assert type(refused) is AuthenticationError and refused.status == 401
-    limited = await failure(family, limiting.url, mode)
+    limited = await failure(make(family, limiting.url), mode)
     assert type(limited) is RateLimitedError
     assert limited.status == 429 and limited.retry_after == 30
 
@@ -83,7 +65,7 @@ async def test_deep_error_body_keeps_its_status(
 )
 async def test_deep_200_answer_is_malformed(serve: Serve, family: str, mode: str) -> None:
     server = serve(lambda r: Reply(body=DEEP, headers={"content-type": "application/json"}))
-    error = await failure(family, server.url, mode)
+    error = await failure(make(family, server.url), mode)
     assert type(error) is MalformedResponseError
 
 
@@ -94,5 +76,5 @@ async def test_deep_stream_event_is_malformed(serve: Serve, family: str) -> None
     else:
         reply = Reply.sse([f"data: {DEEP}\n\n"])
     server = serve(lambda r: reply)
-    error = await failure(family, server.url, "stream")
+    error = await failure(make(family, server.url), "stream")
     assert type(error) is MalformedResponseError

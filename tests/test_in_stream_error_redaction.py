@@ -12,12 +12,11 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-import anyio
 import pytest
 
 sys.path.insert(0, str(Path(__file__).parent))
 
-from _fault_providers import KEY, REQUEST, assert_scrubbed, event_frame, make
+from _fault_providers import KEY, assert_scrubbed, event_frame, failure, make
 from _oauth_server import chatgpt_access_token
 from _server import LoopbackServer, Recorded, Reply
 from openkoi._errors import (
@@ -29,7 +28,7 @@ from openkoi._errors import (
     RateLimitedError,
     ServerError,
 )
-from openkoi._provider import HTTPProvider, ProviderSettings, collect
+from openkoi._provider import HTTPProvider, ProviderSettings
 from openkoi._secrets import Secret
 from openkoi_providers import chatgpt
 
@@ -45,19 +44,6 @@ EVENTS = "application/vnd.amazon.eventstream"
 
 def sse(*events: Any) -> list[str]:
     return [e if isinstance(e, str) else f"data: {json.dumps(e)}\n\n" for e in events]
-
-
-async def failure(provider: HTTPProvider, stream: bool = True) -> ProviderError:
-    """The error a call to `provider` ends with; bounded, so a regression fails, not hangs."""
-    try:
-        with pytest.raises(ProviderError) as info, anyio.fail_after(10):
-            if stream:
-                await collect(provider.chat_stream(REQUEST))
-            else:
-                await provider.chat(REQUEST)
-    finally:
-        await provider.aclose()
-    return info.value
 
 
 def text_delta() -> dict[str, Any]:
@@ -86,7 +72,7 @@ async def test_openai_stream_error_event_is_scrubbed_and_typed(
 
 async def test_openai_200_json_error_body_is_scrubbed_and_typed(serve: Serve) -> None:
     server = serve(lambda r: Reply.json(OPENAI_ERROR))
-    error = await failure(make("openai", server.url), stream=False)
+    error = await failure(make("openai", server.url), "chat")
     assert_scrubbed(error)
     assert isinstance(error, AuthenticationError)
 
@@ -140,7 +126,7 @@ async def test_ollama_in_body_errors_are_scrubbed(serve: Serve) -> None:
         )
     )
     streamed = await failure(make("ollama", server.url))
-    whole = await failure(make("ollama", server.url), stream=False)
+    whole = await failure(make("ollama", server.url), "chat")
     for error in (streamed, whole):
         assert_scrubbed(error)
         assert isinstance(error, ServerError)
@@ -205,11 +191,11 @@ async def test_bedrock_stream_failures_are_scrubbed(
 
 async def test_bedrock_200_error_body_is_scrubbed(serve: Serve) -> None:
     server = serve(lambda r: Reply.json({"__type": "ValidationException", "message": ECHO}))
-    error = await failure(make("bedrock", server.url), stream=False)
+    error = await failure(make("bedrock", server.url), "chat")
     assert_scrubbed(error)
     assert isinstance(error, InvalidRequestError)
     server = serve(lambda r: Reply.json({"message": ECHO}))
-    error = await failure(make("bedrock", server.url), stream=False)
+    error = await failure(make("bedrock", server.url), "chat")
     assert_scrubbed(error)
 
 
