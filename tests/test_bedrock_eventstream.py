@@ -16,6 +16,7 @@ from typing import Any
 import anyio
 import pytest
 from _corpus import CORPUS, case_names, load_case
+from _fault_providers import event_frame
 from _server import Reply
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
@@ -26,7 +27,7 @@ from openkoi_providers._eventstream import (
     EventStreamDecoder,
     Message,
 )
-from test_bedrock import EVENT_STREAM, _aws_env, _fails, encode_message, stream_reply, text_stream
+from test_bedrock import EVENT_STREAM, _aws_env, _fails, stream_reply, text_stream
 
 
 def _botocore(body: bytes) -> list[Message]:
@@ -334,7 +335,7 @@ async def test_an_oversized_frame_fails_the_stream_at_once(serve: Any) -> None:
 async def test_a_payload_that_is_not_utf8_is_malformed(serve: Any) -> None:
     headers = {":event-type": "contentBlockDelta", ":message-type": "event"}
     parts = text_stream("ok")
-    bad = encode_message(headers, b'{"delta": {"text": "\xff"}}')
+    bad = event_frame(headers, b'{"delta": {"text": "\xff"}}')
     error, seen = await _fails(serve, stream_reply([*parts[:2], bad, *parts[2:]]))
     assert isinstance(error, MalformedResponseError) and "not JSON" in error.message
     assert [c.delta for c in seen if c.delta] == ["ok"]
