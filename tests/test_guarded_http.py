@@ -377,6 +377,38 @@ async def test_secret_is_substituted_for_the_allowed_origin_and_never_echoed_bac
     assert (f"x-key-{REDACTED}", "1") in response.headers
 
 
+@pytest.mark.parametrize("encoding", ["", "gzip"])
+async def test_the_guest_is_not_told_the_length_of_a_body_that_held_a_secret(
+    serve: Serve, encoding: str
+) -> None:
+    """The guest gets the body decoded and scrubbed, so the upstream's framing headers would
+    describe bytes it never sees; `content-length` would also give away how long the scrubbed
+    secret was (the body's length with the key, minus its length with the placeholder)."""
+
+    def answer(r: Recorded) -> Reply:
+        body = json.dumps({"you_sent": r.headers.get("authorization", "")}).encode()
+        headers = {"content-type": "application/json"}
+        if encoding:
+            return Reply(
+                body=gzip.compress(body), headers={**headers, "content-encoding": encoding}
+            )
+        return Reply(body=body, headers=headers)
+
+    server = serve(answer)
+    async with client([f"http://localhost:{server.port}"]) as c:
+        response = await c.send(
+            "GET",
+            f"http://localhost:{server.port}/",
+            [("Authorization", "{{secret:API_KEY}}")],
+            None,
+        )
+        text = await response.text()
+    assert json.loads(text) == {"you_sent": REDACTED}
+    names = {name.lower() for name, _ in response.headers}
+    assert not names & {"content-length", "content-encoding", "transfer-encoding"}
+    assert "content-type" in names
+
+
 @pytest.mark.parametrize("cut", range(1, len(KEY)))
 def test_secret_split_at_any_chunk_boundary_is_scrubbed(cut: int) -> None:
     stream = SecretScrubber([KEY]).stream()

@@ -10,7 +10,9 @@ Secrets: the guest writes `{{secret:NAME}}` in a header value. The host substitu
 for names it was given, only on requests the policy allows; a placeholder anywhere else (URL, body)
 is refused as an exfiltration attempt. Headers that carried a secret are dropped when a redirect
 leaves the origin. Every secret value is scrubbed from response headers, body chunks (even when
-split across chunks) and error messages before the guest sees them.
+split across chunks) and error messages before the guest sees them. The guest gets the body
+decoded, so the headers that frame it on the wire (`content-length`, `content-encoding`,
+`transfer-encoding`) are not passed on: a length would also give away a scrubbed secret's.
 
 Failures are `HttpError`s with a `kind` the WIT `http-error` variant mirrors. Nothing here raises
 anything else to the runtime, and no message carries a secret.
@@ -99,6 +101,10 @@ _HOP_BY_HOP = frozenset(
 )
 # Dropped on a redirect to another origin even when they hold no placeholder (as browsers do).
 _CREDENTIAL_HEADERS = frozenset({"authorization", "cookie"})
+# Response headers the guest is not shown: they frame the bytes on the wire, and the guest gets
+# the body decoded and scrubbed instead (a length would also tell it how long a scrubbed secret
+# was).
+_WIRE_FRAMING = frozenset({"content-length", "content-encoding", "transfer-encoding"})
 _BODY_HEADERS = frozenset({"content-type", "content-encoding", "content-language"})
 _REDIRECTS = frozenset({301, 302, 303, 307, 308})
 
@@ -842,6 +848,7 @@ class GuardedClient:
         headers = [
             (self._scrubber.scrub(name), self._scrubber.scrub(value))
             for name, value in response.headers.multi_items()
+            if name.lower() not in _WIRE_FRAMING
         ]
         body = _Body(self, response, self._scrubber, inflater)
         self._open.add(body)
