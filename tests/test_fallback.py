@@ -36,7 +36,7 @@ from openkoi._errors import (
     RateLimitedError,
 )
 from openkoi._timeouts import Timeouts
-from openkoi._types import ChatChunk, ChatRequest, Message, TokenUsage
+from openkoi._types import Attachment, ChatChunk, ChatRequest, Message, TokenUsage
 from openkoi.routing import CooldownPolicy, CooldownStore, Router, should_fall_back
 
 pytestmark = pytest.mark.anyio
@@ -337,6 +337,44 @@ async def test_all_candidates_exhausted_lists_each_one(serve: Serve) -> None:
     assert info2.value.retry_after == 5
     assert (len(primary.requests), len(backup.requests), len(third.requests)) == (1, 1, 1)
     assert [r[2] for r in ledger] == ["rate-limited", "overloaded", "malformed-response"]
+
+
+async def test_an_attachment_server_s_failure_moves_on_without_cooling_the_model(
+    serve: Serve,
+) -> None:
+    """The host downloads a document URL for providers that cannot; when the file's server
+    fails, the provider was never asked, so no model of the chain sits out for it."""
+    file_replies = [Reply(status=503), Reply(status=503), Reply(body=b"%PDF-1.4 ok")]
+    files = serve(lambda r: file_replies.pop(0))
+    primary = serve(lambda r: completion("from primary"))
+    backup = serve(lambda r: completion("from backup"))
+    clock = FakeClock()
+    router = chain_router(primary.url, backup.url, clock)
+    pdf = Attachment.from_url(f"{files.url}/report.pdf", "application/pdf")
+    request = ChatRequest(messages=[Message.user("summarise", [pdf])])
+    try:
+        with pytest.raises(AllCandidatesExhausted) as info:
+            await router.chat("executor", request)
+        cooldowns = [await cooldown_of(router, ref) for ref in ("primary/m1", "backup/m2")]
+        answer = await router.chat("executor", request)  # the file server is back
+        ledger = rows(router)
+    finally:
+        await router.aclose()
+    assert [(c.ref, c.error.kind, c.cooldown_until) for c in info.value.candidates] == [
+        ("primary/m1", "network", None),
+        ("backup/m2", "network", None),
+    ]
+    assert info.value.transient and info.value.retry_after is None
+    assert "report.pdf" in str(info.value)
+    assert cooldowns == [None, None]
+    assert answer.content == "from primary"
+    assert len(files.requests) == 3
+    assert (len(primary.requests), len(backup.requests)) == (1, 0)
+    assert [r[:3] for r in ledger] == [
+        ("primary", "m1", "network"),
+        ("backup", "m2", "network"),
+        ("primary", "m1", "ok"),
+    ]
 
 
 async def test_wait_option_sleeps_until_the_earliest_cooldown(serve: Serve) -> None:

@@ -71,7 +71,15 @@ def _fetch_errors(url: str, provider: str) -> Iterator[None]:
     except ProviderError as exc:
         if not exc.message.startswith("attachment "):
             exc.message = f"attachment {_shown(url)} could not be downloaded: {exc.message}"
+        _not_the_models(exc)
         raise
+
+
+def _not_the_models(error: ProviderError) -> ProviderError:
+    """A download's failure is the file server's: the provider was never asked, so the fallback
+    chain moves on (when it is transient) without putting the model in cooldown."""
+    error.cools_model = False
+    return error
 
 
 def has_url_attachments(request: ChatRequest) -> bool:
@@ -111,9 +119,11 @@ async def fetch(url: str, provider: str, limit: int | None = None) -> Attachment
                 chunks.append(chunk)
             header_type = response.headers.get("content-type", "").split(";")[0].strip()
     if scope.cancelled_caught:
-        raise ProviderTimeoutError(
-            f"attachment {_shown(url)} took longer than {FETCH_TIMEOUT:.0f} s to download",
-            provider=provider,
+        raise _not_the_models(
+            ProviderTimeoutError(
+                f"attachment {_shown(url)} took longer than {FETCH_TIMEOUT:.0f} s to download",
+                provider=provider,
+            )
         )
     data = b"".join(chunks)
     sniffed = sniff_media_type(data, url)
@@ -125,7 +135,7 @@ async def fetch(url: str, provider: str, limit: int | None = None) -> Attachment
 def _refused(url: str, provider: str, status: int) -> ProviderError:
     """A file server's error status: a 4xx will not change by asking again (the caller's URL
     names nothing it will serve), a 5xx or a "wait" status may."""
-    message = f"attachment {_shown(url)} could not be downloaded (HTTP {status})"
+    message = f"attachment {_shown(url)} could not be downloaded"  # str() adds the status
     if 400 <= status < 500 and status not in _RETRYABLE_STATUSES:
         return InvalidRequestError(message, provider=provider, status=status)
     return NetworkError(message, provider=provider, status=status)

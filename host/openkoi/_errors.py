@@ -154,11 +154,14 @@ class ProviderError(OpenKoiError):
 
     `status` is the HTTP status when there was one, `code` the provider's own error code or type,
     `retry_after` seconds the server asked us to wait, and `partial_usage` the tokens a stream had
-    consumed before it failed.
+    consumed before it failed. `cools_model` is False when the failure was not the model's (the
+    server of an attachment the host downloads for it): the chain still moves on after a
+    transient one, but the model is not put in cooldown.
     """
 
     transient: ClassVar[bool] = False
     kind: ClassVar[str] = "other"
+    cools_model: bool = True
 
     def __init__(
         self,

@@ -2,9 +2,11 @@
 when that model is rate limited or down.
 
 One retry loop only, this one: providers and the HTTP client never retry underneath it. The chain
-moves on after a transient `ProviderError` (and puts that model in cooldown), and stops on
-anything else. A stream falls back only before its first chunk; after that, an error goes to the
-caller with the usage consumed so far (a transient one still cools the model for the next call). Every attempt, failed or not, is one row in the ledger.
+moves on after a transient `ProviderError` (and puts that model in cooldown, unless the failure
+was not the model's: `ProviderError.cools_model`), and stops on anything else. A stream falls
+back only before its first chunk; after that, an error goes to the caller with the usage consumed
+so far (a transient one still cools the model for the next call). Every attempt, failed or not,
+is one row in the ledger.
 """
 
 from __future__ import annotations
@@ -206,7 +208,8 @@ class Router:
             if exc.partial_usage is None:
                 exc.partial_usage = usage
             usage = exc.partial_usage
-            if should_fall_back(exc):  # too late to switch, but the next call should not wait on it
+            if should_fall_back(exc) and exc.cools_model:  # too late to switch; the next call
+                # should not wait on it
                 await self.state.fail(attempt.ref, exc, now=self.clock(), policy=self.policy)
             raise
         except BaseException as exc:
@@ -300,8 +303,13 @@ class Router:
                     await self._settle(attempt, _failed_usage(exc))
                     if not should_fall_back(exc):
                         raise
-                    cooldown = await self.state.fail(ref, exc, now=self.clock(), policy=self.policy)
-                    self._failed(failures, CandidateFailure(ref, exc, cooldown.until))
+                    until = None
+                    if exc.cools_model:
+                        failed = await self.state.fail(
+                            ref, exc, now=self.clock(), policy=self.policy
+                        )
+                        until = failed.until
+                    self._failed(failures, CandidateFailure(ref, exc, until))
                     last = exc
                     continue
                 except BaseException as exc:
