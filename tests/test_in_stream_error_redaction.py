@@ -225,3 +225,62 @@ async def test_chatgpt_failed_response_echoing_the_token_is_scrubbed(
     error = await failure(chatgpt_provider(server.url, token))
     assert_scrubbed(error, token)
     assert isinstance(error, ServerError)
+
+
+NAMELESS = {"message": f"something went wrong ({KEY})"}
+
+
+@pytest.mark.parametrize(
+    ("family", "reply"),
+    [
+        ("openai", Reply.sse(sse({"error": NAMELESS}))),
+        ("openai", Reply.sse(sse(text_delta(), {"error": NAMELESS}))),
+        ("openai", Reply.sse([f"event: error\ndata: {json.dumps(NAMELESS)}\n\n"])),
+        ("openai", Reply.sse(sse({"error": "upstream failed"}))),
+        ("anthropic", Reply.sse([f"event: error\ndata: {json.dumps({'error': NAMELESS})}\n\n"])),
+        (
+            "anthropic",
+            Reply.sse(
+                [
+                    f"event: error\ndata: {json.dumps({'type': 'error', 'error': {'type': 'new_kind'}})}\n\n"
+                ]
+            ),
+        ),
+        ("google", Reply.sse(sse({"error": NAMELESS}))),
+    ],
+    ids=[
+        "openai-first",
+        "openai-mid",
+        "openai-event",
+        "openai-string",
+        "anthropic",
+        "anthropic-unknown-type",
+        "google",
+    ],
+)
+async def test_an_error_inside_a_200_answer_that_names_nothing_is_a_server_fault(
+    serve: Serve, family: str, reply: Reply
+) -> None:
+    """The server took the request (200) and then failed without saying why: a fault of the
+    server, so the chain may try another model (as Ollama's code-less errors are), not a
+    permanent error that stops it."""
+    server = serve(lambda r: reply)
+    error = await failure(make(family, server.url))
+    assert isinstance(error, ServerError) and error.transient
+    assert error.status is None
+    assert_scrubbed(error)
+
+
+@pytest.mark.parametrize("kind", ["response.failed", "error"])
+async def test_chatgpt_failure_that_names_nothing_is_a_server_fault(
+    serve: Serve, kind: str
+) -> None:
+    token = chatgpt_access_token(3600, 1)
+    said = {"message": "it broke"}
+    if kind == "response.failed":
+        event = {"type": kind, "response": {"id": "r1", "status": "failed", "error": said}}
+    else:
+        event = {"type": kind, "error": said}
+    server = serve(lambda r: Reply.sse(sse(event)))
+    error = await failure(chatgpt_provider(server.url, token))
+    assert isinstance(error, ServerError) and error.transient

@@ -29,7 +29,7 @@ from openkoi._errors import (
     UnsupportedError,
 )
 from openkoi._features import check_attachments, chosen_tool, thinking_budget
-from openkoi._http import classify, error_from_response, error_text
+from openkoi._http import classify, error_from_response, error_text, in_answer
 from openkoi._provider import HTTPProvider, ProviderSettings, sse_json_events
 from openkoi._structured import (
     SCHEMA_TOOL,
@@ -430,7 +430,7 @@ def _error_event(
         secrets=secrets,
     )
     error.partial_usage = usage
-    return error
+    return in_answer(error)
 
 
 @dataclass

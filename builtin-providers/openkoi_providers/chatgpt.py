@@ -27,7 +27,7 @@ from openkoi._errors import (
     ProviderError,
 )
 from openkoi._features import check_attachments, chosen_tool, effort_of
-from openkoi._http import classify, error_from_response, extract_error
+from openkoi._http import classify, error_from_response, extract_error, in_answer
 from openkoi._provider import HTTPProvider, ProviderSettings, collect, sse_json_events
 from openkoi._structured import schema_of, strict_form
 from openkoi._types import (
@@ -217,7 +217,7 @@ def _response_error(
         secrets=secrets,
     )
     failure.partial_usage = usage
-    return failure
+    return in_answer(failure)
 
 
 def _parse_response(data: Any, provider: str, secrets: Sequence[str] = ()) -> ChatResponse:

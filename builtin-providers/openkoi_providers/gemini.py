@@ -47,6 +47,7 @@ from openkoi._http import (
     error_from_response,
     error_json,
     error_text,
+    in_answer,
     json_body,
     parse_retry_after,
 )
@@ -490,7 +491,7 @@ def _parse_stream_event(
             "the stream reported an error", provider=provider
         )
         error.partial_usage = state.usage
-        raise error
+        raise in_answer(error)
     state.meta = meta or state.meta
     blocked = _blocked(data, provider)
     if blocked is not None:

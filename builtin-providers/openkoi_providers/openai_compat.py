@@ -19,7 +19,7 @@ from typing import Any
 
 from openkoi._errors import MalformedResponseError, ProviderError
 from openkoi._features import check_attachments, chosen_tool, effort_of, refuse_attachment
-from openkoi._http import classify, extract_error
+from openkoi._http import classify, extract_error, in_answer
 from openkoi._json import loads
 from openkoi._provider import HTTPProvider, ProviderSettings, sse_events
 from openkoi._structured import schema_of, strict_form
@@ -320,7 +320,7 @@ def _stream_error(
     )
     error.status = status
     error.partial_usage = _map_usage(data.get("usage"))
-    return error
+    return in_answer(error)
 
 
 def _parse_stream_event(

@@ -197,6 +197,23 @@ def classify(
     return ProviderError(message, **kwargs)
 
 
+def in_answer(error: ProviderError) -> ProviderError:
+    """An error reported inside a 200 answer (a stream's error event, an error body): the server
+    took the request and then failed. One that names nothing `classify` knows is a server fault,
+    transient as an unexplained 5xx is, not a permanent error that would stop the fallback chain
+    (Ollama's and Bedrock's code-less in-answer errors are the same)."""
+    if type(error) is not ProviderError:
+        return error
+    return ServerError(
+        error.message,
+        provider=error.provider,
+        status=error.status,
+        code=error.code,
+        retry_after=error.retry_after,
+        partial_usage=error.partial_usage,
+    )
+
+
 def error_from_response(
     status: int,
     headers: Mapping[str, str],
