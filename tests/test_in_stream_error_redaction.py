@@ -211,17 +211,20 @@ def chatgpt_provider(url: str, token: str) -> HTTPProvider:
     )
 
 
+def chatgpt_failure(kind: str, said: dict[str, str]) -> dict[str, Any]:
+    """A Responses stream's failure: a `response.failed` event or a bare `error` event."""
+    if kind == "response.failed":
+        return {"type": kind, "response": {"id": "r1", "status": "failed", "error": said}}
+    return {"type": kind, "error": said}
+
+
 @pytest.mark.parametrize("kind", ["response.failed", "error"])
 async def test_chatgpt_failed_response_echoing_the_token_is_scrubbed(
     serve: Serve, kind: str
 ) -> None:
     token = chatgpt_access_token(3600, 1)
     said = {"code": "server_error", "message": f"token {token} rejected ({token[:20]}...)"}
-    if kind == "response.failed":
-        event = {"type": kind, "response": {"id": "r1", "status": "failed", "error": said}}
-    else:
-        event = {"type": kind, "error": said}
-    server = serve(lambda r: Reply.sse(sse(event)))
+    server = serve(lambda r: Reply.sse(sse(chatgpt_failure(kind, said))))
     error = await failure(chatgpt_provider(server.url, token))
     assert_scrubbed(error, token)
     assert isinstance(error, ServerError)
@@ -276,11 +279,6 @@ async def test_chatgpt_failure_that_names_nothing_is_a_server_fault(
     serve: Serve, kind: str
 ) -> None:
     token = chatgpt_access_token(3600, 1)
-    said = {"message": "it broke"}
-    if kind == "response.failed":
-        event = {"type": kind, "response": {"id": "r1", "status": "failed", "error": said}}
-    else:
-        event = {"type": kind, "error": said}
-    server = serve(lambda r: Reply.sse(sse(event)))
+    server = serve(lambda r: Reply.sse(sse(chatgpt_failure(kind, {"message": "it broke"}))))
     error = await failure(chatgpt_provider(server.url, token))
     assert isinstance(error, ServerError) and error.transient
