@@ -1,6 +1,7 @@
 """Answer shapes that vendors really send and that used to be lost or misread: Mistral's typed
-content parts, OpenAI's legacy `function_call`, Bedrock's server-side tools, Anthropic's
-compaction iterations, and the token counts of embedding calls (down to the ledger)."""
+content parts, OpenAI's legacy `function_call`, the zero values Snowflake Cortex fills every
+field with, Bedrock's server-side tools, Anthropic's compaction iterations, and the token counts
+of embedding calls (down to the ledger)."""
 
 from __future__ import annotations
 
@@ -143,6 +144,106 @@ async def test_legacy_function_call_is_a_tool_call_whole_and_streamed(serve: Any
             ("get_weather", {"city": "Oslo"})
         ]
     assert chat.tool_calls[0].id == streamed.tool_calls[0].id == "call_chatcmpl-legacy"
+
+
+# -- gateways that fill every field: Snowflake Cortex's zero values -----------------------------
+
+EMPTY_LEGACY = {"function_call": {"arguments": "", "name": ""}, "refusal": ""}
+DETAILS = [
+    {
+        "type": "reasoning.text",
+        "text": "Check the ",
+        "signature": "EvAB",
+        "format": "x",
+        "index": 0,
+    },
+    {"type": "reasoning.encrypted", "data": "opaque-bytes", "index": 1},
+    {"type": "reasoning.summary", "summary": "weather.", "index": 2},
+]
+
+
+def _cortex(message: dict[str, Any]) -> dict[str, Any]:
+    """An answer shaped as Snowflake Cortex sends it (recorded by pydantic-ai's tests): an
+    empty legacy `function_call`, an empty `finish_reason` and `id`, `tool_calls: null`."""
+    return {
+        "id": "",
+        "model": "claude-sonnet-4-6",
+        "object": "chat.completion",
+        "choices": [
+            {
+                "index": 0,
+                "finish_reason": "",
+                "message": {"role": "assistant", "tool_calls": None, **EMPTY_LEGACY, **message},
+            }
+        ],
+        "usage": {"prompt_tokens": 89, "completion_tokens": 14},
+    }
+
+
+@pytest.mark.parametrize(
+    ("message", "stop", "calls", "reasoning"),
+    [
+        ({"content": "Mexico City"}, "end_turn", [], ""),
+        (
+            {
+                "content": "Let me look.",
+                "reasoning_details": DETAILS,
+                "tool_calls": [
+                    {
+                        "id": "toolu_1",
+                        "type": "function",
+                        "function": {"name": "get_weather", "arguments": '{"city": "Oslo"}'},
+                    }
+                ],
+            },
+            "tool_use",
+            [("toolu_1", "get_weather", {"city": "Oslo"})],
+            "Check the weather.",
+        ),
+    ],
+    ids=["text", "tool-call"],
+)
+async def test_zero_valued_fields_are_absent_ones_in_a_whole_answer(
+    serve: Any, message: dict[str, Any], stop: str, calls: list[Any], reasoning: str
+) -> None:
+    """An all-empty `function_call` is no call, an empty `finish_reason` no reason (the stop is
+    decided from the answer, as a stream's is), and reasoning sent only as `reasoning_details`
+    is the answer's reasoning."""
+    server = serve(lambda request: Reply.json(_cortex(message)))
+    provider = OPENAI.make(server.url)
+    try:
+        response = await provider.chat(ASK)
+    finally:
+        await provider.aclose()
+    assert [(c.id, c.name, c.parsed_arguments()) for c in response.tool_calls] == calls
+    assert response.stop_reason == stop
+    assert response.reasoning == reasoning
+    assert response.refusal is None
+
+
+async def test_zero_valued_fields_are_absent_ones_in_a_stream(serve: Any) -> None:
+    def delta(d: dict[str, Any], finish: str | None = "") -> dict[str, Any]:
+        return {"id": "", "choices": [{"index": 0, "delta": d, "finish_reason": finish}]}
+
+    def thinking(text: str) -> dict[str, Any]:
+        detail = {"type": "reasoning.text", "text": text, "index": 0}
+        return {"content": "", "reasoning_details": [detail], **EMPTY_LEGACY, "tool_calls": None}
+
+    events = [
+        delta(thinking("15 * 27")),
+        delta(thinking(" = 405")),
+        delta({"content": "405", **EMPTY_LEGACY}),
+        delta({"content": ""}, "stop"),
+    ]
+    server = serve(lambda request: _sse(events, done=True))
+    provider = OPENAI.make(server.url)
+    try:
+        response = await collect(provider.chat_stream(ASK))
+    finally:
+        await provider.aclose()
+    assert (response.content, response.reasoning) == ("405", "15 * 27 = 405")
+    assert response.tool_calls == []
+    assert response.stop_reason == "end_turn"
 
 
 # -- Bedrock: tools AWS already ran -----------------------------------------------------------

@@ -182,9 +182,37 @@ def _map_usage(usage: Mapping[str, Any] | None) -> TokenUsage | None:
     )
 
 
+# OpenRouter's `reasoning_details` kinds that carry readable text, and the field holding it
+# (`reasoning.encrypted` holds only opaque data).
+_REASONING_DETAIL_TEXT = {"reasoning.text": "text", "reasoning.summary": "summary"}
+
+
 def _reasoning_of(message: Mapping[str, Any]) -> str:
-    value = message.get("reasoning_content") or message.get("reasoning") or ""
-    return value if isinstance(value, str) else ""
+    """A message's (or delta's) reasoning: `reasoning_content` (DeepSeek and most others),
+    `reasoning` (OpenRouter, Groq, Ollama), else the text of OpenRouter's structured
+    `reasoning_details`, which some gateways (Snowflake Cortex) send alone."""
+    value = message.get("reasoning_content") or message.get("reasoning")
+    if isinstance(value, str) and value:
+        return value
+    details = message.get("reasoning_details")
+    parts: list[str] = []
+    for detail in details if isinstance(details, list) else ():
+        if not isinstance(detail, dict):
+            continue
+        field = _REASONING_DETAIL_TEXT.get(str(detail.get("type")))
+        text = detail.get(field) if field else None
+        if isinstance(text, str):
+            parts.append(text)
+    return "".join(parts)
+
+
+def _legacy_call(message: Mapping[str, Any]) -> Mapping[str, Any] | None:
+    """A message's (or delta's) legacy `function_call`, unless it is the empty placeholder some
+    servers (Snowflake Cortex) put on every message: `{"name": "", "arguments": ""}`."""
+    legacy = message.get("function_call")
+    if isinstance(legacy, dict) and (legacy.get("name") or legacy.get("arguments")):
+        return legacy
+    return None
 
 
 def _part_text(value: Any) -> str:
@@ -244,8 +272,8 @@ def _parse_response(data: Any, provider: str) -> ChatResponse:
         )
         for i, call in enumerate(message.get("tool_calls") or [])
     ]
-    legacy = message.get("function_call")
-    if isinstance(legacy, dict) and not tool_calls:
+    legacy = _legacy_call(message)
+    if legacy is not None and not tool_calls:
         tool_calls.append(
             ToolCall(
                 id=_legacy_call_id(data),
@@ -253,8 +281,11 @@ def _parse_response(data: Any, provider: str) -> ChatResponse:
                 arguments=legacy.get("arguments") or "{}",
             )
         )
-    refusal = message.get("refusal")
-    stop = _map_stop_reason(choice.get("finish_reason")) or "end_turn"
+    refusal = message.get("refusal") or None
+    # An empty finish_reason (Snowflake Cortex) says nothing: decided as a stream's would be.
+    stop = _map_stop_reason(choice.get("finish_reason") or None) or (
+        "tool_use" if tool_calls else "end_turn"
+    )
     if refusal and stop == "end_turn":
         stop = "refusal"
     text, thinking = _split_content(message.get("content"))
@@ -362,7 +393,7 @@ def _parse_stream_event(
             if thinking and not fields.get("reasoning_delta"):
                 fields["reasoning_delta"] = thinking
         reason = choice.get("finish_reason")
-        if reason is not None:
+        if reason:  # an empty one (Snowflake Cortex) is none
             fields["stop_reason"] = _STOP_REASONS.get(reason, "other")
     if not fields:
         return None
@@ -392,8 +423,8 @@ def _parse_rare_delta_fields(
             )
             for call in calls
         ]
-    legacy = delta.get("function_call")
-    if isinstance(legacy, dict) and not calls:
+    legacy = _legacy_call(delta)
+    if legacy is not None and not calls:
         name = legacy.get("name")
         fields["tool_calls"] = [
             ToolCallDelta(
