@@ -1,6 +1,6 @@
 """Answer shapes that vendors really send and that used to be lost or misread: Mistral's typed
 content parts, OpenAI's legacy `function_call`, the zero values Snowflake Cortex fills every
-field with, Bedrock's server-side tools, Anthropic's compaction iterations, and the token counts
+field with, Responses reasoning sent as raw `reasoning_text`, Bedrock's server-side tools, Anthropic's compaction iterations, and the token counts
 of embedding calls (down to the ledger)."""
 
 from __future__ import annotations
@@ -9,10 +9,13 @@ import json
 from typing import Any
 
 import pytest
+from _oauth_server import chatgpt_access_token
 from _routing_support import FakeClock, make_config, make_router
 from _server import Recorded, Reply
-from openkoi._provider import collect
+from openkoi._provider import ProviderSettings, collect
+from openkoi._secrets import Secret
 from openkoi._types import ChatRequest, Message
+from openkoi_providers.chatgpt import ChatGPTProvider
 from test_typed_failures import ANTHROPIC, BEDROCK, OPENAI, _eventstream, _sse
 from test_typed_failures import _aws_env as _aws_env  # the same fake AWS credentials, autouse
 
@@ -244,6 +247,62 @@ async def test_zero_valued_fields_are_absent_ones_in_a_stream(serve: Any) -> Non
     assert (response.content, response.reasoning) == ("405", "15 * 27 = 405")
     assert response.tool_calls == []
     assert response.stop_reason == "end_turn"
+
+
+# -- Responses API: reasoning as raw `reasoning_text` content ----------------------------------
+
+RAW_REASONING = {  # gpt-oss and DeepSeek's /responses (recorded by pydantic-ai): no summary
+    "type": "reasoning",
+    "id": "r1",
+    "summary": [],
+    "content": [{"type": "reasoning_text", "text": "We need the capital of France."}],
+}
+RESPONSE = {
+    "id": "resp_1",
+    "object": "response",
+    "status": "completed",
+    "model": "gpt-oss-120b",
+    "output": [
+        RAW_REASONING,
+        {
+            "type": "message",
+            "id": "m1",
+            "role": "assistant",
+            "content": [{"type": "output_text", "text": "Paris.", "annotations": []}],
+        },
+    ],
+    "usage": {"input_tokens": 90, "output_tokens": 15},
+}
+RESPONSE_EVENTS = [
+    {"type": "response.output_item.added", "output_index": 0, "item": {**RAW_REASONING, "content": []}},
+    {"type": "response.reasoning_text.delta", "output_index": 0, "delta": "We need the capital of France."},
+    {"type": "response.output_item.done", "output_index": 0, "item": RAW_REASONING},
+    {"type": "response.output_text.delta", "output_index": 1, "delta": "Paris."},
+    {"type": "response.output_item.done", "output_index": 1, "item": RESPONSE["output"][1]},
+    {"type": "response.completed", "response": RESPONSE},
+]  # fmt: skip
+
+
+@pytest.mark.parametrize("stream", [False, True])
+async def test_responses_reasoning_text_content_is_the_reasoning(serve: Any, stream: bool) -> None:
+    """A reasoning item with no summary carries its text as `reasoning_text` content: the whole
+    answer keeps it, as the stream's `response.reasoning_text.delta` events do."""
+    events = [f"event: {e['type']}\ndata: {json.dumps(e)}\n\n" for e in RESPONSE_EVENTS]
+    server = serve(lambda request: Reply.sse(events) if stream else Reply.json(RESPONSE))
+    token = Secret(chatgpt_access_token(3600, 1), source="env:TEST", kind="oauth")
+    settings = ProviderSettings(
+        id="openai-oauth", name="ChatGPT", base_url=server.url, api_key=token,
+        options={"stream": stream},
+    )  # fmt: skip
+    provider = ChatGPTProvider(settings)
+    request = ChatRequest(model="gpt-oss-120b", messages=[Message.user("capital?")])
+    try:
+        response = await (
+            collect(provider.chat_stream(request)) if stream else provider.chat(request)
+        )
+    finally:
+        await provider.aclose()
+    assert (response.reasoning, response.content) == ("We need the capital of France.", "Paris.")
 
 
 # -- Bedrock: tools AWS already ran -----------------------------------------------------------

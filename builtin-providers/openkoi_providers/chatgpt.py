@@ -220,6 +220,23 @@ def _response_error(
     return in_answer(failure)
 
 
+def _reasoning_text(item: Mapping[str, Any]) -> str:
+    """A reasoning item's readable text: its summary, else its raw `reasoning_text` content
+    (gpt-oss and DeepSeek's Responses endpoint send only that), as a stream's deltas carry."""
+    summary = [p.get("text") for p in item.get("summary") or () if isinstance(p, dict)]
+    text = "".join(t for t in summary if isinstance(t, str))
+    if text:
+        return text
+    content = item.get("content") or ()
+    return "".join(
+        p["text"]
+        for p in content
+        if isinstance(p, dict)
+        and p.get("type") == "reasoning_text"
+        and isinstance(p.get("text"), str)
+    )
+
+
 def _parse_response(data: Any, provider: str, secrets: Sequence[str] = ()) -> ChatResponse:
     if not isinstance(data, dict) or not isinstance(data.get("output"), list):
         if isinstance(data, dict) and data.get("error"):
@@ -248,7 +265,7 @@ def _parse_response(data: Any, provider: str, secrets: Sequence[str] = ()) -> Ch
                 )
             )
         elif kind == "reasoning":
-            reasoning.extend(s.get("text") or "" for s in item.get("summary") or ())
+            reasoning.append(_reasoning_text(item))
     stop = _stop_reason(data, bool(calls))
     if refusal and stop == "end_turn":
         stop = "refusal"
