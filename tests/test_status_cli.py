@@ -7,12 +7,15 @@ import os
 import subprocess
 import sys
 from collections.abc import Callable
+from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
 from _routing_support import config_toml, error_reply, stream_answer, write_config
 from _server import LoopbackServer, Recorded, Reply
-from openkoi.cli._status import parse_since
+from openkoi._types import TokenUsage
+from openkoi.cli._status import by_month, parse_since
+from openkoi.usage._ledger import CallRecord, Ledger, usage_db_path
 
 Serve = Callable[[Callable[[Recorded], Reply]], LoopbackServer]
 OPENKOI = Path(sys.executable).parent / "openkoi"
@@ -139,6 +142,58 @@ def test_costs_with_no_ledger_and_since_filter(_isolated_home: Path) -> None:
     report = json.loads(result.stdout)
     assert report["totals"]["calls"] == 0 and report["since"].endswith("Z")
     assert not (_isolated_home / ".openkoi" / "usage.db").exists()
+
+
+def test_months_of_use_are_shown_by_month_and_the_json_keeps_every_day(
+    _isolated_home: Path,
+) -> None:
+    """100 days of calls: the terminal table folds them into months (a line per day would be
+    hundreds of lines after a year), with the same sums; `--since` and `--json` keep days."""
+    start = datetime(2026, 1, 1, 12, tzinfo=UTC).timestamp()
+    with Ledger(usage_db_path()) as ledger:
+        for day in range(100):
+            priced = day % 2 == 0  # every other day's calls have no known price
+            ledger.record(
+                CallRecord(
+                    provider="openai", model="gpt-5.2", role="executor", operation="chat",
+                    outcome="ok", started_at=start + day * 86_400, latency_ms=5.0,
+                    usage=TokenUsage(input_tokens=1000, output_tokens=10),
+                    cost_usd=0.25 if priced else None,
+                )
+            )  # fmt: skip
+    report = json.loads(openkoi("status", "--costs", "--json").stdout)
+    table = openkoi("status", "--costs")
+    recent = openkoi("status", "--costs", "--since", "2026-04-01")
+    assert len(report["by_day"]) == 100
+    assert table.returncode == 0, table.stderr
+    assert "By month (UTC" in table.stdout and "By day" not in table.stdout
+    months = {
+        line.split()[1]: line.split("│")[2:-1]
+        for line in table.stdout.splitlines()
+        if line.startswith("│ 2026-")
+    }
+    assert list(months) == ["2026-01", "2026-02", "2026-03", "2026-04"]
+    assert [int(cells[0]) for cells in months.values()] == [31, 28, 31, 10]
+    assert months["2026-01"][3].strip() == "31,000"  # input tokens
+    assert months["2026-01"][-1].strip() == "$4.0000 (+15 unpriced)"  # 16 priced days
+    assert months["2026-04"][-1].strip() == "$1.2500 (+5 unpriced)"
+    assert "By day (UTC)" in recent.stdout and "2026-04-10" in recent.stdout
+
+
+def test_by_month_sums_days_and_keeps_unknown_costs_unknown() -> None:
+    def day(date: str, cost: float | None) -> dict[str, object]:
+        counts = dict.fromkeys(
+            ("calls", "ok", "failed", "input_tokens", "output_tokens", "cache_read_tokens",
+             "cache_write_tokens"),
+            1,
+        )  # fmt: skip
+        return {"day": date, **counts, "cost_usd": cost, "unpriced_calls": int(cost is None)}
+
+    months = by_month([day("2026-01-30", None), day("2026-02-01", None), day("2026-01-31", 0.5)])
+    assert [(m["day"], m["calls"], m["cost_usd"], m["unpriced_calls"]) for m in months] == [
+        ("2026-01", 2, 0.5, 1),
+        ("2026-02", 1, None, 1),
+    ]
 
 
 def test_bad_inputs_are_one_line_errors(_isolated_home: Path) -> None:

@@ -13,13 +13,16 @@ import json
 import re
 import time
 from datetime import UTC, datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import click
 from rich.markup import escape
 from rich.text import Text
 
 from openkoi.cli import _out as out
+
+if TYPE_CHECKING:
+    from rich.table import Table
 
 _UNITS = {"m": 60, "h": 3600, "d": 86_400, "w": 604_800}
 
@@ -279,8 +282,6 @@ _TOKEN_COLUMNS = (
 
 
 def _print_costs(report: dict[str, Any]) -> None:
-    from rich.table import Table
-
     console = out.console()
     for warning in report.get("warnings", ()):
         console.print(Text(f"warning: {warning}", style="yellow"))
@@ -294,22 +295,61 @@ def _print_costs(report: dict[str, Any]) -> None:
         f"cache-write tokens · [bold]{_money(totals['cost_usd'])}[/]"
         + (f" (+ {unpriced:,} call{'s' * (unpriced != 1)} with no known price)" if unpriced else "")
     )
+    days: list[dict[str, Any]] = report["by_day"]
+    if len(days) > MAX_DAY_ROWS:
+        periods = ("By month (UTC; by day with --since or --json)", by_month(days), "day")
+    else:
+        periods = ("By day (UTC)", days, "day")
     groups = (
-        ("By provider/model", "by_model", lambda r: f"{r['provider']}/{r['model']}"),
-        ("By role", "by_role", lambda r: r["role"]),
-        ("By day (UTC)", "by_day", lambda r: r["day"]),
+        ("By provider/model", report["by_model"], "model"),
+        ("By role", report["by_role"], "role"),
+        periods,
     )
-    for title, key, label in groups:
-        if not report[key]:
-            continue
-        table = Table(title=title, title_justify="left")
-        table.add_column("")
-        for _, header in _TOKEN_COLUMNS:
-            table.add_column(header, justify="right")
-        table.add_column("cost", justify="right")
-        for row in report[key]:
-            cost = _money(row["cost_usd"])
-            if row["unpriced_calls"] and row["cost_usd"] is not None:
-                cost += f" (+{row['unpriced_calls']} unpriced)"
-            table.add_row(escape(label(row)), *(f"{row[k]:,}" for k, _ in _TOKEN_COLUMNS), cost)
-        console.print(table)
+    for title, rows, key in groups:
+        if rows:
+            console.print(_cost_table(title, rows, key))
+
+
+# A terminal table of more days than this is folded into months: a year of use would be
+# hundreds of lines (and rich takes about 2 ms to lay out each one).
+MAX_DAY_ROWS = 62
+
+
+def by_month(days: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """`by_day` rows summed per calendar month (`day` becomes `YYYY-MM`), in date order; a
+    month's cost is unknown only when every one of its days' is."""
+    months: dict[str, dict[str, Any]] = {}
+    for day in days:
+        month = months.setdefault(
+            day["day"][:7],
+            {"day": day["day"][:7], "cost_usd": None, "unpriced_calls": 0}
+            | dict.fromkeys((k for k, _ in _TOKEN_COLUMNS), 0),
+        )
+        for key, _ in _TOKEN_COLUMNS:
+            month[key] += day[key]
+        month["unpriced_calls"] += day["unpriced_calls"]
+        if day["cost_usd"] is not None:
+            month["cost_usd"] = (month["cost_usd"] or 0.0) + day["cost_usd"]
+    return [months[m] for m in sorted(months)]
+
+
+def _cost_label(row: dict[str, Any], key: str) -> str:
+    return f"{row['provider']}/{row['model']}" if key == "model" else str(row[key])
+
+
+def _cost_table(title: str, rows: list[dict[str, Any]], key: str) -> Table:
+    """One group of the summary; cells are `Text`, so rich does not parse them as markup."""
+    from rich.table import Table
+
+    table = Table(title=title, title_justify="left")
+    table.add_column("")
+    for _, header in _TOKEN_COLUMNS:
+        table.add_column(header, justify="right")
+    table.add_column("cost", justify="right")
+    for row in rows:
+        cost = _money(row["cost_usd"])
+        if row["unpriced_calls"] and row["cost_usd"] is not None:
+            cost += f" (+{row['unpriced_calls']} unpriced)"
+        cells = (_cost_label(row, key), *(f"{row[k]:,}" for k, _ in _TOKEN_COLUMNS), cost)
+        table.add_row(*map(Text, cells))
+    return table
