@@ -35,6 +35,7 @@ from openkoi._structured import (
     SCHEMA_TOOL,
     as_forced_tool,
     from_forced_tool,
+    schema_nodes,
     schema_of,
     strict_form,
 )
@@ -232,6 +233,33 @@ def _map_tool_choice(request: ChatRequest, provider: str) -> dict[str, Any] | No
     if request.parallel_tool_calls is False and out["type"] != "none":
         out["disable_parallel_tool_use"] = True
     return out
+
+
+# JSON-schema bounds Anthropic's constrained decoding refuses (a 400: "For 'integer' type,
+# property 'minimum' is not supported"). They are left out of the schema sent and named in the
+# field's description instead; the answer is still checked against the whole schema.
+_UNSUPPORTED_BOUNDS = (
+    "minimum", "maximum", "exclusiveMinimum", "exclusiveMaximum", "multipleOf", "minLength",
+    "maxLength", "maxItems", "uniqueItems", "minProperties", "maxProperties",
+)  # fmt: skip
+
+
+def _constrained_form(schema: dict[str, Any]) -> dict[str, Any] | None:
+    """The schema as Anthropic's structured output takes it: every object closed, the bounds it
+    refuses moved into descriptions (`minItems` only above 1). None when it cannot be said
+    there: an object open to properties of its own (a map, `dict[str, X]`)."""
+    result, _ = strict_form(schema)
+    for node in schema_nodes(result):
+        if node.get("additionalProperties", False) is not False:
+            return None
+        dropped = {key: node.pop(key) for key in _UNSUPPORTED_BOUNDS if key in node}
+        if isinstance(node.get("minItems"), int) and node["minItems"] > 1:
+            dropped["minItems"] = node.pop("minItems")
+        if dropped:
+            bounds = ", ".join(f"{key} {json.dumps(value)}" for key, value in dropped.items())
+            said = node.get("description")
+            node["description"] = f"{said} ({bounds})" if isinstance(said, str) else bounds
+    return result
 
 
 def _native_schema(model: str, options: Mapping[str, Any]) -> bool:
@@ -623,13 +651,21 @@ class AnthropicProvider(HTTPProvider):
         return attachment.kind == "image" or attachment.media_type == "application/pdf"
 
     def _shaped(self, request: ChatRequest) -> ChatRequest:
-        """The request with its schema as a forced tool where the model has no native form."""
-        if request.output_schema is None or _native_schema(request.model, self.settings.options):
+        """The request with its schema as a forced tool where the model has no native form, or
+        the schema cannot be said in it (`_constrained_form`)."""
+        found = schema_of(request)
+        if found is None:
             return request
+        if _native_schema(request.model, self.settings.options):
+            if _constrained_form(found[1]) is not None:
+                return request
+            why = "this schema (an object open to properties of its own) only"
+        else:
+            why = "a schema only"
         if request.reasoning is not None:
             raise UnsupportedError(
-                f"{request.model} takes a schema only as a forced tool call, which Anthropic "
-                "does not allow with thinking on; drop `reasoning` or the schema",
+                f"{request.model} takes {why} as a forced tool call, which Anthropic does not "
+                "allow with thinking on; drop `reasoning` or change the schema",
                 provider=self.id,
             )
         return as_forced_tool(request, self.id)
@@ -669,8 +705,8 @@ class AnthropicProvider(HTTPProvider):
                 )
             body["thinking"] = {"type": "enabled", "budget_tokens": budget}
         found = schema_of(request)
-        if found is not None:
-            schema, _ = strict_form(found[1])
+        schema = _constrained_form(found[1]) if found is not None else None
+        if schema is not None:  # else `_shaped` made it a forced tool
             body["output_config"] = {"format": {"type": "json_schema", "schema": schema}}
         if request.temperature is not None:
             body["temperature"] = request.temperature

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import copy
 import json
+from collections.abc import Iterator
 from typing import Any
 
 from pydantic import BaseModel, ValidationError
@@ -43,26 +44,46 @@ def strict_form(schema: dict[str, Any]) -> tuple[dict[str, Any], bool]:
     """The schema with `additionalProperties: false` on every object that says nothing of it, and
     whether it then meets strict mode (every object lists all its properties as required)."""
     result = copy.deepcopy(schema)
-    strict = _tighten(result)
-    return result, strict
-
-
-def _tighten(node: Any) -> bool:
-    ok = True
-    if isinstance(node, dict):
-        if node.get("type") == "object" or "properties" in node:
+    strict = True
+    for node in schema_nodes(result):
+        if node.get("type") == "object" or isinstance(node.get("properties"), dict):
             node.setdefault("additionalProperties", False)
             props = node.get("properties") or {}
             if node["additionalProperties"] is not False or set(node.get("required") or ()) != set(
                 props
             ):
-                ok = False
-        for value in node.values():
-            ok = _tighten(value) and ok
-    elif isinstance(node, list):
-        for value in node:
-            ok = _tighten(value) and ok
-    return ok
+                strict = False
+    return result, strict
+
+
+# Keywords whose value is one schema, a list of schemas, or a map of names to schemas.
+_ONE_SCHEMA = ("items", "additionalProperties", "not", "if", "then", "else", "contains",
+               "propertyNames", "unevaluatedItems", "unevaluatedProperties")  # fmt: skip
+_SCHEMA_LISTS = ("anyOf", "oneOf", "allOf", "prefixItems")
+_SCHEMA_MAPS = ("properties", "patternProperties", "$defs", "definitions", "dependentSchemas")
+
+
+def schema_nodes(schema: Any) -> Iterator[dict[str, Any]]:
+    """Every (sub)schema of `schema`, itself first, found by where JSON Schema puts them: a
+    property map is walked as names to schemas, so a field named `properties` or `type` is a
+    field, not a keyword."""
+    pending = [schema]
+    while pending:
+        node = pending.pop()
+        if not isinstance(node, dict):
+            continue
+        yield node
+        for key in _ONE_SCHEMA:
+            if isinstance(node.get(key), dict):
+                pending.append(node[key])
+        if isinstance(node.get("items"), list):  # the older tuple form
+            pending.extend(node["items"])
+        for key in _SCHEMA_LISTS:
+            if isinstance(node.get(key), list):
+                pending.extend(node[key])
+        for key in _SCHEMA_MAPS:
+            if isinstance(node.get(key), dict):
+                pending.extend(node[key].values())
 
 
 def as_forced_tool(request: ChatRequest, provider: str) -> ChatRequest:
