@@ -461,3 +461,56 @@ async def test_reasoning_shapes(serve: Any) -> None:
 async def test_anthropic_refuses_a_budget_above_max_tokens(serve: Any) -> None:
     with pytest.raises(InvalidRequestError, match="thinking budget"):
         await _sent("anthropic", _ask(reasoning=5000, max_tokens=1000), serve)
+
+
+@pytest.mark.parametrize(
+    ("fields", "says"),
+    [
+        ({"temperature": 0.2}, "temperature"),
+        ({"tools": TOOLS, "tool_choice": "required"}, "forced call"),
+        ({"tools": TOOLS, "tool_choice": "weather"}, "forced call"),
+    ],
+)
+async def test_anthropic_refuses_what_thinking_does_not_allow_before_sending(
+    serve: Any, fields: dict[str, Any], says: str
+) -> None:
+    """The API answers these with a 400; refused here, nothing is sent (`_sent` checks)."""
+    error = await _sent("anthropic", _ask(reasoning="low", **fields), serve)
+    assert isinstance(error, UnsupportedError) and says in error.message
+    allowed = await _sent("anthropic", _ask(reasoning="low", temperature=1.0), serve)
+    assert allowed["temperature"] == 1.0
+
+
+@pytest.mark.parametrize(
+    ("model", "thinking", "effort"),
+    [
+        ("claude-opus-4-7", {"type": "adaptive"}, "high"),
+        ("claude-opus-5", {"type": "adaptive"}, "high"),
+        ("claude-mythos-5", {"type": "adaptive"}, "high"),
+        ("claude-sonnet-4-5-20250929", {"type": "enabled", "budget_tokens": 24576}, None),
+        ("claude-opus-4-6", {"type": "enabled", "budget_tokens": 24576}, None),
+        ("claude-3-7-sonnet-20250219", {"type": "enabled", "budget_tokens": 24576}, None),
+    ],
+)
+async def test_anthropic_models_that_think_only_adaptively_get_an_effort(
+    serve: Any, model: str, thinking: dict[str, Any], effort: str | None
+) -> None:
+    """Opus 4.7 and later refuse a fixed `budget_tokens` (a 400): they get adaptive thinking
+    and the effort the reasoning setting stands for; older models keep the budget."""
+    body = await _sent("anthropic", _ask(reasoning="high", model=model), serve)
+    assert body["thinking"] == thinking
+    assert body.get("output_config", {}).get("effort") == effort
+
+
+@pytest.mark.parametrize(
+    ("model", "max_tokens"),
+    [("claude-opus-4-1", 32000), ("claude-opus-4-20250514", 32000), ("claude-sonnet-4-5", 32768)],
+)
+async def test_anthropic_thinking_max_tokens_stays_within_the_model_s_limit(
+    serve: Any, model: str, max_tokens: int
+) -> None:
+    """With no max_tokens given, a thinking call asks for room for its budget and an answer,
+    but never above the model's output limit, which the API would refuse."""
+    body = await _sent("anthropic", _ask(reasoning="high", model=model), serve)
+    assert body["max_tokens"] == max_tokens
+    assert body["thinking"]["budget_tokens"] < body["max_tokens"]

@@ -16,6 +16,7 @@ Settings `options` (config `[providers.anthropic]`):
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import AsyncIterator, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -28,7 +29,7 @@ from openkoi._errors import (
     ProviderError,
     UnsupportedError,
 )
-from openkoi._features import check_attachments, chosen_tool, thinking_budget
+from openkoi._features import check_attachments, chosen_tool, effort_of, thinking_budget
 from openkoi._http import classify, error_from_response, error_text, in_answer
 from openkoi._provider import HTTPProvider, ProviderSettings, sse_json_events
 from openkoi._structured import (
@@ -325,6 +326,56 @@ def _flag(value: Any, default: bool) -> bool:
 
 def _default_max_tokens(model: str) -> int:
     return 4096 if model.startswith(_SMALL_OUTPUT_PREFIXES) else DEFAULT_MAX_TOKENS
+
+
+# Output limits of the models whose limit a thinking call's default `max_tokens` (budget plus
+# DEFAULT_MAX_TOKENS) can pass: the API refuses a max_tokens above the model's.
+_OUTPUT_LIMITS = (
+    ("claude-opus-4-1", 32000),
+    ("claude-opus-4-0", 32000),
+    ("claude-opus-4-2025", 32000),
+    ("claude-3-7-sonnet", 64000),
+)
+
+
+def _thinking_max_tokens(model: str, budget: int) -> int:
+    """max_tokens for a thinking call that set none: room for the budget and an answer, within
+    the model's output limit where it is known."""
+    wanted = budget + DEFAULT_MAX_TOKENS
+    limit = next((n for prefix, n in _OUTPUT_LIMITS if model.startswith(prefix)), None)
+    return min(wanted, limit) if limit is not None else wanted
+
+
+_MODEL_VERSION = re.compile(r"claude-([a-z]+)-(\d+)(?:-(\d{1,2}))?(?:-|$)")
+# Families named after 4.6 that think only adaptively; numbered ones from 4.7 on do too.
+_ADAPTIVE_FAMILIES = ("mythos", "fable")
+
+
+def _adaptive_only(model: str) -> bool:
+    """Whether the model takes only adaptive thinking (`thinking: {"type": "adaptive"}` and an
+    effort): Opus 4.7 and later answer a fixed `budget_tokens` with a 400."""
+    found = _MODEL_VERSION.match(model)
+    if found is None:
+        return False
+    family, major, minor = found.group(1), int(found.group(2)), int(found.group(3) or 0)
+    return family in _ADAPTIVE_FAMILIES or (major, minor) >= (4, 7)
+
+
+def _check_thinking(request: ChatRequest, provider: str) -> None:
+    """What Anthropic refuses with thinking on, refused before anything is sent: a temperature
+    other than 1, and a tool choice that forces a call."""
+    if request.temperature is not None and request.temperature != 1:
+        raise UnsupportedError(
+            f"Anthropic takes no temperature but 1 with thinking on (got {request.temperature:g});"
+            " drop `temperature` or `reasoning`",
+            provider=provider,
+        )
+    if request.tool_choice not in (None, "auto", "none"):
+        raise UnsupportedError(
+            f"Anthropic does not allow tool_choice={request.tool_choice!r} (a forced call) with "
+            "thinking on; use 'auto' or drop `reasoning`",
+            provider=provider,
+        )
 
 
 # -- coming back ----------------------------------------------------------------------------
@@ -694,20 +745,30 @@ class AnthropicProvider(HTTPProvider):
         choice = _map_tool_choice(request, self.id)
         if choice is not None:
             body["tool_choice"] = choice
+        output_config: dict[str, Any] = {}
         if request.reasoning is not None:
+            _check_thinking(request, self.id)
             budget = max(1024, thinking_budget(request.reasoning))  # the API's minimum
             if max_tokens is None:
-                body["max_tokens"] = max(body["max_tokens"], budget + DEFAULT_MAX_TOKENS)
-            elif int(max_tokens) <= budget:
+                body["max_tokens"] = max(
+                    body["max_tokens"], _thinking_max_tokens(request.model, budget)
+                )
+            if _adaptive_only(request.model):  # the model decides its budget, led by an effort
+                body["thinking"] = {"type": "adaptive"}
+                output_config["effort"] = effort_of(request.reasoning)
+            elif int(body["max_tokens"]) <= budget:
                 raise InvalidRequestError(
-                    f"max_tokens ({max_tokens}) must exceed the thinking budget ({budget})",
+                    f"max_tokens ({body['max_tokens']}) must exceed the thinking budget ({budget})",
                     provider=self.id,
                 )
-            body["thinking"] = {"type": "enabled", "budget_tokens": budget}
+            else:
+                body["thinking"] = {"type": "enabled", "budget_tokens": budget}
         found = schema_of(request)
         schema = _constrained_form(found[1]) if found is not None else None
         if schema is not None:  # else `_shaped` made it a forced tool
-            body["output_config"] = {"format": {"type": "json_schema", "schema": schema}}
+            output_config["format"] = {"type": "json_schema", "schema": schema}
+        if output_config:
+            body["output_config"] = output_config
         if request.temperature is not None:
             body["temperature"] = request.temperature
         if request.stop:
