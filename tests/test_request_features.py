@@ -19,6 +19,8 @@ from openkoi import (
     Message,
     NetworkError,
     OutputValidationError,
+    TextPart,
+    ToolCall,
     ToolDef,
     UnsupportedError,
 )
@@ -514,3 +516,56 @@ async def test_anthropic_thinking_max_tokens_stays_within_the_model_s_limit(
     body = await _sent("anthropic", _ask(reasoning="high", model=model), serve)
     assert body["max_tokens"] == max_tokens
     assert body["thinking"]["budget_tokens"] < body["max_tokens"]
+
+
+# -- the Responses API (ChatGPT) ---------------------------------------------------------------
+
+
+async def test_responses_tool_results_with_parts_are_sent(serve: Any) -> None:
+    """A tool result given as parts is text when it is only text, `input_*` items with an
+    attachment among them (it used to be unsendable: the parts went into the JSON as objects)."""
+
+    def history(*parts: TextPart | Attachment) -> ChatRequest:
+        call = ToolCall(id="call_1", name="weather", arguments="{}")
+        return ChatRequest(
+            tools=TOOLS,
+            messages=[
+                Message.user("weather?"),
+                Message(role="assistant", content="", tool_calls=[call]),
+                Message(role="tool", tool_call_id="call_1", content=list(parts)),
+            ],
+        )
+
+    text = await _sent(
+        "openai-oauth", history(TextPart(text="sunny, "), TextPart(text="20 C")), serve
+    )
+    with_image = await _sent(
+        "openai-oauth", history(TextPart(text="map:"), Attachment.of(PNG)), serve
+    )
+    assert text["input"][-1] == {
+        "type": "function_call_output",
+        "call_id": "call_1",
+        "output": "sunny, 20 C",
+    }
+    output = with_image["input"][-1]["output"]
+    assert [part["type"] for part in output] == ["input_text", "input_image"]
+    assert output[1]["image_url"].startswith("data:image/png;base64,")
+
+
+async def test_responses_settings_the_api_cannot_take_are_refused(serve: Any) -> None:
+    """The Responses API has no stop sequences; the ChatGPT subscription's backend also answers
+    max_output_tokens and temperature with a 400. Refused before anything is sent."""
+    stop = await _sent("openai-oauth", _ask(stop=["END"]), serve)
+    assert isinstance(stop, UnsupportedError) and "stop" in stop.message
+    sent = await _sent("openai-oauth", _ask(max_tokens=50, temperature=0.5), serve)
+    assert (sent["max_output_tokens"], sent["temperature"]) == (50, 0.5)  # another Responses URL
+    provider = WIRES["openai-oauth"].make("https://chatgpt.com/backend-api/codex")
+    try:
+        for fields, named in (
+            ({"max_tokens": 50}, "max_tokens"),
+            ({"temperature": 0.5}, "temperature"),
+        ):
+            with pytest.raises(UnsupportedError, match=named):
+                await provider.chat(_ask(model="gpt-5.2", **fields))
+    finally:
+        await provider.aclose()

@@ -25,6 +25,7 @@ from openkoi._errors import (
     CredentialsMissingError,
     MalformedResponseError,
     ProviderError,
+    UnsupportedError,
 )
 from openkoi._features import check_attachments, chosen_tool, effort_of
 from openkoi._http import classify, error_from_response, extract_error, in_answer
@@ -52,6 +53,7 @@ from openkoi.credentials._store import AuthStore
 PROTOCOL = "openai-responses"  # the NativeTurn protocol: a response's output items
 STORE_KEY = "openai-oauth"
 DEFAULT_INSTRUCTIONS = "You are a helpful assistant."
+SUBSCRIPTION_HOST = "chatgpt.com"  # the subscription's backend, narrower than the Responses API
 
 _STOP_REASONS: dict[str, StopReason] = {
     "completed": "end_turn",
@@ -73,7 +75,7 @@ def _map_message(message: Message) -> list[dict[str, Any]]:
             {
                 "type": "function_call_output",
                 "call_id": message.tool_call_id or "",
-                "output": message.content or "",
+                "output": _tool_output(message),
             }
         ]
     if message.role == "assistant":
@@ -104,6 +106,16 @@ def _map_message(message: Message) -> list[dict[str, Any]]:
     else:
         content = [{"type": "input_text", "text": message.content or ""}]
     return [{"type": "message", "role": role, "content": content}]
+
+
+def _tool_output(message: Message) -> str | list[dict[str, Any]]:
+    """A tool result as `function_call_output.output` takes it: text as one string, parts with
+    an attachment among them as `input_*` items."""
+    if not isinstance(message.content, list):
+        return message.content or ""
+    if all(isinstance(part, TextPart) for part in message.content):
+        return message.text
+    return [_map_part(part) for part in message.content if _has_payload(part)]
 
 
 def _has_payload(part: TextPart | Attachment) -> bool:
@@ -481,19 +493,43 @@ class ChatGPTProvider(HTTPProvider):
             "store": False,
             "stream": stream,
         }
-        check_attachments(request.messages, self.id, ("image", "document", "file"))
+        check_attachments(
+            request.messages, self.id, ("image", "document", "file"), roles=("user", "tool")
+        )
         if request.reasoning is not None:
             body["reasoning"] = {"effort": effort_of(request.reasoning), "summary": "auto"}
             body["include"] = ["reasoning.encrypted_content"]
         text_format = _text_format(request)
         if text_format is not None:
             body["text"] = text_format
+        self._check_settings(request)
         if request.max_tokens is not None:
             body["max_output_tokens"] = request.max_tokens
         if request.temperature is not None:
             body["temperature"] = request.temperature
         body.update(request.extra)
         return body
+
+    def _check_settings(self, request: ChatRequest) -> None:
+        """What this API cannot take, refused before sending: stop sequences (the Responses API
+        has none) and, on the ChatGPT subscription's backend, `max_output_tokens` and
+        `temperature` (it answers "Unsupported parameter" with a 400)."""
+        unsupported = ["stop"] if request.stop else []
+        if httpx.URL(self.settings.base_url).host == SUBSCRIPTION_HOST:
+            unsupported += [
+                name
+                for name, value in (
+                    ("max_tokens", request.max_tokens),
+                    ("temperature", request.temperature),
+                )
+                if value is not None
+            ]
+        if unsupported:
+            raise UnsupportedError(
+                f"{self.settings.name} takes no {' or '.join(unsupported)}; drop "
+                f"{'it' if len(unsupported) == 1 else 'them'} or use another provider",
+                provider=self.id,
+            )
 
     async def _chat(self, request: ChatRequest) -> ChatResponse:
         if self.settings.options.get("stream", True):
