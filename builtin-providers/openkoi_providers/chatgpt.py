@@ -137,12 +137,15 @@ def _map_part(part: TextPart | Attachment) -> dict[str, Any]:
 
 
 def _native(items: list[dict[str, Any]]) -> NativeTurn | None:
-    """The output items, kept when the model reasoned. A reasoning item goes back only with its
-    encrypted content: nothing is stored server-side (`store: false`) for an id to point at."""
-    if not any(item.get("type") == "reasoning" for item in items):
+    """The output items, kept when the model reasoned and every reasoning item can go back: only
+    with its encrypted content (nothing is stored server-side, `store: false`, for an id to point
+    at). Without it the turn is sent from its neutral fields: an item that followed a reasoning
+    item and is sent back without it is refused ("provided without its required 'reasoning'
+    item")."""
+    reasoning = [item for item in items if item.get("type") == "reasoning"]
+    if not reasoning or not all(item.get("encrypted_content") for item in reasoning):
         return None
-    kept = [i for i in items if i.get("type") != "reasoning" or i.get("encrypted_content")]
-    return NativeTurn(protocol=PROTOCOL, blocks=kept)
+    return NativeTurn(protocol=PROTOCOL, blocks=items)
 
 
 def _map_tool_choice(request: ChatRequest, provider: str) -> str | dict[str, Any]:
