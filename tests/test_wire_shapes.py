@@ -1,7 +1,8 @@
 """Answer shapes that vendors really send and that used to be lost or misread: Mistral's typed
 content parts, OpenAI's legacy `function_call`, the zero values Snowflake Cortex fills every
-field with, Responses reasoning sent as raw `reasoning_text`, Bedrock's server-side tools, Anthropic's compaction iterations, and the token counts
-of embedding calls (down to the ledger)."""
+field with, Groq's `x_groq` usage, Responses reasoning sent as raw `reasoning_text`, Bedrock's
+server-side tools, Anthropic's compaction iterations, and the token counts of embedding calls
+(down to the ledger)."""
 
 from __future__ import annotations
 
@@ -247,6 +248,33 @@ async def test_zero_valued_fields_are_absent_ones_in_a_stream(serve: Any) -> Non
     assert (response.content, response.reasoning) == ("405", "15 * 27 = 405")
     assert response.tool_calls == []
     assert response.stop_reason == "end_turn"
+
+
+async def test_groq_usage_in_x_groq_is_the_stream_s_usage(serve: Any) -> None:
+    """Groq's streams (recorded by pydantic-ai) carried the usage only in the last chunk's
+    `x_groq`, with no top-level `usage`."""
+
+    def chunk(delta: dict[str, Any], finish: str | None = None, **extra: Any) -> dict[str, Any]:
+        return {
+            "id": "g",
+            "choices": [{"index": 0, "delta": delta, "finish_reason": finish}],
+            **extra,
+        }
+
+    usage = {"prompt_tokens": 5003, "completion_tokens": 359, "total_tokens": 5362}
+    events = [
+        chunk({"role": "assistant", "content": ""}, x_groq={"id": "req_1"}),
+        chunk({"content": "Sunny."}),
+        chunk({}, "stop", x_groq={"id": "req_1", "usage": usage}),
+    ]
+    server = serve(lambda request: _sse(events, done=True))
+    provider = OPENAI.make(server.url)
+    try:
+        response = await collect(provider.chat_stream(ASK))
+    finally:
+        await provider.aclose()
+    assert response.content == "Sunny."
+    assert (response.usage.input_tokens, response.usage.output_tokens) == (5003, 359)
 
 
 # -- Responses API: reasoning as raw `reasoning_text` content ----------------------------------

@@ -166,6 +166,13 @@ def _map_tools(tools: list[ToolDef]) -> list[dict[str, Any]]:
     ]
 
 
+def _groq_usage(data: Mapping[str, Any]) -> Any:
+    """Groq's streams carried the usage only as `x_groq.usage` of the last chunk (newer ones
+    also send the standard top-level `usage`)."""
+    extra = data.get("x_groq")
+    return extra.get("usage") if isinstance(extra, dict) else None
+
+
 def _map_usage(usage: Mapping[str, Any] | None) -> TokenUsage | None:
     """`input_tokens` counts uncached input: OpenAI's prompt_tokens includes cached tokens."""
     if not usage:
@@ -374,7 +381,7 @@ def _parse_stream_event(
             if text and type(text) is str and choice.get("index", 0) == 0:
                 return text_chunk(text)
     fields: dict[str, Any] = {}
-    usage = data.get("usage")
+    usage = data.get("usage") or _groq_usage(data)
     if usage:
         fields["usage"] = _map_usage(usage)
     for choice in data.get("choices") or ():
