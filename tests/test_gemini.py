@@ -424,8 +424,12 @@ async def test_request_mapping(serve: Any) -> None:
             "functionDeclarations": [
                 {"name": "now", "description": "the time"},
                 {
-                    "name": "find",
-                    "parameters": {"type": "object", "properties": {"q": {"type": "string"}}},
+                    "name": "find",  # as given, less the dialect name
+                    "parametersJsonSchema": {
+                        "type": "object",
+                        "properties": {"q": {"type": "string"}},
+                        "additionalProperties": False,
+                    },
                 },
             ]
         }

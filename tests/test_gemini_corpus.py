@@ -153,7 +153,9 @@ def normalized(body: dict[str, Any]) -> dict[str, Any]:
         for decl in group.get("functionDeclarations", []):
             if not decl.get("description"):
                 decl.pop("description", None)
-            params = decl.get("parameters")
+            if "parameters" in decl:  # recorded with the OpenAPI subset; openkoi sends JSON Schema
+                decl["parametersJsonSchema"] = decl.pop("parameters")
+            params = decl.get("parametersJsonSchema")
             if (
                 params is not None
                 and not params.get("properties")
@@ -163,7 +165,7 @@ def normalized(body: dict[str, Any]) -> dict[str, Any]:
                     "OBJECT",
                 )
             ):
-                del decl["parameters"]
+                del decl["parametersJsonSchema"]
     if out.get("generationConfig") == {}:
         del out["generationConfig"]
     return out

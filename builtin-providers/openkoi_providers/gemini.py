@@ -2,10 +2,12 @@
 
 The key travels in the `x-goog-api-key` header, never in a URL, so no URL, log line or error
 message can carry it. Going out: `systemInstruction`, `contents` with `user`/`model` turns,
-`functionDeclarations`, and tool results as `functionResponse` parts named after the call they
-answer. Coming back: `functionCall` parts get a generated unique id (Gemini gives none), their
-`thoughtSignature` is remembered by that id and sent back with the call in later turns, and
-`usageMetadata` maps to usage with cached tokens split out of the prompt count.
+`functionDeclarations` with JSON Schema parameters, and tool results as `functionResponse` parts
+named after the call they answer; before Gemini 3, which refuses tools with a JSON response, a
+schema next to tools goes as a forced tool call. Coming back: `functionCall` parts get a
+generated unique id (Gemini gives none), their `thoughtSignature` is remembered by that id and
+sent back with the call in later turns, and `usageMetadata` maps to usage with cached tokens
+split out of the prompt count.
 
 Settings `options` (config `[providers.google]`):
 
@@ -17,6 +19,7 @@ Settings `options` (config `[providers.google]`):
 from __future__ import annotations
 
 import contextlib
+import copy
 import json
 import re
 import uuid
@@ -38,7 +41,6 @@ from openkoi._errors import (
 from openkoi._features import (
     check_attachments,
     chosen_tool,
-    effort_of,
     refuse_serial_tools,
     thinking_budget,
 )
@@ -52,7 +54,13 @@ from openkoi._http import (
     parse_retry_after,
 )
 from openkoi._provider import HTTPProvider, ProviderSettings, sse_json_events
-from openkoi._structured import schema_of
+from openkoi._structured import (
+    SCHEMA_TOOL,
+    as_forced_tool,
+    from_forced_tool,
+    schema_nodes,
+    schema_of,
+)
 from openkoi._types import (
     Attachment,
     ChatChunk,
@@ -62,6 +70,7 @@ from openkoi._types import (
     Message,
     ModelInfo,
     NativeTurn,
+    ReasoningEffort,
     StopReason,
     TextPart,
     TokenUsage,
@@ -90,8 +99,18 @@ _STOP_REASONS: dict[str, StopReason] = {
     "FINISH_REASON_UNSPECIFIED": "other",
 }
 
-# Keys of JSON Schema that the `parameters` schema of a function declaration rejects.
-_UNSUPPORTED_SCHEMA_KEYS = frozenset({"$schema", "$id", "$comment", "additionalProperties"})
+# Keys an object schema may have and still take no arguments (then no schema is sent).
+_NO_ARGUMENT_KEYS = frozenset(
+    {"type", "properties", "required", "additionalProperties", "title", "description", "$schema"}
+)
+# The thinking budgets (tokens) each Gemini 2.5 model takes; one outside is a 400. A longer
+# prefix comes first. https://ai.google.dev/gemini-api/docs/thinking#set-budget
+_BUDGET_RANGES = (
+    ("gemini-2.5-flash-lite", 512, 24576),
+    ("gemini-2.5-flash", 1, 24576),  # 0 (thinking off) is in range too; a request never asks it
+    ("gemini-2.5-pro", 128, 32768),  # cannot be turned off
+)
+_GENERATION = re.compile(r"gemini-(\d+)")
 # Gemini 3 refuses a replayed function call without a signature; this value is Google's
 # documented stand-in for history whose signature is not known (e.g. from another model).
 _SKIP_SIGNATURE = "skip_thought_signature_validator"
@@ -244,28 +263,70 @@ def _map_tool_config(request: ChatRequest, provider: str) -> dict[str, Any] | No
     return {"functionCallingConfig": config}
 
 
-def _thinking_config(request: ChatRequest) -> dict[str, Any] | None:
+def _generation(model: str) -> int | None:
+    """The major version in a model name (`gemini-2.5-pro` -> 2); None for other names."""
+    found = _GENERATION.match(model.removeprefix("models/"))
+    return int(found.group(1)) if found else None
+
+
+def _thinking_level(model: str, reasoning: ReasoningEffort) -> str:
+    """The level Gemini 3 documents for an effort: every model takes low, medium and high but
+    Gemini 3 Pro, which has no medium; its high is the nearer (and its default)."""
+    if reasoning == "medium" and model.removeprefix("models/").startswith("gemini-3-pro"):
+        return "high"
+    return reasoning
+
+
+def _budget(model: str, budget: int) -> int:
+    """The budget moved into the range the model takes, which a 2.5 model enforces with a 400;
+    a model not listed gets the budget as given."""
+    bare = model.removeprefix("models/")
+    for prefix, least, most in _BUDGET_RANGES:
+        if bare.startswith(prefix):
+            return min(max(budget, least), most)
+    return budget
+
+
+def _thinking_config(request: ChatRequest, provider: str) -> dict[str, Any] | None:
     """Gemini 3 takes a thinking level, 2.5 a token budget; thoughts are asked for either way,
-    so reasoning streams as reasoning text."""
+    so reasoning streams as reasoning text. The budget counts toward maxOutputTokens, so a
+    limit it would fill is refused, as the Anthropic provider does."""
     reasoning = request.reasoning
     if reasoning is None:
         return None
     config: dict[str, Any] = {"includeThoughts": True}
-    if request.model.removeprefix("models/").startswith("gemini-3") and not isinstance(
-        reasoning, int
-    ):
-        config["thinkingLevel"] = "low" if effort_of(reasoning) == "low" else "high"
-    else:
-        config["thinkingBudget"] = thinking_budget(reasoning)
+    if (_generation(request.model) or 0) >= 3 and not isinstance(reasoning, int):
+        config["thinkingLevel"] = _thinking_level(request.model, reasoning)
+        return config
+    budget = _budget(request.model, thinking_budget(reasoning))
+    if request.max_tokens is not None and request.max_tokens <= budget:
+        raise InvalidRequestError(
+            f"max_tokens ({request.max_tokens}) must exceed the thinking budget ({budget})",
+            provider=provider,
+        )
+    config["thinkingBudget"] = budget
     return config
 
 
-def _clean_schema(value: Any) -> Any:
-    if isinstance(value, dict):
-        return {k: _clean_schema(v) for k, v in value.items() if k not in _UNSUPPORTED_SCHEMA_KEYS}
-    if isinstance(value, list):
-        return [_clean_schema(v) for v in value]
-    return value
+def _takes_no_arguments(schema: Mapping[str, Any]) -> bool:
+    """An object schema with no properties and no room for others: such a tool goes without a
+    schema, the form Gemini documents for a function with no parameters."""
+    return (
+        schema.get("type") == "object"
+        and not schema.get("properties")
+        and schema.get("additionalProperties", False) is False
+        and set(schema) <= _NO_ARGUMENT_KEYS
+    )
+
+
+def _json_schema(schema: Mapping[str, Any]) -> dict[str, Any]:
+    """The schema as given, for `parametersJsonSchema` (full JSON Schema, where `parameters`
+    is the OpenAPI subset that rejects `$ref`, `const`, type lists...), less `$schema`: only a
+    dialect name, which Gemini's JSON Schema support does not list and has been seen to refuse."""
+    out = copy.deepcopy(dict(schema))
+    for node in schema_nodes(out):
+        node.pop("$schema", None)
+    return out
 
 
 def _map_tools(tools: Sequence[ToolDef]) -> list[dict[str, Any]]:
@@ -274,9 +335,8 @@ def _map_tools(tools: Sequence[ToolDef]) -> list[dict[str, Any]]:
         item: dict[str, Any] = {"name": tool.name}
         if tool.description:
             item["description"] = tool.description
-        # Gemini rejects an OBJECT schema with no properties: a no-argument tool sends none.
-        if tool.parameters.get("properties") or tool.parameters.get("type") != "object":
-            item["parameters"] = _clean_schema(tool.parameters)
+        if not _takes_no_arguments(tool.parameters):
+            item["parametersJsonSchema"] = _json_schema(tool.parameters)
         declarations.append(item)
     return [{"functionDeclarations": declarations}]
 
@@ -442,6 +502,9 @@ class _StreamState:
     finished: bool = False
     meta: Mapping[str, Any] | None = None
     parts: list[Mapping[str, Any]] = field(default_factory=list)  # every part, in order
+    # With a schema sent as a forced tool, that tool's call streams as the answer's text.
+    schema_tool: bool = False
+    answered: bool = False
 
     @property
     def usage(self) -> TokenUsage | None:
@@ -503,7 +566,12 @@ def _parse_stream_event(
     parts = _read_parts(candidate)
     state.parts.extend(_raw_parts(candidate))
     deltas = []
+    text = parts.text
     for call, signature in parts.calls:
+        if state.schema_tool and call.name == SCHEMA_TOOL:
+            text += call.arguments
+            state.answered = True
+            continue
         if remember is not None and signature:
             remember[call.id] = signature
         deltas.append(
@@ -515,14 +583,16 @@ def _parse_stream_event(
     stop = _stop_for(candidate, state.tool_count > 0)
     if stop is not None:
         state.finished = True
+    # The turn of a forced schema call is not sent back: that call gets no result.
+    native = _native(state.parts) if stop is not None and not state.answered else None
     return ChatChunk(
-        delta=parts.text,
+        delta=text,
         reasoning_delta=parts.reasoning,
         tool_calls=deltas,
         usage=state.usage,
         stop_reason=stop,
         model=data.get("modelVersion"),
-        native=_native(state.parts) if stop is not None else None,
+        native=native,
     )
 
 
@@ -584,6 +654,14 @@ class GeminiProvider(HTTPProvider):
     def _fetches_itself(self, attachment: Attachment) -> bool:
         return (attachment.url or "").startswith(_OWN_URLS)
 
+    def _shaped(self, request: ChatRequest) -> ChatRequest:
+        """The request with its schema as a forced tool where the model refuses function
+        calling with a JSON response (before Gemini 3), so tools and a schema still work."""
+        generation = _generation(request.model)
+        if generation is None or generation >= 3 or not request.tools:
+            return request
+        return as_forced_tool(request, self.id)  # unchanged when there is no schema
+
     def _body(self, request: ChatRequest) -> dict[str, Any]:
         check_attachments(request.messages, self.id, ("image", "document", "audio", "video"))
         body: dict[str, Any] = {
@@ -613,7 +691,7 @@ class GeminiProvider(HTTPProvider):
         if found is not None:
             config["responseMimeType"] = "application/json"
             config["responseJsonSchema"] = found[1]
-        thinking = _thinking_config(request)
+        thinking = _thinking_config(request, self.id)
         if thinking is not None:
             config["thinkingConfig"] = thinking
         if config:
@@ -623,18 +701,21 @@ class GeminiProvider(HTTPProvider):
 
     async def _chat(self, request: ChatRequest) -> ChatResponse:
         path = f"{self._model_path(request.model)}:generateContent"
-        data = await self._post_json(path, self._body(request))
+        shaped = self._shaped(request)
+        data = await self._post_json(path, self._body(shaped))
         error = _google_error(None, data, provider=self.id, secrets=self._secrets())
         if error is not None:  # an error body that came with a 200
             raise error
-        return _parse_response(data, self.id, self._signatures)
+        response = _parse_response(data, self.id, self._signatures)
+        return from_forced_tool(response) if shaped is not request else response
 
     async def _stream(self, request: ChatRequest) -> AsyncIterator[ChatChunk]:
         path = f"{self._model_path(request.model)}:streamGenerateContent?alt=sse"
-        state = _StreamState()
+        shaped = self._shaped(request)
+        state = _StreamState(schema_tool=shaped is not request)
         secrets = self._secrets()
         expect = ("text/event-stream", "application/json")  # SSE, or the whole JSON array
-        async with self._open_stream(path, self._body(request), expect=expect) as response:
+        async with self._open_stream(path, self._body(shaped), expect=expect) as response:
             content_type = response.headers.get("content-type", "").split(";")[0].strip().lower()
             if content_type == "application/json":
                 events = self._json_array_events(response, state)
