@@ -489,6 +489,7 @@ async def test_anthropic_refuses_what_thinking_does_not_allow_before_sending(
         ("claude-opus-4-7", {"type": "adaptive"}, "high"),
         ("claude-opus-5", {"type": "adaptive"}, "high"),
         ("claude-mythos-5", {"type": "adaptive"}, "high"),
+        ("claude-mythos-preview", {"type": "adaptive"}, "high"),
         ("claude-sonnet-4-5-20250929", {"type": "enabled", "budget_tokens": 24576}, None),
         ("claude-opus-4-6", {"type": "enabled", "budget_tokens": 24576}, None),
         ("claude-3-7-sonnet-20250219", {"type": "enabled", "budget_tokens": 24576}, None),

@@ -16,7 +16,6 @@ Settings `options` (config `[providers.anthropic]`):
 from __future__ import annotations
 
 import json
-import re
 from collections.abc import AsyncIterator, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -58,6 +57,13 @@ from openkoi._types import (
     text_chunk,
 )
 
+from openkoi_providers._claude import (
+    DEFAULT_MAX_TOKENS,
+    MIN_THINKING_BUDGET,
+    adaptive_only,
+    check_thinking,
+    thinking_max_tokens,
+)
 from openkoi_providers._listing import MAX_PAGES, first_int, get_listing, listed_items
 
 PROTOCOL = "anthropic"  # the NativeTurn protocol of Messages API content blocks
@@ -76,7 +82,6 @@ _DOCUMENT_TYPES = ("application/pdf", "text/plain")
 API_VERSION = "2023-06-01"
 OAUTH_BETA = "oauth-2025-04-20"
 MAX_CACHE_BREAKPOINTS = 4  # Anthropic rejects a request with more
-DEFAULT_MAX_TOKENS = 8192
 _EPHEMERAL = {"type": "ephemeral"}
 # Older models whose output limit is below DEFAULT_MAX_TOKENS.
 _SMALL_OUTPUT_PREFIXES = ("claude-3-haiku", "claude-3-opus", "claude-3-sonnet", "claude-2")
@@ -326,56 +331,6 @@ def _flag(value: Any, default: bool) -> bool:
 
 def _default_max_tokens(model: str) -> int:
     return 4096 if model.startswith(_SMALL_OUTPUT_PREFIXES) else DEFAULT_MAX_TOKENS
-
-
-# Output limits of the models whose limit a thinking call's default `max_tokens` (budget plus
-# DEFAULT_MAX_TOKENS) can pass: the API refuses a max_tokens above the model's.
-_OUTPUT_LIMITS = (
-    ("claude-opus-4-1", 32000),
-    ("claude-opus-4-0", 32000),
-    ("claude-opus-4-2025", 32000),
-    ("claude-3-7-sonnet", 64000),
-)
-
-
-def _thinking_max_tokens(model: str, budget: int) -> int:
-    """max_tokens for a thinking call that set none: room for the budget and an answer, within
-    the model's output limit where it is known."""
-    wanted = budget + DEFAULT_MAX_TOKENS
-    limit = next((n for prefix, n in _OUTPUT_LIMITS if model.startswith(prefix)), None)
-    return min(wanted, limit) if limit is not None else wanted
-
-
-_MODEL_VERSION = re.compile(r"claude-([a-z]+)-(\d+)(?:-(\d{1,2}))?(?:-|$)")
-# Families named after 4.6 that think only adaptively; numbered ones from 4.7 on do too.
-_ADAPTIVE_FAMILIES = ("mythos", "fable")
-
-
-def _adaptive_only(model: str) -> bool:
-    """Whether the model takes only adaptive thinking (`thinking: {"type": "adaptive"}` and an
-    effort): Opus 4.7 and later answer a fixed `budget_tokens` with a 400."""
-    found = _MODEL_VERSION.match(model)
-    if found is None:
-        return False
-    family, major, minor = found.group(1), int(found.group(2)), int(found.group(3) or 0)
-    return family in _ADAPTIVE_FAMILIES or (major, minor) >= (4, 7)
-
-
-def _check_thinking(request: ChatRequest, provider: str) -> None:
-    """What Anthropic refuses with thinking on, refused before anything is sent: a temperature
-    other than 1, and a tool choice that forces a call."""
-    if request.temperature is not None and request.temperature != 1:
-        raise UnsupportedError(
-            f"Anthropic takes no temperature but 1 with thinking on (got {request.temperature:g});"
-            " drop `temperature` or `reasoning`",
-            provider=provider,
-        )
-    if request.tool_choice not in (None, "auto", "none"):
-        raise UnsupportedError(
-            f"Anthropic does not allow tool_choice={request.tool_choice!r} (a forced call) with "
-            "thinking on; use 'auto' or drop `reasoning`",
-            provider=provider,
-        )
 
 
 # -- coming back ----------------------------------------------------------------------------
@@ -747,13 +702,13 @@ class AnthropicProvider(HTTPProvider):
             body["tool_choice"] = choice
         output_config: dict[str, Any] = {}
         if request.reasoning is not None:
-            _check_thinking(request, self.id)
-            budget = max(1024, thinking_budget(request.reasoning))  # the API's minimum
+            check_thinking(request, self.id)
+            budget = max(MIN_THINKING_BUDGET, thinking_budget(request.reasoning))
             if max_tokens is None:
                 body["max_tokens"] = max(
-                    body["max_tokens"], _thinking_max_tokens(request.model, budget)
+                    body["max_tokens"], thinking_max_tokens(request.model, budget)
                 )
-            if _adaptive_only(request.model):  # the model decides its budget, led by an effort
+            if adaptive_only(request.model):  # the model decides its budget, led by an effort
                 body["thinking"] = {"type": "adaptive"}
                 output_config["effort"] = effort_of(request.reasoning)
             elif int(body["max_tokens"]) <= budget:

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import json
 import os
+import unicodedata
 from collections.abc import AsyncIterator, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING, Any
@@ -59,6 +60,7 @@ from openkoi._types import (
     Message,
     ModelInfo,
     NativeTurn,
+    ReasoningEffort,
     StopReason,
     TextPart,
     TokenUsage,
@@ -75,6 +77,12 @@ from openkoi_providers._aws import (
     model_path,
     resolve_model_id,
     resolve_region,
+)
+from openkoi_providers._claude import (
+    MIN_THINKING_BUDGET,
+    adaptive_only,
+    check_thinking,
+    thinking_max_tokens,
 )
 from openkoi_providers._eventstream import EventStreamDecoder
 
@@ -160,6 +168,8 @@ _VIDEO_FORMATS = {
     "video/quicktime": "mov",
     "video/x-matroska": "mkv",
 }
+# A tool result with no content still needs a non-blank block: Converse rejects blank text.
+_NO_OUTPUT = "(no output)"
 _COHERE_BATCH = 96  # Cohere on Bedrock embeds at most this many texts per call
 _TITAN_CONCURRENCY = 8  # Titan embeds one text per call: this many calls at once
 
@@ -170,15 +180,16 @@ _TITAN_CONCURRENCY = 8  # Titan embeds one text per call: this many calls at onc
 def _map_messages(request: ChatRequest) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
     """(system blocks, messages). Consecutive turns of one role merge: Bedrock wants them
     alternating, and tool results travel as a user turn."""
-    system: list[dict[str, Any]] = [{"text": request.system}] if request.system else []
+    texts = [request.system, *(m.text for m in request.messages if m.role == "system")]
+    system = [{"text": text} for text in texts if text and text.strip()]
     messages: list[dict[str, Any]] = []
     for message in request.messages:
         if message.role == "system":
-            if message.text:
-                system.append({"text": message.text})
             continue
         role = "assistant" if message.role == "assistant" else "user"
-        blocks = _content_blocks(message)
+        blocks = [block for block in _content_blocks(message) if not _blank(block)]
+        if not blocks:
+            continue  # Converse rejects an empty turn: its neighbours merge instead
         if messages and messages[-1]["role"] == role:
             messages[-1]["content"].extend(blocks)
         else:
@@ -186,11 +197,22 @@ def _map_messages(request: ChatRequest) -> tuple[list[dict[str, Any]], list[dict
     return system, messages
 
 
+def _blank(block: Mapping[str, Any]) -> bool:
+    """A text block of nothing or only whitespace, which Converse rejects as blank."""
+    text = block.get("text")
+    return isinstance(text, str) and not text.strip()
+
+
 def _document_name(attachment: Attachment, index: int) -> str:
-    """Bedrock allows letters, digits, single spaces, hyphens, parentheses and brackets."""
-    stem = (attachment.name or "").rsplit(".", 1)[0]
-    cleaned = "".join(c if c.isalnum() or c in "-()[]" else " " for c in stem)
-    return " ".join(cleaned.split())[:200] or f"document {index + 1}"
+    """Bedrock allows ASCII letters and digits, single spaces, hyphens, parentheses and
+    brackets (it rejects `résumé`): accents are taken off, anything else becomes a space."""
+    stem = unicodedata.normalize("NFKD", (attachment.name or "").rsplit(".", 1)[0])
+    cleaned = "".join(
+        c if (c.isascii() and c.isalnum()) or c in "-()[]" else " "
+        for c in stem
+        if not unicodedata.combining(c)
+    )
+    return " ".join(cleaned.split())[:200].rstrip() or f"document {index + 1}"
 
 
 def _map_part(part: TextPart | Attachment, index: int = 0) -> dict[str, Any]:
@@ -218,21 +240,21 @@ def _map_parts(parts: list[TextPart | Attachment]) -> list[dict[str, Any]]:
 
 def _content_blocks(message: Message) -> list[dict[str, Any]]:
     if message.role == "tool":
-        result: dict[str, Any] = {
-            "toolUseId": message.tool_call_id or "",
-            "content": _map_parts(message.content)
+        content = (
+            _map_parts(message.content)
             if isinstance(message.content, list)
-            else [{"text": message.content or ""}],
-        }
-        return [{"toolResult": result}]
+            else [{"text": message.content or ""}]
+        )
+        content = [block for block in content if not _blank(block)] or [{"text": _NO_OUTPUT}]
+        return [{"toolResult": {"toolUseId": message.tool_call_id or "", "content": content}}]
     native = message.native
     if message.role == "assistant" and native is not None and native.protocol == PROTOCOL:
         return [dict(block) for block in native.blocks]  # reasoning signatures as received
     blocks: list[dict[str, Any]] = []
     if isinstance(message.content, list):
         blocks.extend(_map_parts(message.content))
-    elif message.content or not message.tool_calls:
-        blocks.append({"text": message.content or ""})
+    elif message.content:
+        blocks.append({"text": message.content})
     for call in message.tool_calls:
         # Bedrock takes the input as a JSON object; bad JSON text raises InvalidToolArgumentsError.
         blocks.append(
@@ -300,10 +322,8 @@ def _reasoning_fields(request: ChatRequest, provider: str) -> dict[str, Any]:
     if reasoning is None:
         return {}
     model = request.model
-    if "anthropic." in model:
-        return {
-            "thinking": {"type": "enabled", "budget_tokens": max(1024, thinking_budget(reasoning))}
-        }
+    if _claude_thinks(request):
+        return _claude_thinking(request, reasoning, provider)
     if "openai." in model:
         return {"reasoning_effort": effort_of(reasoning)}
     if "amazon.nova-2" in model or "amazon.nova-premier" in model:
@@ -315,6 +335,59 @@ def _reasoning_fields(request: ChatRequest, provider: str) -> dict[str, Any]:
     )
 
 
+def _claude_thinks(request: ChatRequest) -> bool:
+    """Only Claude on Bedrock takes Anthropic's `thinking`, and with it Anthropic's rules."""
+    return request.reasoning is not None and "anthropic." in request.model
+
+
+def _claude_name(model: str) -> str:
+    """`us.anthropic.claude-opus-4-7` -> `claude-opus-4-7`: the name Anthropic's rules know."""
+    return model.split("anthropic.", 1)[-1]
+
+
+def _max_tokens(request: ChatRequest) -> int | None:
+    """The request's max_tokens; for Claude thinking with none set, what the Anthropic provider
+    sends (room for the budget and an answer, within the model's output limit), as Bedrock's
+    own default may not exceed the budget."""
+    reasoning = request.reasoning
+    if request.max_tokens is not None or reasoning is None or not _claude_thinks(request):
+        return request.max_tokens
+    budget = max(MIN_THINKING_BUDGET, thinking_budget(reasoning))
+    return thinking_max_tokens(_claude_name(request.model), budget)
+
+
+def _claude_thinking(
+    request: ChatRequest, reasoning: ReasoningEffort | int, provider: str
+) -> dict[str, Any]:
+    """Claude's `thinking` fields by the Anthropic provider's own rules, refused before sending
+    where it refuses them: a temperature but 1, a forced tool call, a max_tokens not above the
+    budget."""
+    check_thinking(request, provider)
+    if adaptive_only(_claude_name(request.model)):  # the model sets its budget, led by effort
+        return {"thinking": {"type": "adaptive"}, "output_config": {"effort": effort_of(reasoning)}}
+    budget = max(MIN_THINKING_BUDGET, thinking_budget(reasoning))
+    max_tokens = _max_tokens(request)
+    if max_tokens is not None and max_tokens <= budget:
+        raise InvalidRequestError(
+            f"max_tokens ({max_tokens}) must exceed the thinking budget ({budget})",
+            provider=provider,
+        )
+    return {"thinking": {"type": "enabled", "budget_tokens": budget}}
+
+
+def _shaped(request: ChatRequest, provider: str) -> ChatRequest:
+    """The schema as a forced tool call (Converse has no structured output here); Claude with
+    thinking cannot be forced to call a tool, so that pair is refused, as the Anthropic
+    provider refuses it."""
+    if request.output_schema is not None and _claude_thinks(request):
+        raise UnsupportedError(
+            f"{request.model} on Bedrock takes a schema only as a forced tool call, which "
+            "Anthropic does not allow with thinking on; drop `reasoning` or the schema",
+            provider=provider,
+        )
+    return as_forced_tool(request, provider)
+
+
 def _converse_body(request: ChatRequest, provider: str = "bedrock") -> dict[str, Any]:
     _check_attachments(request, provider)
     system, messages = _map_messages(request)
@@ -322,8 +395,9 @@ def _converse_body(request: ChatRequest, provider: str = "bedrock") -> dict[str,
     if system:
         body["system"] = system
     inference: dict[str, Any] = {}
-    if request.max_tokens is not None:
-        inference["maxTokens"] = request.max_tokens
+    max_tokens = _max_tokens(request)
+    if max_tokens is not None:
+        inference["maxTokens"] = max_tokens
     if request.temperature is not None:
         inference["temperature"] = request.temperature
     if request.stop:
@@ -803,7 +877,7 @@ class BedrockProvider(HTTPProvider):
 
     async def _chat(self, request: ChatRequest) -> ChatResponse:
         path = model_path(self._model_id(request), "converse")
-        shaped = as_forced_tool(request, self.id)  # Converse has no native structured output
+        shaped = _shaped(request, self.id)
         body = _converse_body(shaped, self.id)
         headers = await self._signed(path, body, "application/json")
         data = await self._post_json(path, body, headers=headers)
@@ -813,7 +887,7 @@ class BedrockProvider(HTTPProvider):
 
     async def _stream(self, request: ChatRequest) -> AsyncIterator[ChatChunk]:
         path = model_path(self._model_id(request), "converse-stream")
-        shaped = as_forced_tool(request, self.id)
+        shaped = _shaped(request, self.id)
         body = _converse_body(shaped, self.id)
         headers = await self._signed(path, body, EVENT_STREAM)
         decoder = EventStreamDecoder(self.id)
