@@ -677,6 +677,16 @@ async def test_stream_ending_before_message_stop(serve: Any) -> None:
     assert [c.delta for c in seen] == ["Hi"]
 
 
+async def test_stream_ending_after_message_stop_but_before_its_usage(serve: Any) -> None:
+    """`metadata` (the usage) always ends a ConverseStream: a stream cut just before it is cut,
+    not an answer that used no tokens (pydantic-ai's recordings, cut there, read as 0/0)."""
+    parts = text_stream("Hi")[:-1]
+    error, seen = await _fails(serve, stream_reply(parts))
+    assert isinstance(error, MalformedResponseError) and "metadata" in error.message
+    assert error.partial_usage is None
+    assert [c.delta for c in seen if c.delta] == ["Hi"] and seen[-1].stop_reason == "end_turn"
+
+
 @pytest.mark.parametrize(
     ("kind", "cls"),
     [

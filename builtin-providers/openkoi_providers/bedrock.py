@@ -579,6 +579,7 @@ def _server_side(use: Mapping[str, Any]) -> bool:
 @dataclass
 class _StreamState:
     stopped: bool = False  # messageStop seen
+    measured: bool = False  # metadata seen: the last event, with the usage
     usage: TokenUsage | None = None
     server_blocks: set[int] = field(default_factory=set)  # content blocks of server-side tools
     client_calls: bool = False  # a tool call the caller has to run was streamed
@@ -704,6 +705,7 @@ def _parse_stream_event(
         native = None if state.as_text else state.native()
         return ChatChunk(stop_reason=stop, native=native)
     if event == "metadata":
+        state.measured = True
         usage = _map_usage(data.get("usage"))
         if usage is None:
             return None
@@ -912,9 +914,11 @@ class BedrockProvider(HTTPProvider):
                 provider=self.id,
                 partial_usage=state.usage,
             )
-        if not state.stopped:
+        if not state.stopped or not state.measured:
+            # metadata always ends a stream: one cut before it would report no usage as final
+            missing = "messageStop" if not state.stopped else "metadata (its usage)"
             raise MalformedResponseError(
-                "the stream ended before its messageStop event",
+                f"the stream ended before its {missing} event",
                 provider=self.id,
                 partial_usage=state.usage,
             )
