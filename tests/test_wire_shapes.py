@@ -1,8 +1,8 @@
 """Answer shapes that vendors really send and that used to be lost or misread: Mistral's typed
 content parts, OpenAI's legacy `function_call`, the zero values Snowflake Cortex fills every
 field with, Groq's `x_groq` usage, Responses reasoning sent as raw `reasoning_text`, Bedrock's
-server-side tools, Anthropic's compaction iterations, and the token counts of embedding calls
-(down to the ledger)."""
+server-side tools, Anthropic's compaction and advisor iterations, and the token counts of
+embedding calls (down to the ledger)."""
 
 from __future__ import annotations
 
@@ -492,6 +492,33 @@ async def test_anthropic_bills_compaction_iterations(serve: Any) -> None:
     for usage in (chat.usage, streamed.usage):
         assert (usage.input_tokens, usage.output_tokens) == (203000, 4500)
         assert (usage.cache_read_tokens, usage.cache_write_tokens) == (100, 50)
+
+
+async def test_anthropic_advisor_passes_are_not_the_model_s_usage(serve: Any) -> None:
+    """The advisor tool runs another model inside the call and lists its pass among the
+    iterations (recorded by pydantic-ai): billed at that model's rates, it is not this model's
+    usage, which the top level states (the sum of this model's own passes)."""
+    usage = {
+        "input_tokens": 2390, "output_tokens": 121,
+        "iterations": [
+            {"type": "message", "input_tokens": 1128, "output_tokens": 110},
+            {"type": "advisor_message", "model": "claude-opus-4-8", "input_tokens": 2518,
+             "output_tokens": 22},
+            {"type": "message", "input_tokens": 1262, "output_tokens": 11},
+        ],
+    }  # fmt: skip
+    events = [dict(e) for e in ANTHROPIC.events]
+    events[-2] = {**events[-2], "usage": usage}
+    replies = [Reply.json({**ANTHROPIC.answer, "usage": usage}), _sse(events)]
+    server = serve(lambda request: replies.pop(0))
+    provider = ANTHROPIC.make(server.url)
+    try:
+        chat = await provider.chat(ASK)
+        streamed = await collect(provider.chat_stream(ASK))
+    finally:
+        await provider.aclose()
+    for tokens in (chat.usage, streamed.usage):
+        assert (tokens.input_tokens, tokens.output_tokens) == (2390, 121)
 
 
 # -- embeddings: their tokens and cost reach the ledger ----------------------------------------

@@ -350,13 +350,18 @@ def _map_usage(usage: Mapping[str, Any] | None) -> TokenUsage | None:
 
     With compaction the API samples more than once per request and lists each pass in
     `usage.iterations`; the top-level counts are the last pass only, and the bill is the sum of
-    the iterations, so that sum is what is reported.
+    the iterations, so that sum is what is reported. An `advisor_message` pass is another model
+    (the advisor tool's), billed at its own rates: it is not this model's usage.
     """
     if not usage:
         return None
     iterations = usage.get("iterations")
     if isinstance(iterations, list) and iterations:
-        passes = [_tokens(item) for item in iterations if isinstance(item, dict)]
+        passes = [
+            _tokens(item)
+            for item in iterations
+            if isinstance(item, dict) and item.get("type") != "advisor_message"
+        ]
         if passes:
             return sum(passes[1:], passes[0])
     return _tokens(usage)
