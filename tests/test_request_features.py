@@ -79,6 +79,32 @@ def _ask(*attachments: Attachment, **fields: Any) -> ChatRequest:
 # -- attachments ----------------------------------------------------------------------------
 
 
+async def test_openai_text_files_go_as_text(serve: Any) -> None:
+    """Chat Completions' `file` part takes PDFs only (a text file is a 400): a text, JSON or
+    CSV file goes as a text part that names it; a PDF stays a file."""
+    body = await _sent(
+        "openai",
+        _ask(
+            Attachment.from_bytes(b"buy milk\n", name="notes.txt"),
+            Attachment.from_bytes(b'{"a": 1}', name="data.json"),
+            Attachment.from_bytes(PDF, name="report.pdf"),
+        ),
+        serve,
+    )
+    notes, data, pdf = [
+        p for p in body["messages"][0]["content"] if p.get("text") != "What is this?"
+    ]
+    assert notes == {
+        "type": "text",
+        "text": "--- notes.txt (text/plain) ---\nbuy milk\n\n--- end of notes.txt ---",
+    }
+    assert data == {
+        "type": "text",
+        "text": '--- data.json (application/json) ---\n{"a": 1}\n--- end of data.json ---',
+    }
+    assert pdf["type"] == "file" and pdf["file"]["filename"] == "report.pdf"
+
+
 async def test_openai_parts(serve: Any) -> None:
     body = await _sent(
         "openai",

@@ -21,6 +21,7 @@ from openkoi._errors import MalformedResponseError, ProviderError
 from openkoi._features import check_attachments, chosen_tool, effort_of, refuse_attachment
 from openkoi._http import classify, extract_error, in_answer
 from openkoi._json import loads
+from openkoi._media import is_text_type
 from openkoi._provider import HTTPProvider, ProviderSettings, sse_events
 from openkoi._structured import schema_of, strict_form
 from openkoi._types import (
@@ -91,10 +92,20 @@ def _map_part(part: TextPart | Attachment, provider: str = "openai") -> dict[str
         if audio_format is None:
             raise refuse_attachment(part, provider, "Chat Completions takes wav and mp3 audio")
         return {"type": "input_audio", "input_audio": {"data": part.base64, "format": audio_format}}
+    if is_text_type(part.media_type):  # a `file` part takes PDFs only (a 400 for text)
+        return {"type": "text", "text": _inline_text(part)}
     return {
         "type": "file",
         "file": {"filename": part.name or "attachment", "file_data": part.data_url()},
     }
+
+
+def _inline_text(part: Attachment) -> str:
+    """A text file as a text part, between lines that name it, so the model tells it from the
+    prompt around it."""
+    name = part.name or "attachment"
+    text = (part.data or b"").decode("utf-8", "replace")
+    return f"--- {name} ({part.media_type}) ---\n{text}\n--- end of {name} ---"
 
 
 def _content(message: Message) -> str | list[dict[str, Any]] | None:

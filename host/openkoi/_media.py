@@ -65,3 +65,24 @@ def media_kind(media_type: str) -> Literal["image", "document", "audio", "video"
     if media_type == "application/pdf" or major == "text":
         return "document"
     return "file"
+
+
+# Types outside text/* whose files are text a model reads as it is.
+_TEXT_APPLICATION_TYPES = frozenset(
+    {
+        "application/json",
+        "application/x-ndjson",
+        "application/xml",
+        "application/yaml",
+        "application/x-yaml",
+        "application/toml",
+        "application/javascript",
+        "application/sql",
+    }
+)
+
+
+def is_text_type(media_type: str) -> bool:
+    """Whether a file of `media_type` is plain text (source, data, markup), for protocols that
+    take such a file only as text in the prompt."""
+    return media_type.startswith("text/") or media_type in _TEXT_APPLICATION_TYPES
