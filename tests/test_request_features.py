@@ -445,6 +445,16 @@ async def test_a_tool_choice_a_provider_cannot_honour_is_refused(
     assert isinstance(error, UnsupportedError)
 
 
+async def test_openai_sends_no_tool_settings_without_tools(serve: Any) -> None:
+    """Chat Completions refuses tool_choice and parallel_tool_calls in a request with no tools
+    (a 400); without tools they mean nothing, so they are left out, and a choice that needs
+    tools is still the caller's error."""
+    body = await _sent("openai", _ask(tool_choice="none", parallel_tool_calls=False), serve)
+    assert not {"tools", "tool_choice", "parallel_tool_calls"} & set(body)
+    with pytest.raises(InvalidRequestError, match="needs tools"):
+        await _sent("openai", _ask(tool_choice="required"), serve)
+
+
 async def test_a_tool_choice_naming_no_tool_is_a_request_error(serve: Any) -> None:
     with pytest.raises(InvalidRequestError, match="not among"):
         await _sent("openai", _ask(tools=TOOLS, tool_choice="nope"), serve)

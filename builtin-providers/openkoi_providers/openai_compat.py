@@ -481,12 +481,13 @@ class OpenAICompatibleProvider(HTTPProvider):
     def _body(self, request: ChatRequest, *, stream: bool) -> dict[str, Any]:
         check_attachments(request.messages, self.id, ("image", "audio", "document", "file"))
         body: dict[str, Any] = {"model": request.model, "messages": _map_messages(request)}
-        if request.tools:
+        choice = _map_tool_choice(request, self.id)  # checked even with no tools to send
+        if request.tools:  # the API refuses tool_choice and parallel_tool_calls without tools
             body["tools"] = _map_tools(request.tools)
-        if request.tool_choice is not None:
-            body["tool_choice"] = _map_tool_choice(request, self.id)
-        if request.parallel_tool_calls is not None:
-            body["parallel_tool_calls"] = request.parallel_tool_calls
+            if choice is not None:
+                body["tool_choice"] = choice
+            if request.parallel_tool_calls is not None:
+                body["parallel_tool_calls"] = request.parallel_tool_calls
         if request.output_schema is not None:
             body["response_format"] = _response_format(request)
         if request.reasoning is not None:
