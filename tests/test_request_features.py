@@ -606,3 +606,39 @@ async def test_responses_settings_the_api_cannot_take_are_refused(serve: Any) ->
                 await provider.chat(_ask(model="gpt-5.2", **fields))
     finally:
         await provider.aclose()
+
+
+# -- a tool that failed ------------------------------------------------------------------------
+
+
+def _tool_history(result: Message, model: str = "") -> ChatRequest:
+    call = ToolCall(id="call_1", name="weather", arguments="{}")
+    return ChatRequest(
+        model=model,
+        tools=TOOLS,
+        messages=[Message.user("weather?"), Message.assistant(None, [call]), result],
+    )
+
+
+async def test_a_failed_tool_s_result_says_so_where_the_vendor_has_a_field(serve: Any) -> None:
+    failed = Message.tool_result("call_1", "the weather service is down", "weather", is_error=True)
+    anthropic = await _sent("anthropic", _tool_history(failed), serve)
+    gemini = await _sent("google", _tool_history(failed), serve)
+    claude = await _sent(
+        "bedrock", _tool_history(failed, "anthropic.claude-sonnet-4-20250514"), serve
+    )
+    nova = await _sent("bedrock", _tool_history(failed, "amazon.nova-pro-v1:0"), serve)
+    openai = await _sent("openai", _tool_history(failed), serve)
+    fine = await _sent("anthropic", _tool_history(Message.tool_result("call_1", "sunny")), serve)
+    assert anthropic["messages"][-1]["content"][0]["is_error"] is True
+    assert "is_error" not in fine["messages"][-1]["content"][0]
+    assert gemini["contents"][-1]["parts"][0]["functionResponse"]["response"] == {
+        "error": "the weather service is down"
+    }
+    assert claude["messages"][-1]["content"][0]["toolResult"]["status"] == "error"
+    assert "status" not in nova["messages"][-1]["content"][0]["toolResult"]  # Claude's field only
+    assert openai["messages"][-1] == {
+        "role": "tool",
+        "tool_call_id": "call_1",
+        "content": "the weather service is down",
+    }

@@ -151,15 +151,16 @@ def _map_blocks(message: Message, provider: str) -> list[dict[str, Any]]:
             raise InvalidRequestError(
                 "a tool message needs the tool_call_id of the call it answers", provider=provider
             )
-        return [
-            {
-                "type": "tool_result",
-                "tool_use_id": message.tool_call_id,
-                "content": [_map_part(p) for p in message.content if _has_payload(p)]
-                if isinstance(message.content, list)
-                else message.content or "",
-            }
-        ]
+        result: dict[str, Any] = {
+            "type": "tool_result",
+            "tool_use_id": message.tool_call_id,
+            "content": [_map_part(p) for p in message.content if _has_payload(p)]
+            if isinstance(message.content, list)
+            else message.content or "",
+        }
+        if message.is_error:
+            result["is_error"] = True
+        return [result]
     native = message.native
     if message.role == "assistant" and native is not None and native.protocol == PROTOCOL:
         # Thinking blocks, their signatures and server tool results go back as received; each

@@ -187,7 +187,11 @@ def _map_messages(request: ChatRequest) -> tuple[list[dict[str, Any]], list[dict
         if message.role == "system":
             continue
         role = "assistant" if message.role == "assistant" else "user"
-        blocks = [block for block in _content_blocks(message) if not _blank(block)]
+        blocks = [
+            block
+            for block in _content_blocks(message, claude="anthropic." in request.model)
+            if not _blank(block)
+        ]
         if not blocks:
             continue  # Converse rejects an empty turn: its neighbours merge instead
         if messages and messages[-1]["role"] == role:
@@ -238,7 +242,9 @@ def _map_parts(parts: list[TextPart | Attachment]) -> list[dict[str, Any]]:
     return [_map_part(p, i) for i, p in enumerate(parts) if not isinstance(p, TextPart) or p.text]
 
 
-def _content_blocks(message: Message) -> list[dict[str, Any]]:
+def _content_blocks(message: Message, *, claude: bool = False) -> list[dict[str, Any]]:
+    """A message's blocks; a failed tool's result says so where the model takes a `status`
+    (Claude: Converse documents it for Anthropic's models only)."""
     if message.role == "tool":
         content = (
             _map_parts(message.content)
@@ -246,7 +252,10 @@ def _content_blocks(message: Message) -> list[dict[str, Any]]:
             else [{"text": message.content or ""}]
         )
         content = [block for block in content if not _blank(block)] or [{"text": _NO_OUTPUT}]
-        return [{"toolResult": {"toolUseId": message.tool_call_id or "", "content": content}}]
+        result = {"toolUseId": message.tool_call_id or "", "content": content}
+        if message.is_error and claude:
+            result["status"] = "error"
+        return [{"toolResult": result}]
     native = message.native
     if message.role == "assistant" and native is not None and native.protocol == PROTOCOL:
         return [dict(block) for block in native.blocks]  # reasoning signatures as received

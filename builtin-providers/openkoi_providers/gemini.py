@@ -167,8 +167,11 @@ def _function_response(message: Message, names: Mapping[str, str], provider: str
         parsed = json.loads(text)
     except (ValueError, RecursionError):  # not JSON, or nested past the parser: plain text
         parsed = None
-    # Gemini wants an object; "output" is its documented key for a plain result.
-    response = parsed if isinstance(parsed, dict) else {"output": text}
+    # Gemini wants an object; "output" and "error" are its documented keys for a plain result.
+    if message.is_error:
+        response = {"error": parsed if parsed is not None else text}
+    else:
+        response = parsed if isinstance(parsed, dict) else {"output": text}
     return {"functionResponse": {"name": name, "response": response}}
 
 

@@ -163,7 +163,9 @@ class Message(_Model):
     """One turn of a conversation.
 
     `content` is text, or a list of parts (text and attachments). A `tool` message carries a
-    tool result: `content` is the result text and `tool_call_id` names the call it answers. An
+    tool result: `content` is the result text, `tool_call_id` names the call it answers and
+    `is_error` says the tool failed (Anthropic `is_error`, Bedrock's Claude `status: "error"`,
+    Gemini's `error` key; elsewhere the text says so). An
     `assistant` message may carry `tool_calls`, and `native`: the provider's own form of the
     turn, which that provider gets back verbatim.
     """
@@ -174,6 +176,7 @@ class Message(_Model):
     tool_call_id: str | None = None
     name: str | None = None
     native: NativeTurn | None = None
+    is_error: bool = False
 
     @property
     def text(self) -> str:
@@ -213,8 +216,12 @@ class Message(_Model):
         return cls(role="system", content=text)
 
     @classmethod
-    def tool_result(cls, tool_call_id: str, text: str, name: str | None = None) -> Message:
-        return cls(role="tool", content=text, tool_call_id=tool_call_id, name=name)
+    def tool_result(
+        cls, tool_call_id: str, text: str, name: str | None = None, *, is_error: bool = False
+    ) -> Message:
+        return cls(
+            role="tool", content=text, tool_call_id=tool_call_id, name=name, is_error=is_error
+        )
 
 
 class ToolDef(_Model):
