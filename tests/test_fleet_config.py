@@ -27,6 +27,36 @@ def test_bad_backend_settings_are_config_errors(section: str, value: object, key
     assert caught.value.key == key
 
 
+@pytest.mark.parametrize(
+    "url",
+    [
+        "redis://:slash/PartTwo9@127.0.0.1:6379/0",  # unencoded: the client reads 'slash' as a port
+        "redis://:hash#PartTwo9@127.0.0.1:6379/0",
+        "rediss://:ques?PartTwo9@127.0.0.1:6379/0",
+        "redis://:PartTwo9@127.0.0.1:notaport/0",
+        "redis://:PartTwo9@127.0.0.1:99999/0",
+        "valkey://:PartTwo9@127.0.0.1:6379/zero",
+        "redis://:PartTwo9@127.0.0.1:6379?db=one",
+    ],
+)
+def test_a_redis_url_the_client_cannot_read_is_a_config_error_without_its_password(
+    url: str,
+) -> None:
+    """The Redis client raises a bare ValueError naming the piece it could not read (a piece
+    of the password, for one written with `/`, `?` or `#`): that was exit 70 with the piece
+    shown. It is a config error naming the key, from the file or the environment."""
+    with pytest.raises(ConfigError) as from_file:
+        validate_config({"state": {"url": url}})
+    with pytest.raises(ConfigError) as from_env:
+        state_url(validate_config({}), {"OPENKOI_STATE_URL": url})
+    assert from_file.value.key == "state.url" and from_env.value.key == "OPENKOI_STATE_URL"
+    for error in (from_file.value, from_env.value):
+        assert "percent-encoded" in str(error)
+        for piece in ("PartTwo9", "slash", "hash", "ques", "notaport", "zero"):
+            assert piece not in str(error)
+    assert validate_config({"state": {"url": "redis://:p%2Fw@h:6379/2"}}).state.url
+
+
 def test_the_environment_overrides_the_config_file() -> None:
     config = validate_config(
         {"state": {"url": "redis://a:6379/0"}, "usage": {"database": "postgresql://db/x"}}
@@ -57,10 +87,21 @@ def test_the_environment_overrides_the_config_file() -> None:
             "unix:///run/redis.sock?db=0&password=zz",
             "unix:///run/redis.sock?db=0&password=***",
         ),
+        # A password written with `/`, `?` or `#` unencoded: a URL parser ends the host part
+        # there and would show the password as the host or path.
+        ("postgresql://u:slash/PgTwo9@db:5432/x", "postgresql://u:***@db:5432/x"),
+        ("postgresql://u:hash#PgTwo9@db/x", "postgresql://u:***@db/x"),
+        ("redis://:ques?PgTwo9@h:6379/0", "redis://:***@h:6379/0"),
+        ("redis://:a@b@h:6379/0", "redis://:***@h:6379/0"),
+        ("redis://we/ird@h/0", "redis://***@h/0"),
+        ("redis://h/0#frag-s3cret", "redis://h/0"),
+        ("no-scheme-s3cret", "(unparseable URL)"),
     ],
 )
 def test_urls_are_shown_without_passwords(url: str, shown: str) -> None:
     assert redact_url(url) == shown
+    for secret in ("PgTwo9", "s3cret", "zz"):
+        assert secret not in redact_url(url)
 
 
 def test_a_call_counts_against_its_model_and_its_provider() -> None:

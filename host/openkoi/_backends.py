@@ -4,7 +4,7 @@ URLs (`redis://`, `postgresql://`) as they may be shown, never with a password."
 from __future__ import annotations
 
 from dataclasses import dataclass
-from urllib.parse import parse_qsl, urlencode, urlsplit
+from urllib.parse import parse_qsl, urlencode
 
 
 @dataclass(frozen=True)
@@ -21,21 +21,32 @@ _SECRET_PARAMS = {"password", "passfile", "sslpassword"}
 
 
 def redact_url(url: str) -> str:
-    """`redis://:s3cret@host:6379/0` -> `redis://:***@host:6379/0`; query passwords too."""
-    try:
-        parts = urlsplit(url)
-        netloc = parts.netloc
-        if "@" in netloc:
-            userinfo, _, hostport = netloc.rpartition("@")
-            user, sep, _password = userinfo.partition(":")
-            netloc = f"{user}{':***' if sep else ''}@{hostport}"
+    """`redis://:s3cret@host:6379/0` -> `redis://:***@host:6379/0`; query passwords too.
+
+    The credentials are everything before the last `@`, however the rest parses: a password
+    written with `/`, `?` or `#` unencoded ends the host part for a URL parser, which would show
+    the password as the host or path. Masking too much is the safe side of that doubt."""
+    scheme, sep, rest = url.partition("://")
+    if not sep:
+        return "(unparseable URL)"
+    userinfo, at, location = rest.rpartition("@")
+    shown = ""
+    if at:
+        user, colon, _password = userinfo.partition(":")
+        if any(c in user for c in "/?#"):
+            user, colon = "***", ""
+        shown = f"{user}{':***' if colon else ''}@"
+    location = location.split("#", 1)[0]
+    where, question, query = location.partition("?")
+    if question:
+        try:
+            pairs = parse_qsl(query, keep_blank_values=True)
+        except ValueError:
+            return f"{scheme}://{shown}{where}?***"
         query = urlencode(
-            [(k, "***" if k.lower() in _SECRET_PARAMS else v) for k, v in parse_qsl(parts.query)],
-            safe="*",
+            [(k, "***" if k.lower() in _SECRET_PARAMS else v) for k, v in pairs], safe="*"
         )
-        return f"{parts.scheme}://{netloc}{parts.path}" + (f"?{query}" if query else "")
-    except ValueError:
-        return url.partition("://")[0] + "://(unparseable URL)"
+    return f"{scheme}://{shown}{where}" + (f"?{query}" if query else "")
 
 
 def describe_error(exc: BaseException) -> str:

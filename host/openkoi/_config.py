@@ -26,7 +26,7 @@ import os
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
-from urllib.parse import urlsplit
+from urllib.parse import parse_qsl, unquote, urlsplit
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
@@ -133,7 +133,23 @@ class StateSection(_Section):
             return None
         if value and not value.startswith(("redis://", "rediss://", "unix://", "valkey://")):
             raise ValueError("expected a redis://, rediss://, unix:// or valkey:// URL")
+        if value and not value.startswith("unix://") and _redis_url_problem(value):
+            # Never the URL or the parser's words about it: they may hold the password.
+            raise ValueError(
+                "not a valid Redis URL (its host, port or db cannot be read; a password with "
+                "'/', '?', '#' or '@' in it must be percent-encoded)"
+            )
         return value or None
+
+
+def _redis_url_problem(url: str) -> bool:
+    """Whether the Redis client would fail to read `url`'s host, port or db number (it raises
+    a bare ValueError naming the bad piece, which may be part of the password)."""
+    if _url_problem(url) is not None:
+        return True
+    parts = urlsplit(url)
+    db = dict(parse_qsl(parts.query)).get("db", unquote(parts.path).replace("/", "") or "0")
+    return not db.isdigit()
 
 
 class UsageSection(_Section):
