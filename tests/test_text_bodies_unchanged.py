@@ -52,8 +52,9 @@ GOLDEN: dict[tuple[str, bool], str] = {
     ("anthropic", True): "d8c55b8e9f09f1278e5b22cbd1a0dabd005cd3f5d02161c2a51f52e1b9afd4f1",
     ("bedrock", False): "16ff242f02117a94dd805d9cfa865599708f845c5cd293e3c7dd75d2a4430d43",
     ("bedrock", True): "16ff242f02117a94dd805d9cfa865599708f845c5cd293e3c7dd75d2a4430d43",
-    ("google", False): "080f1f7a35d65c3972a8cf2df1cc4a94175e6d3ff98a3852fbd115cd4f9a075d",
-    ("google", True): "080f1f7a35d65c3972a8cf2df1cc4a94175e6d3ff98a3852fbd115cd4f9a075d",
+    # Gemini's tool schemas went from `parameters` (an OpenAPI subset) to `parametersJsonSchema`.
+    ("google", False): "e5579322b066dd684d28d11edf863748688ca64b91a51656cbc68f510363014f",
+    ("google", True): "e5579322b066dd684d28d11edf863748688ca64b91a51656cbc68f510363014f",
     ("ollama", False): "b6be36b7eac807c1fbd2ce046cb1464e873bd20211b977635670a941ff875260",
     ("ollama", True): "31b989b54100211700383a27487a5f9f4f0c18dec94c2ebc421f620c54844d2f",
     ("openai", False): "91cbf85482e9c2e882c1d01e04f05a4ff2c5cbb8a6ed5df419c2306bef9f5452",
@@ -74,6 +75,8 @@ async def _body(name: str, stream: bool, serve: Any) -> bytes:
     server = serve(handler)
     provider = wire.make(server.url)
     request = RICH.model_copy(update={"model": wire.model})
+    if name == "openai-oauth":  # the Responses API has no stop sequences: refused, not dropped
+        request = request.model_copy(update={"stop": None})
     try:
         if stream:
             await collect(provider.chat_stream(request))
