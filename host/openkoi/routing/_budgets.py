@@ -6,13 +6,15 @@ minute, which lets 2N through across a minute boundary). A call reserves its tok
 `max_tokens` plus a rough count of its input, four characters a token) and is settled afterwards
 to the tokens the provider reported. This module holds the rule itself (`decide`), kept pure, and
 the two local stores that apply it: in memory and in SQLite. Redis applies the same rule in Lua.
+A stored entry no code of ours would write (garbage tokens, a start more than a window ahead) is
+deleted by the next reservation, which says so, rather than trusted or fatal.
 """
 
 from __future__ import annotations
 
 import threading
 import uuid
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
@@ -25,6 +27,18 @@ if TYPE_CHECKING:
     import sqlite3
 
 WINDOW = 60.0  # seconds: budgets are per minute
+MAX_TOKENS = 10**12  # tokens one call counts, at most: a larger stored number is bad data
+
+
+def brief(value: object) -> str:
+    """A stored value as a warning shows it: its repr, cut short (it may be megabytes)."""
+    text = repr(value)
+    return text if len(text) <= 40 else text[:36] + "..."
+
+
+def clamp_tokens(tokens: int) -> int:
+    """`tokens` within [0, MAX_TOKENS]: what is stored is always what we accept back."""
+    return min(max(tokens, 0), MAX_TOKENS)
 
 
 @dataclass(frozen=True)
@@ -150,13 +164,36 @@ class MemoryBudgets:
 class SqliteBudgets:
     """Budgets in the machine's state file, shared by its processes (`BEGIN IMMEDIATE`)."""
 
-    def __init__(self, conn: sqlite3.Connection) -> None:
+    def __init__(
+        self, conn: sqlite3.Connection, *, on_bad: Callable[[str, str], None] | None = None
+    ) -> None:
         self.conn = conn
+        self.on_bad = on_bad  # (budget, what is wrong) for each bad entry deleted
+
+    def _drop_bad(self, conn: sqlite3.Connection, names: list[str], now: float) -> None:
+        """Delete the entries of `names` that no reservation of ours would have written."""
+        marks = ", ".join("?" * len(names))
+        where = (
+            f"budget IN ({marks}) AND NOT (typeof(at) IN ('integer', 'real') AND at <= ? "
+            "AND typeof(tokens) IN ('integer', 'real') AND tokens BETWEEN 0 AND ?)"
+        )
+        args = (*names, now + WINDOW, MAX_TOKENS)
+        bad = conn.execute(
+            f"SELECT budget, id, at, tokens FROM budget_events WHERE {where} LIMIT 10", args
+        ).fetchall()
+        if not bad:
+            return
+        conn.execute(f"DELETE FROM budget_events WHERE {where}", args)
+        for name, id_, at, tokens in bad:
+            if self.on_bad is not None:
+                self.on_bad(str(name), f"{brief(id_)} at {brief(at)}, {brief(tokens)} tokens")
 
     def reserve(self, budgets: Sequence[Budget], tokens: int, now: float) -> Admission:
         names = [b.name for b in budgets]
         marks = ", ".join("?" * len(names))
+        tokens = clamp_tokens(tokens)
         with write_transaction(self.conn) as conn:
+            self._drop_bad(conn, names, now)
             conn.execute(
                 f"DELETE FROM budget_events WHERE budget IN ({marks}) AND at <= ?",
                 (*names, now - WINDOW),
@@ -177,5 +214,5 @@ class SqliteBudgets:
 
     def settle(self, admission: Admission, tokens: int) -> None:
         self.conn.execute(
-            "UPDATE budget_events SET tokens = ? WHERE id = ?", (tokens, admission.id)
+            "UPDATE budget_events SET tokens = ? WHERE id = ?", (clamp_tokens(tokens), admission.id)
         )

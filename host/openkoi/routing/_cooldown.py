@@ -4,20 +4,23 @@
 A model that failed transiently is skipped until its cooldown ends, by this process and by the
 next CLI run alike. If the file cannot be used (locked for too long, corrupted, read-only), the
 store says so once and keeps cooldowns in memory for the rest of the process: a broken state file
-never stops a call.
+never stops a call. A row that is not one this code would write (a hand edit, garbage) is
+ignored with one warning naming it, and replaced when the model fails again.
 """
 
 from __future__ import annotations
 
+import math
 import threading
-from collections.abc import Callable, Iterable
+import time
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from openkoi._errors import ERROR_KINDS, ProviderError
+from openkoi._errors import ERROR_KINDS, BudgetExceededError, ProviderError
 from openkoi._paths import openkoi_home
-from openkoi.routing._budgets import Admission, Budget, MemoryBudgets, SqliteBudgets
+from openkoi.routing._budgets import Admission, Budget, MemoryBudgets, SqliteBudgets, brief
 from openkoi.routing._policy import CooldownPolicy
 from openkoi.usage._db import Migration, open_database, write_transaction
 
@@ -62,6 +65,30 @@ MIGRATIONS: tuple[Migration, ...] = (
 )
 
 
+MAX_MESSAGE = 1000  # characters of an error message kept with a cooldown, and shown from one
+HORIZON = 366 * 86400.0  # seconds: no cooldown ends further ahead (a longer one is bad data)
+MAX_FAILURES = 1_000_000  # failures in a row that a cooldown counts
+MAX_REPORTED = 256  # bad entries warned about per store, so garbage cannot flood the warnings
+FIELDS = ("until", "failures", "kind", "message", "status", "updated")
+
+# The error class a cooldown's kind is rebuilt as. A budget's error is never a cooldown's (and
+# takes other arguments): a stored one is rebuilt as the generic error.
+_REBUILT = {kind: cls for kind, cls in ERROR_KINDS.items() if cls is not BudgetExceededError}
+
+
+# A row as `read_cooldown` takes it; text fields cut in SQL, so a huge one is never read whole.
+_COLUMNS = (
+    f"ref, until, failures, substr(kind, 1, 65), substr(message, 1, {MAX_MESSAGE + 1}), "
+    "status, updated_at"
+)
+
+
+def short_message(text: str) -> str:
+    """`text` cut to `MAX_MESSAGE` characters: a message read back (written by any machine, or
+    by hand) ends up on one line of the CLI's error."""
+    return text if len(text) <= MAX_MESSAGE else text[: MAX_MESSAGE - 3] + "..."
+
+
 @dataclass(frozen=True)
 class Cooldown:
     ref: str
@@ -77,8 +104,62 @@ class Cooldown:
 
     def error(self) -> ProviderError:
         """The last error, rebuilt as its typed class."""
-        cls = ERROR_KINDS.get(self.kind, ProviderError)
+        cls = _REBUILT.get(self.kind, ProviderError)
         return cls(self.message, provider=self.ref.partition("/")[0], status=self.status)
+
+
+def _number(value: object) -> float | None:
+    """A finite number, stored as a number or as text; None for anything else."""
+    if isinstance(value, bool) or not isinstance(value, int | float | str | bytes):
+        return None
+    try:
+        number = float(value)
+    except (ValueError, OverflowError):
+        return None
+    return number if math.isfinite(number) else None
+
+
+def read_cooldown(
+    ref: str,
+    fields: Sequence[object],
+    *,
+    now: float,
+    seconds: Callable[[float], float] = float,
+) -> Cooldown | str:
+    """The cooldown stored as `fields` (`FIELDS`, in order), or what is wrong with them: stored
+    data may be hand-written or garbage, and must never fail a call. `seconds` maps a stored time
+    into the caller's clock; one more than `HORIZON` after `now` is out of range."""
+    until_raw, failures_raw, kind, message, status_raw, updated_raw = fields
+    missing = [n for n, v in zip(FIELDS, fields, strict=True) if v is None and n != "status"]
+    if missing:
+        return f"has no {', '.join(missing)}"
+    moments = []
+    for name, raw in (("until", until_raw), ("updated", updated_raw)):
+        number = _number(raw)
+        if number is None:
+            return f"its {name} is {brief(raw)}, not a number"
+        moment = seconds(number)
+        if moment > now + HORIZON:
+            return f"its {name} is {brief(raw)}, more than a year ahead"
+        moments.append(moment)
+    failures = _number(failures_raw)
+    if failures is None or not failures.is_integer() or not 1 <= failures <= MAX_FAILURES:
+        return f"its failures is {brief(failures_raw)}, not a count from 1 to {MAX_FAILURES}"
+    if isinstance(message, bytes):
+        message = message.decode("utf-8", "replace")
+    if not isinstance(kind, str) or not 0 < len(kind) <= 64:
+        return f"its kind is {brief(kind)}, not an error kind"
+    if not isinstance(message, str):
+        return f"its message is {brief(message)}, not text"
+    status = None
+    if status_raw is not None and status_raw != "":
+        code = _number(status_raw)
+        if code is None or not code.is_integer() or not 100 <= code <= 599:
+            return f"its status is {brief(status_raw)}, not an HTTP status"
+        status = int(code)
+    return Cooldown(
+        ref, moments[0], int(failures), kind, short_message(message), status, moments[1]
+    )
 
 
 def cooldowns_db_path() -> Path:
@@ -100,6 +181,7 @@ class CooldownStore:
         self._memory: dict[str, Cooldown] | None = None  # set once the file has failed us
         self._memory_budgets = MemoryBudgets()
         self._lock = threading.Lock()
+        self._reported: set[str] = set()
 
     def __repr__(self) -> str:
         return f"CooldownStore(path={str(self.path)!r})"
@@ -114,6 +196,8 @@ class CooldownStore:
     def _connection(self) -> sqlite3.Connection:
         if self._conn is None:
             self._conn = open_database(self.path, MIGRATIONS, timeout=self.timeout)
+            # Text that is not UTF-8 (a hand edit) is a bad row to skip, not a broken file.
+            self._conn.text_factory = lambda data: data.decode("utf-8", "replace")
         return self._conn
 
     def _degrade(self, exc: BaseException) -> dict[str, Cooldown]:
@@ -128,22 +212,48 @@ class CooldownStore:
             )
         return self._memory
 
+    def _bad(self, what: str, problem: str, done: str = "ignored") -> None:
+        """Say once that `what` in the file is garbage: it is `done` with, never trusted or fatal."""
+        if what in self._reported or len(self._reported) >= MAX_REPORTED:
+            return
+        self._reported.add(what)
+        if self.on_warning is not None:
+            self.on_warning(f"the state file {self.path} holds a bad {what} ({problem}): {done}")
+
+    def _row(self, row: Sequence[object], now: float | None) -> Cooldown | None:
+        """A row as a `Cooldown`, or None (with a warning) when it is not one we would write."""
+        ref = row[0]
+        if not isinstance(ref, str):
+            self._bad(f"cooldown row {brief(ref)}", "its ref is not text")
+            return None
+        found = read_cooldown(ref, row[1:], now=time.time() if now is None else now)
+        if isinstance(found, str):
+            self._bad(f"cooldown of {ref}", found)
+            return None
+        return found
+
+    def _budgets(self) -> SqliteBudgets:
+        return SqliteBudgets(
+            self._connection(),
+            on_bad=lambda name, why: self._bad(f"budget entry of {name}", why, "deleted"),
+        )
+
     # -- queries ------------------------------------------------------------------------
 
-    def get(self, refs: Iterable[str]) -> dict[str, Cooldown]:
-        """Every stored cooldown of `refs`, expired or not."""
+    def get(self, refs: Iterable[str], *, now: float | None = None) -> dict[str, Cooldown]:
+        """Every stored cooldown of `refs`, expired or not; `now` (default: the time) dates them."""
         import sqlite3
 
         refs = list(refs)
         with self._lock:
             if self._memory is None:
                 try:
+                    marks = ", ".join("?" * len(refs))
                     rows = self._connection().execute(
-                        f"SELECT ref, until, failures, kind, message, status, updated_at "
-                        f"FROM cooldowns WHERE ref IN ({', '.join('?' * len(refs))})",
-                        refs,
+                        f"SELECT {_COLUMNS} FROM cooldowns WHERE ref IN ({marks})", refs
                     )
-                    return {row[0]: Cooldown(*row) for row in rows}
+                    found = [self._row(row, now) for row in rows]
+                    return {c.ref: c for c in found if c is not None}
                 except (sqlite3.Error, OSError) as exc:
                     self._degrade(exc)
             assert self._memory is not None
@@ -156,10 +266,10 @@ class CooldownStore:
             if self._memory is None:
                 try:
                     rows = self._connection().execute(
-                        "SELECT ref, until, failures, kind, message, status, updated_at "
-                        "FROM cooldowns ORDER BY ref"
+                        f"SELECT {_COLUMNS} FROM cooldowns ORDER BY ref"
                     )
-                    return [Cooldown(*row) for row in rows]
+                    found = [self._row(row, None) for row in rows]
+                    return [c for c in found if c is not None]
                 except (sqlite3.Error, OSError) as exc:
                     self._degrade(exc)
             assert self._memory is not None
@@ -178,11 +288,11 @@ class CooldownStore:
                 try:
                     with write_transaction(self._connection()) as conn:
                         row = conn.execute(
-                            "SELECT ref, until, failures, kind, message, status, updated_at "
-                            "FROM cooldowns WHERE ref = ?",
+                            f"SELECT {_COLUMNS} FROM cooldowns WHERE ref = ?",
                             (ref,),
                         ).fetchone()
-                        cooldown = _next(Cooldown(*row) if row else None, ref, error, now, policy)
+                        previous = self._row(row, now) if row else None  # a bad one is replaced
+                        cooldown = _next(previous, ref, error, now, policy)
                         conn.execute(
                             "INSERT OR REPLACE INTO cooldowns "
                             "(ref, until, failures, kind, message, status, updated_at) "
@@ -238,7 +348,7 @@ class CooldownStore:
         with self._lock:
             if self._memory is None:
                 try:
-                    admission = SqliteBudgets(self._connection()).reserve(budgets, tokens, now)
+                    admission = self._budgets().reserve(budgets, tokens, now)
                     admission.backend = "sqlite"
                     return admission
                 except (sqlite3.Error, OSError) as exc:
@@ -254,7 +364,7 @@ class CooldownStore:
         with self._lock:
             if admission.backend == "sqlite" and self._memory is None:
                 try:
-                    SqliteBudgets(self._connection()).settle(admission, tokens)
+                    self._budgets().settle(admission, tokens)
                 except (sqlite3.Error, OSError) as exc:
                     self._degrade(exc)
             elif admission.backend == "memory":
@@ -285,7 +395,8 @@ def _next(
             failures = previous.failures
         elif now - previous.until <= policy.max_cooldown:
             failures = previous.failures + 1
-    until = now + policy.seconds(failures, error.retry_after)
+    failures = min(failures, MAX_FAILURES)
+    until = now + min(policy.seconds(failures, error.retry_after), HORIZON)  # what we read back
     if previous is not None and previous.active(now):
         until = max(until, previous.until)
     return Cooldown(
@@ -293,7 +404,7 @@ def _next(
         until=until,
         failures=failures,
         kind=error.kind,
-        message=error.message,
+        message=short_message(error.message),
         status=error.status,
         updated_at=now,
     )

@@ -38,7 +38,7 @@ class LocalState:
         return f"LocalState({self.store!r})"
 
     async def get(self, refs: Iterable[str], *, now: float) -> dict[str, Cooldown]:
-        return self.store.get(refs)
+        return self.store.get(refs, now=now)
 
     async def all(self) -> list[Cooldown]:
         return self.store.all()
@@ -175,5 +175,7 @@ def open_state(config: Config, *, on_warning: Callable[[str], None]) -> StateSto
     from openkoi.routing._state_redis import RedisState  # only with a shared store configured
 
     return FailoverState(
-        RedisState(url, timeout=config.state.timeout), local, on_warning=on_warning
+        RedisState(url, timeout=config.state.timeout, on_warning=on_warning),
+        local,
+        on_warning=on_warning,
     )
