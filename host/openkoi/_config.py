@@ -124,7 +124,10 @@ class StateSection(_Section):
     `OPENKOI_STATE_URL` overrides it."""
 
     url: str | None = None
-    timeout: float = Field(default=0.25, gt=0, le=10)  # seconds, per network operation
+    # seconds, per network operation; at 0.25 s, 8 processes starting at once on a busy 2-core
+    # machine timed out connecting and counted a shared budget on their own (120 admitted
+    # against rpm=40; 40-61 at 1 s)
+    timeout: float = Field(default=1.0, gt=0, le=10)
 
     @field_validator("url")
     @classmethod

@@ -12,7 +12,7 @@ megabytes of text) is bad data, not an outage: it is ignored, with one warning n
 replaced or deleted when this machine next writes it; Redis stays in use for everything else.
 
 The `redis` package is imported only when a `redis://` URL is configured (`openkoi[redis]`).
-Every operation has a deadline (`[state] timeout`, default 0.25 s) and the client never retries:
+Every operation has a deadline (`[state] timeout`, default 1 s) and the client never retries:
 the caller falls back to local state instead.
 """
 
@@ -276,7 +276,7 @@ class RedisState:
         self,
         url: str,
         *,
-        timeout: float = 0.25,
+        timeout: float = 1.0,
         prefix: str = "openkoi:",
         on_warning: Callable[[str], None] | None = None,
     ) -> None:
