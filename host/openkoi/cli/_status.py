@@ -82,36 +82,55 @@ def status(costs: bool, since: str | None, as_json: bool) -> None:
 
 def cost_report(since: float | None) -> dict[str, Any]:
     from openkoi._config import load_config
-    from openkoi._errors import LedgerError
     from openkoi.usage import Ledger, summarize, usage_db_path
     from openkoi.usage._backend import open_ledger
 
     notes: list[str] = []
-    ledger = open_ledger(load_config(), on_warning=notes.append)
+    said: list[str] = []  # the shared ledger's own warnings (the writer's "unavailable")
+    ledger = open_ledger(load_config(), on_warning=said.append)
     path = usage_db_path()
     summary: dict[str, Any] | None = None
     try:
         if ledger.backend != "sqlite":
-            send = getattr(ledger, "send", None)
-            if send is not None:
-                send()  # this machine's queued rows first, so they count
-            try:
-                summary = summarize(ledger, since)
-            except LedgerError as exc:
-                notes.append(f"{exc}; showing this machine's rows only ({path})")
-        if summary is None and path.exists():
-            with Ledger(path) as local:
-                summary = summarize(local, since)
-        where = ledger.where if not notes else str(path)
+            summary = _shared_summary(ledger, since, notes)
+        shared = summary is not None
+        if summary is None:
+            if ledger.backend != "sqlite":
+                said.clear()  # the line `_shared_summary` wrote says it, and what is shown
+            if path.exists():
+                with Ledger(path) as local:
+                    summary = summarize(local, since, on_warning=notes.append)
     finally:
         ledger.close()
     if summary is None:  # nothing recorded yet: say so without creating the file
         summary = _empty_summary()
     summary["since"] = _iso(since) if since is not None else None
-    summary["ledger"] = where
-    summary["backend"] = ledger.backend if not notes else "sqlite"
-    summary["warnings"] = list(dict.fromkeys(notes))
+    summary["ledger"] = ledger.where if shared else str(path)
+    summary["backend"] = ledger.backend if shared else "sqlite"
+    summary["warnings"] = list(dict.fromkeys(said + notes))
     return summary
+
+
+def _shared_summary(ledger: Any, since: float | None, notes: list[str]) -> dict[str, Any] | None:
+    """The fleet's summary, this machine's queued rows sent first so they count; None, with one
+    line in `notes`, when the database cannot be used (then each step has waited only once)."""
+    from openkoi._errors import LedgerError
+    from openkoi.usage import summarize, usage_db_path
+
+    send = getattr(ledger, "send", None)
+    if send is not None:
+        send()
+    down = getattr(ledger, "unavailable", None)  # a send that failed: not tried a second time
+    if down is None:
+        try:
+            return summarize(ledger, since, on_warning=notes.append)
+        except LedgerError as exc:
+            down = getattr(ledger, "unavailable", None) or str(exc)
+    notes.append(
+        f"the usage database {ledger.where} is unavailable ({down}); showing this machine's "
+        f"rows only ({usage_db_path()}); those not sent yet are sent when it is back"
+    )
+    return None
 
 
 def _empty_summary() -> dict[str, Any]:

@@ -9,6 +9,12 @@ row carries a uuid (`uid`, unique in PostgreSQL, `ON CONFLICT DO NOTHING`), so a
 is down, rows wait in the outbox, one warning says so, and they are sent when it is back: by this
 process, or by the next openkoi run on the machine.
 
+Every wait has a deadline on our side too (`[usage] timeout`): connecting runs on a thread of
+its own, and an operation on a connection that outlives it has its socket shut down (`_Deadline`).
+`statement_timeout` is the server's, and a server that took the login and then went silent (a
+proxy in front of a dead one, a stuck backend) never says anything, while its TCP stack keeps
+ACKing, so neither keepalives nor `tcp_user_timeout` would end the wait.
+
 Migrations run inside one transaction holding `pg_advisory_xact_lock`, so many processes starting
 at once apply each exactly once. `psycopg` (3) is imported only when a `postgresql://` URL is
 configured (`openkoi[postgres]`); its sync API suits a writer thread that must not depend on the
@@ -18,12 +24,15 @@ caller's event loop.
 from __future__ import annotations
 
 import contextlib
+import os
+import socket
 import threading
 import time
 from collections.abc import Callable
+from types import TracebackType
 from typing import Any
 
-from openkoi._backends import Health, describe_error, redact_url
+from openkoi._backends import Health, describe_error, redact_url, url_secrets
 from openkoi._errors import ConfigError, LedgerError
 from openkoi.usage._db import Migration
 from openkoi.usage._ledger import COLUMNS, MIGRATIONS, CallRecord, Ledger, _since
@@ -102,7 +111,8 @@ def _psycopg() -> Any:
 
 
 def connect(url: str, timeout: float) -> Any:
-    """A connection whose every wait is bounded: connecting, each statement, unacked writes."""
+    """A connection with libpq's and the server's bounds: connecting, each statement, unacked
+    writes. None of them ends a wait on a server that went silent: `PgLedger` adds its own."""
     psycopg = _psycopg()
     return psycopg.connect(
         url,
@@ -114,6 +124,73 @@ def connect(url: str, timeout: float) -> Any:
         keepalives_interval=1,
         keepalives_count=2,
     )
+
+
+def _within(seconds: float, opener: Callable[[], Any]) -> Any:
+    """`opener()` (a new connection) on a thread of its own, given up after `seconds`: libpq's
+    connect_timeout is whole seconds, at least 2, per address, and a name lookup has none. A
+    connection that arrives after that is closed."""
+    got: list[Any] = []
+    late = threading.Event()
+    lock = threading.Lock()
+
+    def run() -> None:
+        try:
+            value: Any = opener()
+        except BaseException as exc:  # handed to the caller's thread
+            value = exc
+        with lock:
+            if not late.is_set():
+                got.append(value)
+                return
+        if not isinstance(value, BaseException):
+            with contextlib.suppress(Exception):
+                value.close()
+
+    worker = threading.Thread(target=run, name="openkoi-ledger-connect", daemon=True)
+    worker.start()
+    worker.join(seconds)
+    with lock:
+        if not got:
+            late.set()
+            raise TimeoutError(f"could not connect in {seconds:g} s")
+    if isinstance(got[0], BaseException):
+        raise got[0]
+    return got[0]
+
+
+class _Deadline:
+    """Bounds one operation on `conn`: past `seconds` its socket is shut down, so psycopg's wait
+    (which has no timeout of its own) ends at once, and the operation raises `TimeoutError`."""
+
+    def __init__(self, conn: Any, seconds: float) -> None:
+        self.seconds = seconds
+        self._fd: int = conn.pgconn.socket
+        self._lock = threading.Lock()
+        self._done = False
+        self._cut = False
+        self._timer = threading.Timer(seconds, self._shut)
+        self._timer.daemon = True
+
+    def __enter__(self) -> None:
+        self._timer.start()
+
+    def __exit__(
+        self, kind: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        with self._lock:  # from here the socket is never touched: the caller may close it
+            self._done = True
+        self._timer.cancel()
+        if self._cut and (kind is None or issubclass(kind, Exception)):
+            raise TimeoutError(f"no answer in {self.seconds:g} s") from exc
+
+    def _shut(self) -> None:
+        with self._lock:
+            if self._done:
+                return
+            self._cut = True
+            with contextlib.suppress(OSError), socket.socket(fileno=os.dup(self._fd)) as sock:
+                sock.shutdown(socket.SHUT_RDWR)  # the connection's own fd stays open
 
 
 def migrate(conn: Any) -> None:
@@ -152,6 +229,7 @@ class PgLedger:
     ) -> None:
         _psycopg()  # a missing package is a config error now, not a warning per call
         self._url = url
+        self._secrets = url_secrets(url)  # masked in any error text shown
         self.local = local
         self.timeout = timeout
         self.on_warning = on_warning
@@ -162,6 +240,8 @@ class PgLedger:
         self._thread: threading.Thread | None = None
         self._failures = 0
         self._warned = False
+        self._warn_lock = threading.Lock()
+        self.unavailable: str | None = None  # why the database failed us last, until it does not
 
     @property
     def where(self) -> str:
@@ -192,75 +272,89 @@ class PgLedger:
             self.send()
 
     def send(self) -> bool:
-        """Send the outbox now; True when it is empty. Never raises: a failure is kept for later."""
-        with self._send_lock:
-            try:
-                while True:
-                    rows = self.local.pending(_BATCH)
-                    if not rows:
-                        break
-                    conn = self._connection()
-                    with conn.transaction(), conn.cursor() as cursor:
-                        cursor.executemany(_INSERT, [row[1:] for row in rows])
-                    self.local.sent([row[0] for row in rows])
-            except Exception as exc:
-                self._failed(exc)
-                return False
-            self._failures = 0
-            return True
+        """Send the outbox now; True when it is empty. Never raises: a failure is kept for later.
+        Each batch, like connecting, has the database timeout as its deadline."""
+        if not self._send_lock.acquire(timeout=self.timeout):
+            return False  # another thread is sending them
+        try:
+            return self._send_all()
+        finally:
+            self._send_lock.release()
+
+    def _send_all(self) -> bool:
+        try:
+            while True:
+                rows = self.local.pending(_BATCH)
+                if not rows:
+                    break
+                conn = self._connection()
+                with _Deadline(conn, self.timeout), conn.transaction(), conn.cursor() as cursor:
+                    cursor.executemany(_INSERT, [row[1:] for row in rows])
+                self.local.sent([row[0] for row in rows])
+        except Exception as exc:
+            self._failed(exc)
+            return False
+        self._failures = 0
+        self.unavailable = None
+        return True
 
     def _connection(self) -> Any:
         if self._conn is None or self._conn.closed:
-            conn = connect(self._url, self.timeout)
+            conn = _within(self.timeout, lambda: connect(self._url, self.timeout))
             try:
-                migrate(conn)
+                with _Deadline(conn, self.timeout):
+                    migrate(conn)
             except BaseException:
                 conn.close()
                 raise
             self._conn = conn
         return self._conn
 
-    def _failed(self, exc: Exception) -> None:
+    def _drop(self, exc: Exception) -> None:
+        """Forget the connection after a failure; until a success, closing does not wait."""
         if self._conn is not None:
             with contextlib.suppress(Exception):  # already broken; nothing more to do with it
                 self._conn.close()
             self._conn = None
         self._failures += 1
-        if isinstance(exc, LedgerError):  # the local file itself: the router warns per call
-            return
-        if not self._warned and self.on_warning is not None:
+        if not isinstance(exc, LedgerError):  # the local file's failures are not the database's
+            self.unavailable = describe_error(exc, self._secrets)
+
+    def _failed(self, exc: Exception) -> None:
+        self._drop(exc)
+        if not isinstance(exc, LedgerError):  # the local file itself: the router warns per call
+            self._warn(self.unavailable or "")
+
+    def _warn(self, reason: str) -> None:
+        """Say once that the database is unavailable: from the writer, or from `close`."""
+        with self._warn_lock:
+            if self._warned or self.on_warning is None:
+                return
             self._warned = True
-            self.on_warning(
-                f"the usage database {self.where} is unavailable ({describe_error(exc)}); "
-                f"rows are kept in {self.local.path} and sent when it is back"
-            )
+        self.on_warning(
+            f"the usage database {self.where} is unavailable ({reason}); "
+            f"rows are kept in {self.local.path} and sent when it is back"
+        )
 
     # -- reading (status --costs) ---------------------------------------------------------
 
     def query(self, sql: str, params: tuple[Any, ...] = ()) -> list[dict[str, Any]]:
-        """A read on PostgreSQL, bounded by a watchdog thread; raises `LedgerError`."""
-        result: list[list[dict[str, Any]]] = []
-        failure: list[BaseException] = []
-
-        def run() -> None:
-            try:
-                with self._send_lock:
-                    conn = self._connection()
-                    with conn.transaction(), conn.cursor() as cursor:
-                        cursor.execute(sql.replace("?", "%s"), params)
-                        names = [d.name for d in cursor.description or ()]
-                        result.append([dict(zip(names, r, strict=True)) for r in cursor.fetchall()])
-            except BaseException as exc:
-                failure.append(exc)
-
-        worker = threading.Thread(target=run, name="openkoi-ledger-query", daemon=True)
-        worker.start()
-        worker.join(self.timeout * 3)
-        if result:
-            return result[0]
-        reason = describe_error(failure[0]) if failure else "timed out"
-        self._failures += 1  # known down: closing does not wait for it
-        raise LedgerError(f"could not read the usage database {self.where}: {reason}")
+        """A read on PostgreSQL; raises `LedgerError`. Waiting for the writer, connecting and
+        the query each have the database timeout as their deadline."""
+        if not self._send_lock.acquire(timeout=self.timeout):
+            raise LedgerError(f"could not read the usage database {self.where}: writer busy")
+        try:
+            conn = self._connection()
+            with _Deadline(conn, self.timeout), conn.transaction(), conn.cursor() as cursor:
+                cursor.execute(sql.replace("?", "%s"), params)
+                names = [d.name for d in cursor.description or ()]
+                return [dict(zip(names, r, strict=True)) for r in cursor.fetchall()]
+        except Exception as exc:
+            self._drop(exc)
+            why = describe_error(exc, self._secrets)
+            raise LedgerError(f"could not read the usage database {self.where}: {why}") from None
+        finally:
+            self._send_lock.release()
 
     def calls(self, since: float | None = None) -> list[dict[str, Any]]:
         where, params = _since(since)
@@ -281,16 +375,24 @@ class PgLedger:
 
     def close(self, timeout: float | None = None) -> None:
         """Stop the writer after one last send, all within `timeout` (default: the database
-        timeout; nothing when the database is known to be down). Unsent rows stay queued."""
+        timeout; nothing when the database is known to be down). Unsent rows stay queued; if
+        the database is still keeping us waiting, the warning is said now (the process may end
+        before the writer's own deadline)."""
         self._stop.set()
         self._wake.set()
-        end = time.monotonic() + (self.timeout if timeout is None else timeout)
+        budget = self.timeout if timeout is None else timeout
+        end = time.monotonic() + budget
+        busy = False
         if self._thread is not None:
             self._thread.join(max(0.0, end - time.monotonic()))
-        if self._failures == 0 or timeout is not None:
+            busy = self._thread.is_alive()
+        if not busy and (self._failures == 0 or timeout is not None):
             sender = threading.Thread(target=self.send, name="openkoi-ledger-flush", daemon=True)
             sender.start()
             sender.join(max(0.0, end - time.monotonic()))
+            busy = sender.is_alive()
+        if busy:
+            self._warn(f"timed out: no answer in {budget:g} s")
         if self._send_lock.acquire(timeout=0.1):
             try:
                 if self._conn is not None:

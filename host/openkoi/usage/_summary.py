@@ -7,10 +7,17 @@ One query answers a summary. On the local file it reads the rollups (whole days,
 hours) and only the raw rows of the window's first partial hour, so a million rows cost what a
 thousand do; on PostgreSQL it is one pass over the window with GROUPING SETS. `scan_summary`
 is the plain four-scan reading both must agree with.
+
+PostgreSQL may hold rows no openkoi wrote (another client's, a hand-edited table): a start time
+that is no date of the years 1 to 9999 (NaN, Infinity, 1e300) is left out, a cost that is NaN,
+infinite or past 1e300 counts as unknown, and a token sum past a BIGINT is still a number. Each
+is said in one warning instead of breaking the summary, whose figures are always finite numbers
+(`--json` must stay JSON).
 """
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable
 from typing import Any
 
@@ -105,39 +112,111 @@ def _rollup_params(since: float | None) -> tuple[Any, ...]:
     return (day, hour, day * (DAY // HOUR), since, hour * HOUR)
 
 
+# PostgreSQL: a row counts when its start time is a date of the years 1 to 9999, and its cost is
+# known when it is within +-1e300 (finite, and no sum of them overflows, which would be an error).
+_DATED = "started_at >= -62135596800 AND started_at < 253402300800"
+_PRICED = "COALESCE(cost_usd BETWEEN -1e300 AND 1e300, FALSE)"
+
+
+def _pg_sum(column: str) -> str:
+    return f"COALESCE(SUM({column}) FILTER (WHERE dated), 0) AS {column}"  # NUMERIC: no overflow
+
+
+_PG_AGGREGATES = f"""
+    COUNT(*) FILTER (WHERE dated) AS calls,
+    COUNT(*) FILTER (WHERE dated AND outcome = 'ok') AS ok,
+    COUNT(*) FILTER (WHERE dated AND outcome != 'ok') AS failed,
+    {_pg_sum("input_tokens")},
+    {_pg_sum("output_tokens")},
+    {_pg_sum("cache_read_tokens")},
+    {_pg_sum("cache_write_tokens")},
+    SUM(cost_usd) FILTER (WHERE dated AND priced) AS cost_usd,
+    COUNT(*) FILTER (WHERE dated AND NOT priced) AS unpriced_calls,
+    COUNT(*) FILTER (WHERE NOT dated) AS undated_rows,
+    COUNT(*) FILTER (WHERE dated AND NOT priced AND cost_usd IS NOT NULL) AS bad_cost_rows
+"""
+
+
 def _grouping_sets_sql(day_sql: str, where: str) -> str:
+    """One pass; a row with no date falls in no day and adds to no figure (groups of no calls
+    are dropped by `_assemble`), only to `undated_rows`."""
     return f"""
         SELECT CASE WHEN GROUPING(provider) = 0 THEN 'm' WHEN GROUPING(role) = 0 THEN 'r'
                     WHEN GROUPING(day) = 0 THEN 'd' ELSE 't' END AS grp,
-               provider, model, role, day, {_AGGREGATES}
-        FROM (SELECT *, {day_sql} AS day FROM calls {where}) AS c
+               provider, model, role, day, {_PG_AGGREGATES}
+        FROM (
+            SELECT *, CASE WHEN dated THEN {day_sql} END AS day
+            FROM (SELECT *, {_DATED} AS dated, {_PRICED} AS priced FROM calls {where}) AS r
+        ) AS c
         GROUP BY GROUPING SETS ((), (provider, model), (role), (day))
     """
 
 
-def summarize(ledger: LedgerBackend, since: float | None = None) -> dict[str, Any]:
-    """`{"since", "totals", "by_model", "by_role", "by_day"}`; every group ordered by cost."""
+def summarize(
+    ledger: LedgerBackend,
+    since: float | None = None,
+    on_warning: Callable[[str], None] | None = None,
+) -> dict[str, Any]:
+    """`{"since", "totals", "by_model", "by_role", "by_day"}`; every group ordered by cost.
+    `on_warning` hears of the rows that were left out or counted as of unknown cost."""
     if ledger.backend == "sqlite":
         rows = ledger.query(_ROLLUP_SQL, _rollup_params(since))
     else:
         where, params = _since(since)
         rows = ledger.query(_grouping_sets_sql(ledger.day_sql, where), params)
-    return _assemble(since, rows)
+    notes: list[str] = []
+    summary = _assemble(since, rows, notes)
+    for note in dict.fromkeys(notes):
+        if on_warning is not None:
+            on_warning(f"{ledger.where}: {note}")
+    return summary
 
 
-def _assemble(since: float | None, rows: list[dict[str, Any]]) -> dict[str, Any]:
+def _assemble(since: float | None, rows: list[dict[str, Any]], notes: list[str]) -> dict[str, Any]:
     summary: dict[str, Any] = {"since": since, "totals": _empty_totals()}
     groups: dict[str, list[dict[str, Any]]] = {name: [] for name, _ in _GROUPS.values()}
     for row in rows:
-        figures = {m: row[m] if m == "cost_usd" else int(row[m]) for m in MEASURES}
+        figures = {m: _figure(m, row[m], notes) for m in MEASURES}
         if row["grp"] == "t":
             summary["totals"] = figures
+            _say_left_out(row, notes)
             continue
         name, keys = _GROUPS[row["grp"]]
+        if not figures["calls"]:  # only rows left out (PostgreSQL's groups of undated rows)
+            continue
+        if name == "by_day" and row["day"] is None:
+            notes.append("calls whose start time is no date are left out of the days")
+            continue
         groups[name].append({**{k: row[k] for k in keys}, **figures})
     for name, keys in _GROUPS.values():
         summary[name] = sorted(groups[name], key=_order(name, keys))
     return summary
+
+
+def _figure(measure: str, value: Any, notes: list[str]) -> Any:
+    """A finite figure: the cost as a float or None (unknown), every count as an int."""
+    if isinstance(value, float) and not math.isfinite(value):  # SQLite keeps an infinite REAL
+        notes.append("left out a sum that is not a finite number (a bad row?)")
+        value = None
+    if measure == "cost_usd":
+        return None if value is None else float(value)
+    return int(value or 0)
+
+
+def _say_left_out(totals: dict[str, Any], notes: list[str]) -> None:
+    undated, bad_cost = totals.get("undated_rows") or 0, totals.get("bad_cost_rows") or 0
+    if undated:
+        notes.append(
+            f"left out {_rows(undated)} whose start time is no date (NaN, infinite or out of range)"
+        )
+    if bad_cost:
+        notes.append(
+            f"counted {_rows(bad_cost)} whose cost is NaN, infinite or past 1e300 as unpriced"
+        )
+
+
+def _rows(n: int) -> str:
+    return f"{n:,} row{'s' * (n != 1)}"
 
 
 def _order(name: str, keys: tuple[str, ...]) -> Callable[[dict[str, Any]], tuple[Any, ...]]:
