@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import pytest
-from openkoi._backends import redact_url
+from openkoi._backends import describe_error, redact_url, url_secrets
 from openkoi._config import validate_config
 from openkoi._errors import ConfigError
 from openkoi._types import ChatRequest, Message
@@ -55,6 +55,21 @@ def test_a_redis_url_the_client_cannot_read_is_a_config_error_without_its_passwo
         for piece in ("PartTwo9", "slash", "hash", "ques", "notaport", "zero"):
             assert piece not in str(error)
     assert validate_config({"state": {"url": "redis://:p%2Fw@h:6379/2"}}).state.url
+
+
+def test_backend_error_text_never_shows_a_piece_of_the_password() -> None:
+    """A client's error names what it could not read: for a password written with `/`, the
+    piece before it, taken for a port. `describe_error` masks every such piece."""
+    url = "postgresql://openkoi:slash/PgTwo9@127.0.0.1:5432/postgres?password=Query%2F77zz"
+    secrets = url_secrets(url)
+    for piece in ("slash/PgTwo9", "slash", "PgTwo9", "Query/77zz", "77zz"):
+        assert piece in secrets
+    port = ValueError('invalid integer value "slash" for connection option "port"')
+    assert describe_error(port, secrets) == (
+        'ValueError: invalid integer value "***" for connection option "port"'
+    )
+    assert "Query" not in describe_error(ValueError("bad password Query/77zz"), secrets)
+    assert url_secrets("redis://h:6379/0") == ()
 
 
 def test_the_environment_overrides_the_config_file() -> None:

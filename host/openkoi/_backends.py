@@ -3,8 +3,10 @@ URLs (`redis://`, `postgresql://`) as they may be shown, never with a password."
 
 from __future__ import annotations
 
+import contextlib
+import re
 from dataclasses import dataclass
-from urllib.parse import parse_qsl, urlencode
+from urllib.parse import parse_qsl, unquote, urlencode
 
 
 @dataclass(frozen=True)
@@ -49,8 +51,30 @@ def redact_url(url: str) -> str:
     return f"{scheme}://{shown}{where}" + (f"?{query}" if query else "")
 
 
-def describe_error(exc: BaseException) -> str:
-    """A backend error's class and first line, leaving out any text that could hold a URL."""
+def url_secrets(url: str) -> tuple[str, ...]:
+    """What of `url` no message may show: its password (after the user's `:`, before the last
+    `@`) and query passwords, with the pieces a parser cuts them into at `/`, `?`, `#`, `@` or
+    `:` (a client's error names the piece it could not read, e.g. a "port" of `slash`)."""
+    found: set[str] = set()
+    rest = url.partition("://")[2]
+    userinfo, at, location = rest.rpartition("@")
+    if at and ":" in userinfo:
+        found.add(userinfo.partition(":")[2])
+    with contextlib.suppress(ValueError):
+        for key, value in parse_qsl(location.partition("?")[2].split("#", 1)[0]):
+            if key.lower() in _SECRET_PARAMS:
+                found.add(value)
+    for secret in list(found):
+        found.update(p for p in re.split(r"[/?#@:]", secret) if len(p) >= 4)
+        found.add(unquote(secret))
+    return tuple(sorted((s for s in found if s), key=len, reverse=True))
+
+
+def describe_error(exc: BaseException, secrets: tuple[str, ...] = ()) -> str:
+    """A backend error's class and first line, leaving out any text that could hold a URL and
+    masking `secrets` (`url_secrets` of the backend's URL) in what is left."""
     text = str(exc).splitlines()[0] if str(exc) else ""
+    for secret in secrets:
+        text = text.replace(secret, "***")
     name = "timed out" if isinstance(exc, TimeoutError) else type(exc).__name__
     return f"{name}: {text}" if text and "@" not in text and "://" not in text else name

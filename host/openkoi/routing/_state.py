@@ -107,8 +107,9 @@ class FailoverState:
         self._down_until = self._clock() + RETRY_SHARED
         if not self._warned:
             self._warned = True
+            why = describe_error(exc, self.shared.secrets)
             self._warn(
-                f"the shared state store {self.shared.where} is unavailable ({describe_error(exc)}); "
+                f"the shared state store {self.shared.where} is unavailable ({why}); "
                 f"cooldowns and rate budgets are kept on this machine until it is back"
             )
 

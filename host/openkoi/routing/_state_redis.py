@@ -27,7 +27,7 @@ from typing import Any
 
 import anyio
 
-from openkoi._backends import Health, describe_error, redact_url
+from openkoi._backends import Health, describe_error, redact_url, url_secrets
 from openkoi._errors import ConfigError, ProviderError
 from openkoi.routing._budgets import MAX_TOKENS, WINDOW, Admission, Budget, clamp_tokens
 from openkoi.routing._cooldown import (
@@ -281,6 +281,7 @@ class RedisState:
         on_warning: Callable[[str], None] | None = None,
     ) -> None:
         self.where = redact_url(url)
+        self.secrets = url_secrets(url)  # masked in any error text shown
         self.timeout = timeout
         self.prefix = prefix
         self.on_warning = on_warning
@@ -446,7 +447,7 @@ class RedisState:
                 await self._client.ping()
                 took = (time.perf_counter() - start) * 1000
         except Exception as exc:
-            return Health(self.backend, self.where, False, describe_error(exc))
+            return Health(self.backend, self.where, False, describe_error(exc, self.secrets))
         return Health(self.backend, self.where, True, f"PING {took:.1f} ms")
 
     async def aclose(self) -> None:
