@@ -32,12 +32,15 @@ T = TypeVar("T")
 
 
 def _run(coro: Coroutine[Any, Any, T]) -> T:
-    """Run a coroutine from sync code, in a worker thread when a loop is already running."""
+    """Run a coroutine from sync code, in a worker thread when any event loop (asyncio's or
+    trio's) is running on this one: httpx would take the running one for its own."""
     import asyncio
 
+    import sniffio
+
     try:
-        asyncio.get_running_loop()
-    except RuntimeError:
+        sniffio.current_async_library()
+    except sniffio.AsyncLibraryNotFoundError:
         return asyncio.run(coro)
     from concurrent.futures import ThreadPoolExecutor
 

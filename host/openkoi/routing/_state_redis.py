@@ -26,6 +26,7 @@ from collections.abc import Callable, Iterable
 from typing import Any
 
 import anyio
+import sniffio
 
 from openkoi._backends import Health, describe_error, redact_url, url_secrets
 from openkoi._errors import ConfigError, ProviderError
@@ -319,6 +320,7 @@ class RedisState:
                 warnings.warn(message, RuntimeWarning, stacklevel=3)
 
     async def _run(self, script: str, keys: list[str], args: list[Any]) -> Any:
+        _on_asyncio()
         # Twice the socket timeout: a connect and one round trip, never a hang.
         with anyio.fail_after(self.timeout * 2):
             return await self._scripts[script](keys=keys, args=args)
@@ -353,6 +355,7 @@ class RedisState:
         return found
 
     async def all(self) -> list[Cooldown]:
+        _on_asyncio()
         keys: list[str] = []
         with anyio.fail_after(self.timeout * 4):
             async for key in self._client.scan_iter(match=f"{self.prefix}cooldown:*", count=500):
@@ -442,6 +445,7 @@ class RedisState:
         import time
 
         try:
+            _on_asyncio()
             with anyio.fail_after(self.timeout * 2):
                 start = time.perf_counter()
                 await self._client.ping()
@@ -451,5 +455,15 @@ class RedisState:
         return Health(self.backend, self.where, True, f"PING {took:.1f} ms")
 
     async def aclose(self) -> None:
+        if sniffio.current_async_library() != "asyncio":
+            return  # nothing was opened: every operation refused before connecting
         with anyio.move_on_after(self.timeout * 2):
             await self._client.aclose()
+
+
+def _on_asyncio() -> None:
+    """redis-py's client runs on asyncio only: under another loop (trio) an operation is
+    refused before it touches the client, so the caller keeps to its local store."""
+    library = sniffio.current_async_library()
+    if library != "asyncio":
+        raise RuntimeError(f"the Redis client runs on asyncio, not {library}")
