@@ -718,8 +718,11 @@ class AnthropicProvider(HTTPProvider):
                 body["thinking"] = {"type": "adaptive"}
                 output_config["effort"] = effort_of(request.reasoning)
             elif int(body["max_tokens"]) <= budget:
+                asked = thinking_budget(request.reasoning)
+                least = f", Anthropic's least; {asked} was asked" if asked < budget else ""
                 raise InvalidRequestError(
-                    f"max_tokens ({body['max_tokens']}) must exceed the thinking budget ({budget})",
+                    f"max_tokens ({body['max_tokens']}) must exceed the thinking budget "
+                    f"({budget}{least})",
                     provider=self.id,
                 )
             else:

@@ -515,11 +515,11 @@ class ChatGPTProvider(HTTPProvider):
 
     def _check_settings(self, request: ChatRequest) -> None:
         """What this API cannot take, refused before sending: stop sequences (the Responses API
-        has none) and, on the ChatGPT subscription's backend, `max_output_tokens` and
-        `temperature` (it answers "Unsupported parameter" with a 400)."""
-        unsupported = ["stop"] if request.stop else []
+        has none) and, on the ChatGPT subscription's backend, `max_tokens` and `temperature`
+        (it answers "Unsupported parameter" with a 400)."""
+        reasons = ["the Responses API takes no stop sequences"] if request.stop else []
         if httpx.URL(self.settings.base_url).host == SUBSCRIPTION_HOST:
-            unsupported += [
+            fields = [
                 name
                 for name, value in (
                     ("max_tokens", request.max_tokens),
@@ -527,11 +527,11 @@ class ChatGPTProvider(HTTPProvider):
                 )
                 if value is not None
             ]
-        if unsupported:
+            if fields:
+                reasons.append(f"the ChatGPT subscription takes no {' or '.join(fields)}")
+        if reasons:
             raise UnsupportedError(
-                f"{self.settings.name} takes no {' or '.join(unsupported)}; drop "
-                f"{'it' if len(unsupported) == 1 else 'them'} or use another provider",
-                provider=self.id,
+                f"{'; '.join(reasons)}: drop them or use another provider", provider=self.id
             )
 
     async def _chat(self, request: ChatRequest) -> ChatResponse:
