@@ -31,6 +31,7 @@ from bench_core import sse_body
 
 BARE_SCRIPT = """\
 import json, sys
+sys.modules.setdefault("trio", None)  # installed here for openkoi's tests, not in a user's env
 import httpx
 url, key = sys.argv[1], sys.argv[2]
 body = {"model": "gpt-4o-mini", "stream": True,
@@ -55,6 +56,7 @@ out.write("\\n")
 LIBRARY_SCRIPT = """\
 import os, sys
 sys.modules.setdefault("httpx._main", None)  # as the CLI does
+sys.modules.setdefault("trio", None)  # as the CLI does
 import anyio
 from openkoi import ChatRequest, Message
 from openkoi._provider import ProviderSettings

@@ -17,7 +17,9 @@ from _routing_support import error_reply, stream_answer
 
 # The CLI as the `openkoi` command runs it (no argv), with a hook that reports on stderr, as the
 # process ends, which of these modules it imported.
-WATCHED = ("httpx._main", "rich", "tomlkit", "genai_prices", "openkoi.plugins._loader", "click")
+WATCHED = (
+    "httpx._main", "rich", "tomlkit", "genai_prices", "openkoi.plugins._loader", "click", "trio"
+)  # fmt: skip
 REPORTING_CLI = (
     "import atexit, json, sys\n"
     f"atexit.register(lambda: sys.stderr.write('IMPORTED ' + json.dumps("
@@ -69,6 +71,7 @@ def test_a_prompt_to_a_file_is_complete_and_recorded_with_its_price(
         assert answer.read_text() == "".join(words) + "\n"
         found = imported(done.stderr)  # the atexit hook ran
         assert "httpx._main" not in found and "rich" not in found and "tomlkit" not in found
+        assert "trio" not in found  # installed for the tests; the CLI's loop is asyncio's
         assert "openkoi.plugins._loader" not in found
         assert "click" not in found  # the plain prompt's own parser (openkoi.cli._fast)
         assert ("genai_prices" in found) == (run == 0)

@@ -33,12 +33,15 @@ def _tolerant_streams() -> None:
 
 def _without_httpx_cli() -> None:
     """`import httpx` also imports httpx's own command line (`httpx._main`: rich and pygments,
-    about a tenth of a second) when they are installed, as they are with openkoi. The `openkoi`
-    process never runs it, so it is marked as absent, as httpx expects when its CLI extra is not
-    installed (`httpx.main` then says so). Only in a process `openkoi` owns, before httpx loads;
-    openkoi's own rich output still imports rich when it prints some."""
+    about a tenth of a second) when they are installed, as they are with openkoi, and httpcore
+    imports trio wherever trio is installed (another tenth). The `openkoi` process runs neither
+    (its loop is asyncio's), so both are marked as absent, as httpx and httpcore expect when they
+    are not installed. Only in a process `openkoi` owns, before httpx loads; openkoi's own rich
+    output still imports rich when it prints some."""
     if "httpx" not in sys.modules:
         sys.modules.setdefault("httpx._main", None)  # type: ignore[arg-type]
+    if "httpcore" not in sys.modules:
+        sys.modules.setdefault("trio", None)  # type: ignore[arg-type]
 
 
 def main(argv: list[str] | None = None) -> None:
