@@ -15,7 +15,7 @@ from _routing_support import FakeClock, make_config, make_router
 from _server import Recorded, Reply
 from openkoi._provider import ProviderSettings, collect
 from openkoi._secrets import Secret
-from openkoi._types import ChatRequest, Message
+from openkoi._types import ChatRequest, Message, TokenUsage
 from openkoi_providers.chatgpt import ChatGPTProvider
 from test_typed_failures import ANTHROPIC, BEDROCK, OPENAI, _eventstream, _sse
 from test_typed_failures import _aws_env as _aws_env  # the same fake AWS credentials, autouse
@@ -477,11 +477,11 @@ ITERATED = {
 }
 
 
-async def test_anthropic_bills_compaction_iterations(serve: Any) -> None:
-    whole = {**ANTHROPIC.answer, "usage": ITERATED}
+async def _anthropic_usages(serve: Any, usage: dict[str, Any]) -> list[TokenUsage]:
+    """The usage Anthropic's provider reads from `usage`, in a whole answer and in a stream."""
     events = [dict(e) for e in ANTHROPIC.events]
-    events[-2] = {**events[-2], "usage": ITERATED}  # message_delta carries the final usage
-    replies = [Reply.json(whole), _sse(events)]
+    events[-2] = {**events[-2], "usage": usage}  # message_delta carries the final usage
+    replies = [Reply.json({**ANTHROPIC.answer, "usage": usage}), _sse(events)]
     server = serve(lambda request: replies.pop(0))
     provider = ANTHROPIC.make(server.url)
     try:
@@ -489,7 +489,11 @@ async def test_anthropic_bills_compaction_iterations(serve: Any) -> None:
         streamed = await collect(provider.chat_stream(ASK))
     finally:
         await provider.aclose()
-    for usage in (chat.usage, streamed.usage):
+    return [chat.usage, streamed.usage]
+
+
+async def test_anthropic_bills_compaction_iterations(serve: Any) -> None:
+    for usage in await _anthropic_usages(serve, ITERATED):
         assert (usage.input_tokens, usage.output_tokens) == (203000, 4500)
         assert (usage.cache_read_tokens, usage.cache_write_tokens) == (100, 50)
 
@@ -507,17 +511,7 @@ async def test_anthropic_advisor_passes_are_not_the_model_s_usage(serve: Any) ->
             {"type": "message", "input_tokens": 1262, "output_tokens": 11},
         ],
     }  # fmt: skip
-    events = [dict(e) for e in ANTHROPIC.events]
-    events[-2] = {**events[-2], "usage": usage}
-    replies = [Reply.json({**ANTHROPIC.answer, "usage": usage}), _sse(events)]
-    server = serve(lambda request: replies.pop(0))
-    provider = ANTHROPIC.make(server.url)
-    try:
-        chat = await provider.chat(ASK)
-        streamed = await collect(provider.chat_stream(ASK))
-    finally:
-        await provider.aclose()
-    for tokens in (chat.usage, streamed.usage):
+    for tokens in await _anthropic_usages(serve, usage):
         assert (tokens.input_tokens, tokens.output_tokens) == (2390, 121)
 
 
